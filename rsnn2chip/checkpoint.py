@@ -1,0 +1,207 @@
+"""Reading and writing model checkpoints (``model.pt``) without executing anything.
+
+A checkpoint is a ``torch.save`` of a plain dict::
+
+    {"format": "rsnn2chip.checkpoint", "version": 1,
+     "arch": <RSNN arch, see rsnn2chip.nn.network>,
+     "state_dict": {name: tensor},
+     "meta": {JSON-safe provenance: tool, tool_version, torch_version, created, ...}}
+
+Only plain containers, numbers, strings and tensors go in, so it loads with
+``torch.load(weights_only=True)``, which refuses any pickled object or code
+instead of running it: a model file from someone else is safe to inspect.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import pickle
+import re
+import tempfile
+from pathlib import Path
+
+import torch
+
+import rsnn2chip
+from rsnn2chip.errors import CheckpointError, ModelError, Problem
+from rsnn2chip.nn.network import RSNN
+
+CHECKPOINT_FORMAT = "rsnn2chip.checkpoint"
+CHECKPOINT_VERSION = 1
+# torch.save has written zip archives since torch 1.6; the legacy format is
+# bare pickle, which we never unpickle.
+ZIP_MAGIC = b"PK\x03\x04"
+RETRAIN_FIX = "re-save the model with `rsnn2chip train` (or rsnn2chip.checkpoint.save_checkpoint)"
+
+
+# --------------------------------------------------------------------------- save
+
+def provenance() -> dict:
+    return {"tool": "rsnn2chip", "tool_version": rsnn2chip.__version__, "torch_version": torch.__version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def json_safe(meta: dict) -> dict:
+    """A deep copy of ``meta`` that survives JSON (and therefore the safe loader)."""
+    try:
+        return json.loads(json.dumps(meta))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"checkpoint meta must be JSON-safe (plain dicts, lists, str, numbers): {err}") from None
+
+
+def save_checkpoint(path: str | Path, model: RSNN, meta: dict | None = None) -> Path:
+    """Write ``model`` to ``path`` atomically: readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "arch": json_safe(model.arch()),
+        "state_dict": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
+        # Provenance last so a caller cannot misstate which tool wrote the file; the
+        # JSON round trip also turns str subclasses (torch.__version__ is one) into
+        # plain str, which the safe loader would otherwise refuse.
+        "meta": json_safe({**(meta or {}), **provenance()}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The temporary file sits in the target directory so os.replace is a rename, not a copy.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------- load
+
+def load_checkpoint(path: str | Path) -> dict:
+    """The checkpoint dict, after checking that it is ours and that its weights fit its arch."""
+    payload, _ = load_checked(Path(path))
+    return payload
+
+
+def model_from_checkpoint(path: str | Path) -> RSNN:
+    _, model = load_checked(Path(path))
+    return model
+
+
+def load_checked(path: Path) -> tuple[dict, RSNN]:
+    payload = read_payload(path)
+    check_payload(path, payload)
+    return payload, build_model(path, payload)
+
+
+def read_payload(path: Path):
+    check_readable_zip(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise refused_error(path, err) from None
+    except Exception as err:  # torch reports a damaged archive as RuntimeError, EOFError, KeyError...
+        raise CheckpointError("checkpoint file is truncated or corrupt", file=str(path),
+                              found=f"{type(err).__name__}: {first_line(err)}",
+                              fix="copy the file again or " + RETRAIN_FIX) from None
+
+
+def check_readable_zip(path: Path) -> None:
+    if not path.exists():
+        raise CheckpointError("checkpoint file not found", file=str(path),
+                              fix="check the path; `rsnn2chip train` writes model.pt")
+    if not path.is_file():
+        raise CheckpointError("checkpoint path is not a file", file=str(path), fix="pass the model.pt file itself")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(ZIP_MAGIC))
+    except OSError as err:
+        raise CheckpointError("cannot read checkpoint file", file=str(path), found=str(err)) from None
+    if head != ZIP_MAGIC:
+        raise CheckpointError("not a PyTorch checkpoint: the file is not a zip archive, so nothing was unpickled",
+                              file=str(path), found=f"first bytes {head!r}", allowed=f"first bytes {ZIP_MAGIC!r}",
+                              fix="pass a model.pt written by `rsnn2chip train`")
+
+
+def refused_error(path: Path, err: pickle.UnpicklingError) -> CheckpointError:
+    """The safe loader stopped before building anything, so no code from the file has run."""
+    text = str(err)
+    blocked = re.search(r"GLOBAL (\S+)", text)
+    reason = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if blocked:
+        found = f"pickled reference to {blocked.group(1)}"
+    else:
+        found = reason.group(1).strip() if reason else first_line(text)
+    return CheckpointError(
+        "checkpoint holds Python objects or code, which the safe loader (weights_only=True) refused; "
+        "nothing in the file was executed",
+        file=str(path), found=found, allowed="plain dicts/lists, numbers, strings and tensors",
+        fix="only load files from a source you trust, and " + RETRAIN_FIX)
+
+
+def first_line(err) -> str:
+    lines = [line for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def check_payload(path: Path, payload) -> None:
+    if not isinstance(payload, dict) or "format" not in payload:
+        found = f"dict with keys {sorted(map(str, payload))[:10]}" if isinstance(payload, dict) else type(payload).__name__
+        raise CheckpointError("a PyTorch file, but not an rsnn2chip checkpoint (no 'format' entry)", file=str(path),
+                              found=found, allowed=f"a dict with format={CHECKPOINT_FORMAT!r}", fix=RETRAIN_FIX)
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError("a PyTorch file, but not an rsnn2chip checkpoint", file=str(path),
+                              found=f"format={payload['format']!r}", allowed=f"format={CHECKPOINT_FORMAT!r}",
+                              fix=RETRAIN_FIX)
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError("unsupported checkpoint version", file=str(path),
+                              found=repr(payload.get("version")), allowed=CHECKPOINT_VERSION,
+                              fix="use the rsnn2chip version that wrote it, or " + RETRAIN_FIX)
+    for key, kind in (("arch", dict), ("state_dict", dict), ("meta", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise CheckpointError(f"checkpoint entry '{key}' is missing or not a {kind.__name__}", file=str(path),
+                                  found=type(payload.get(key)).__name__, fix=RETRAIN_FIX)
+
+
+def build_model(path: Path, payload: dict) -> RSNN:
+    try:
+        model = RSNN(payload["arch"])
+    except ModelError as err:
+        for problem in err.problems:
+            problem.file = str(path)
+        raise CheckpointError(problems=err.problems) from None
+    problems = state_dict_problems(path, model, payload["state_dict"])
+    if problems:
+        raise CheckpointError(problems=problems)
+    model.load_state_dict(payload["state_dict"], strict=True)
+    return model
+
+
+def state_dict_problems(path: Path, model: RSNN, state: dict) -> list[Problem]:
+    """Missing/unexpected keys and shape mismatches between ``state`` and what the arch builds."""
+    expected = model.state_dict()
+    file, fix = str(path), "the weights were saved for a different arch; " + RETRAIN_FIX
+    problems = []
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    if missing:
+        problems.append(Problem("state_dict lacks tensors the arch needs", file=file, where="state_dict",
+                                found=missing, fix=fix))
+    if unexpected:
+        problems.append(Problem("state_dict has tensors the arch does not use", file=file, where="state_dict",
+                                found=unexpected, fix=fix))
+    for key, want in expected.items():
+        have = state.get(key)
+        if key in state and not isinstance(have, torch.Tensor):
+            problems.append(Problem("state_dict entry is not a tensor", file=file, where=key,
+                                    found=type(have).__name__, fix=fix))
+        elif key in state and have.shape != want.shape:
+            problems.append(Problem("state_dict tensor has the wrong shape", file=file, where=key,
+                                    found=tuple(have.shape), allowed=tuple(want.shape), fix=fix))
+        elif key in state and have.is_floating_point() and not torch.isfinite(have).all():
+            problems.append(Problem("state_dict tensor holds NaN or infinity", file=file, where=key,
+                                    fix="the training diverged; " + RETRAIN_FIX))
+    return problems

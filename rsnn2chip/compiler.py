@@ -1,0 +1,86 @@
+"""The compile pipeline: frontend -> passes -> artifact.
+
+Each pass does one job and lives in its own module under ``passes/``; this
+module only orders them and collects their results.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import networkx as nx
+import numpy as np
+
+from rsnn2chip.artifact import CompiledNetwork, provenance_for
+from rsnn2chip.errors import DesignRuleError, Problem
+from rsnn2chip.frontends import load_network
+from rsnn2chip.passes import checks
+from rsnn2chip.passes.partition import partition
+from rsnn2chip.passes.place import build_core_graph
+from rsnn2chip.passes.quantize import QuantizationConfig, quantize
+from rsnn2chip.passes.resources import NetworkDemand, network_demand
+from rsnn2chip.targets import Target
+
+
+@dataclass
+class CompileState:
+    graph: nx.DiGraph
+    target: Target
+    mapper: str
+    qcfg: QuantizationConfig
+    demand: NetworkDemand | None = None
+    core_of_unit: np.ndarray | None = None
+    cores: nx.DiGraph | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _quantize(s: CompileState) -> None:
+    quantize(s.graph, s.target, s.qcfg)
+
+
+def _demand(s: CompileState) -> None:
+    s.demand = network_demand(s.graph)
+
+
+def _partition(s: CompileState) -> None:
+    s.core_of_unit = partition(s.demand, s.target, s.mapper)
+
+
+def _place(s: CompileState) -> None:
+    s.cores = build_core_graph(s.demand, s.core_of_unit, s.target, s.mapper)
+
+
+def _check(s: CompileState) -> None:
+    s.problems = checks.run_checks(checks.CheckContext(s.graph, s.demand, s.cores, s.target))
+
+
+PASSES: list[tuple[str, Callable[[CompileState], None]]] = [
+    ("quantize", _quantize),
+    ("resource demand", _demand),
+    ("partition", _partition),
+    ("place", _place),
+    ("design-rule checks", _check),
+]
+
+
+def compile_graph(graph: nx.DiGraph, target: Target, *, mapper: str = "greedy",
+                  qcfg: QuantizationConfig = QuantizationConfig(), provenance: dict | None = None,
+                  on_pass: Callable[[str], None] | None = None) -> CompiledNetwork:
+    """Run every pass; raise :class:`DesignRuleError` listing every violation if any rule fails."""
+    state = CompileState(graph, target, mapper, qcfg)
+    for name, run_pass in PASSES:
+        if on_pass:
+            on_pass(name)
+        run_pass(state)
+    errors = checks.errors_only(state.problems)
+    if errors:
+        raise DesignRuleError(problems=errors)
+    warnings = [p.to_dict() for p in state.problems if p.severity != "error"]
+    return CompiledNetwork(graph, target, state.cores, provenance or {}, warnings)
+
+
+def compile_file(model_path: str | Path, target: Target, **kwargs) -> CompiledNetwork:
+    graph = load_network(model_path)
+    provenance = provenance_for(model_path, target=target.name, mapper=kwargs.get("mapper", "greedy"))
+    return compile_graph(graph, target, provenance=provenance, **kwargs)

@@ -1,0 +1,151 @@
+"""Quantization pass: float IR -> Loihi fixed point, recording what precision was lost.
+
+Scaling. Each LIF population gets a *state scale* S (a power of two): a float
+value x of u or v is the integer ``x * S``. S is the largest power of two that
+keeps the threshold mantissa ``vth * S / 64`` at or below
+``threshold_mantissa_target``; powers of two keep float <-> integer conversions
+exact, which the quantization-aware training path relies on.
+
+Weights. Lava adds ``(sum of mantissas) * 2**weight_exp`` to ``a_in`` and
+shifts ``a_in`` left by 6 into u, so a float weight w becomes the effective
+integer ``w * S_post / 64 = mantissa * 2**weight_exp``. Each projection gets one
+exponent: the smallest that fits its largest magnitude (or the given
+percentile of magnitudes) into the 8-bit mantissa of its sign mode.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from rsnn2chip import fixedpoint as fx
+from rsnn2chip import ir
+from rsnn2chip.errors import ModelError, Problem
+from rsnn2chip.targets import Target
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    # Larger targets give finer weight and bias resolution but less headroom
+    # before u wraps (24 bits) and before a_in leaves 16 bits.
+    threshold_mantissa_target: int = 2048
+    # Magnitudes above this percentile are clipped; 100 never clips.
+    weight_clip_percentile: float = 100.0
+
+
+def state_scale_for(threshold: np.ndarray, cfg: QuantizationConfig) -> float:
+    vmax = float(np.max(threshold))
+    return 2.0 ** math.floor(math.log2(cfg.threshold_mantissa_target * (1 << fx.VTH_SHIFT) / vmax))
+
+
+def check_neuron(pop: ir.Population) -> list[Problem]:
+    """Float parameters Lava cannot represent at any scale."""
+    n = pop.neuron
+    rules = (
+        ("current_decay", n.current_decay, lambda x: (x >= 0) & (x <= 1), "[0, 1]"),
+        ("voltage_decay", n.voltage_decay, lambda x: (x >= 0) & (x <= 1), "[0, 1]"),
+        ("threshold", n.threshold, lambda x: x > 0, "> 0"),
+        ("bias", n.bias, lambda x: np.ones_like(x, bool), "finite"),
+    )
+    problems = []
+    for name, values, ok, allowed in rules:
+        bad = ~np.isfinite(values) | ~ok(np.nan_to_num(values))
+        if bad.any():
+            idx = int(np.flatnonzero(bad)[0])
+            problems.append(Problem(f"neuron parameter {name} out of range", where=f"population {pop.name}",
+                                    resource=name, found=f"{values[idx]!r} (neuron {idx}, {int(bad.sum())} bad)",
+                                    allowed=allowed, fix=f"constrain {name} to {allowed} during training"))
+    return problems
+
+
+def _loss(name: str, exact: np.ndarray, represented: np.ndarray, clipped: np.ndarray) -> dict:
+    err = np.abs(represented - exact)
+    return {"param": name, "max_abs_error": float(err.max(initial=0.0)),
+            "max_rel_error": float((err / np.maximum(np.abs(exact), 1e-12)).max(initial=0.0)),
+            "n_clipped": int(np.count_nonzero(clipped)), "lost_precision": bool(err.max(initial=0.0) > 0)}
+
+
+def quantize_neuron(neuron: ir.CubaLIF, scale: float) -> tuple[ir.LoihiLIF, list[dict]]:
+    du_exact = neuron.current_decay * fx.DECAY_UNITY - 1  # Lava adds 1 to du
+    du = np.clip(np.rint(du_exact), *fx.DU_RANGE)
+    dv_exact = neuron.voltage_decay * fx.DECAY_UNITY
+    dv = np.clip(np.rint(dv_exact), *fx.DV_RANGE)
+    vth_exact = neuron.threshold * scale / (1 << fx.VTH_SHIFT)
+    vth = np.clip(np.rint(vth_exact), 1, fx.VTH_RANGE[1])
+    bias_mant, bias_exp, bias_clipped = quantize_bias(neuron.bias * scale)
+    losses = [
+        _loss("current_decay", neuron.current_decay, (du + 1) / fx.DECAY_UNITY, du != np.rint(du_exact)),
+        _loss("voltage_decay", neuron.voltage_decay, dv / fx.DECAY_UNITY, dv != np.rint(dv_exact)),
+        _loss("threshold", neuron.threshold, vth * (1 << fx.VTH_SHIFT) / scale, vth != np.rint(vth_exact)),
+        _loss("bias", neuron.bias, bias_mant * 2.0 ** bias_exp / scale, bias_clipped),
+    ]
+    return ir.LoihiLIF(du, dv, vth, bias_mant, bias_exp), losses
+
+
+def quantize_bias(bias_int: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smallest exponent in 0..7 whose 13-bit mantissa holds each bias."""
+    lo, hi = fx.BIAS_MANT_RANGE
+    need = np.maximum(np.abs(bias_int) / hi, 1.0)
+    exp = np.clip(np.ceil(np.log2(need)), *fx.BIAS_EXP_RANGE).astype(np.int64)
+    mant_exact = np.rint(bias_int / 2.0 ** exp)
+    mant = np.clip(mant_exact, lo, hi)
+    return mant.astype(np.int64), exp, mant != mant_exact
+
+
+def weight_exponent(w_eff: np.ndarray, sign_mode: str, percentile: float, exp_range: tuple[int, int]) -> int:
+    if w_eff.size == 0 or not np.any(w_eff):
+        return 0
+    lo, hi = fx.WEIGHT_RANGE[sign_mode]
+    pos = np.percentile(w_eff[w_eff > 0], percentile) / hi if np.any(w_eff > 0) and hi > 0 else 0.0
+    neg = np.percentile(-w_eff[w_eff < 0], percentile) / -lo if np.any(w_eff < 0) and lo < 0 else 0.0
+    need = max(pos, neg)
+    return int(np.clip(math.ceil(math.log2(need)), *exp_range)) if need > 0 else 0
+
+
+def quantize_weights(weight: sp.csr_matrix, post_scale: float, exp_range: tuple[int, int],
+                     percentile: float = 100.0) -> ir.WeightQuant:
+    weight = sp.csr_matrix(weight)
+    w_eff = weight.data * post_scale / (1 << fx.ACT_SHIFT)
+    sign_mode = fx.sign_mode_of(weight.data)
+    exp = weight_exponent(w_eff, sign_mode, percentile, exp_range)
+    lo, hi = fx.WEIGHT_RANGE[sign_mode]
+    step = 2 if sign_mode == "mixed" else 1  # mixed mantissas are even on Loihi
+    exact = w_eff / 2.0 ** exp
+    mant = np.clip(step * np.rint(exact / step), lo, hi)
+    clipped = (exact > hi + step / 2) | (exact < lo - step / 2)
+    mantissa = sp.csr_matrix((mant.astype(np.int32), weight.indices.copy(), weight.indptr.copy()), shape=weight.shape)
+    mantissa.eliminate_zeros()
+    represented = mant * 2.0 ** exp * (1 << fx.ACT_SHIFT) / post_scale
+    err = represented - weight.data
+    norm = float(np.linalg.norm(weight.data))
+    n = max(weight.data.size, 1)
+    stats = {
+        "n_synapses": int(weight.data.size), "n_synapses_after": int(mantissa.nnz), "weight_exp": exp,
+        "sign_mode": sign_mode, "clipped_fraction": float(clipped.sum() / n),
+        "zeroed_fraction": float(((mant == 0) & (weight.data != 0)).sum() / n),
+        "mantissa_min": int(mant.min(initial=0)), "mantissa_max": int(mant.max(initial=0)),
+        "mantissa_range_used": float(np.abs(mant).max(initial=0) / max(hi, -lo)),
+        "rms_rel_error": float(np.linalg.norm(err) / norm) if norm > 0 else 0.0,
+        "max_abs_error": float(np.abs(err).max(initial=0.0)),
+    }
+    return ir.WeightQuant(mantissa, exp, sign_mode, stats)
+
+
+def quantize(graph: nx.DiGraph, target: Target, cfg: QuantizationConfig = QuantizationConfig()) -> nx.DiGraph:
+    """Quantize every LIF population and projection in place; raises with all bad parameters at once."""
+    problems = [p for pop in ir.populations(graph, "lif") for p in check_neuron(pop)]
+    if problems:
+        raise ModelError(problems=problems)
+    for pop in ir.populations(graph, "lif"):
+        pop.state_scale = state_scale_for(pop.neuron.threshold, cfg)
+        pop.fixed, losses = quantize_neuron(pop.neuron, pop.state_scale)
+        pop.quant_stats = {"state_scale": pop.state_scale, "params": losses}
+    exp_range = (target["quantization"]["weight_exp_min"], target["quantization"]["weight_exp_max"])
+    for proj in ir.projections(graph):
+        post = ir.population(graph, proj.post)
+        proj.quant = quantize_weights(proj.weight, post.state_scale, exp_range, cfg.weight_clip_percentile)
+    return graph
+

@@ -1,0 +1,77 @@
+"""Command-line entry point: ``rsnn2chip COMMAND ...`` (also ``python -m rsnn2chip``).
+
+Each command lives in ``rsnn2chip/commands/<name>.py`` and exposes ``HELP``,
+``EXAMPLE``, ``add_arguments(parser)`` and ``run(args, out) -> int``. User
+errors (:class:`R2CError`) print a message naming what to fix, without a
+traceback unless ``--debug`` is given, and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+
+from rich.console import Console
+
+from rsnn2chip import __version__
+from rsnn2chip.errors import R2CError
+
+COMMANDS = ("compile", "run", "report", "targets")
+
+
+class Output:
+    """Where commands write: rich for people, plain JSON on stdout with --json."""
+
+    def __init__(self, json_mode: bool):
+        self.json_mode = json_mode
+        self.console = Console(stderr=json_mode, highlight=False)
+        self.err = Console(stderr=True, highlight=False)
+
+    def json(self, payload) -> None:
+        sys.stdout.write(json.dumps(payload, indent=1, default=str) + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rsnn2chip", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="example:\n  rsnn2chip compile model.pt --target loihi2-sim -o net.r2c\n"
+                                            "  rsnn2chip run net.r2c --input x.npy --steps 100 --compare")
+    parser.add_argument("--version", action="version", version=f"rsnn2chip {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        module = importlib.import_module(f"rsnn2chip.commands.{name.replace('-', '_')}")
+        cmd = sub.add_parser(name, help=module.HELP, description=module.HELP,
+                             epilog=f"example:\n  {module.EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+        cmd.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+        cmd.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    out = Output(args.json)
+    try:
+        return int(args._run(args, out) or 0)
+    except R2CError as exc:
+        if args.debug:
+            raise
+        if args.json:
+            out.json(exc.to_dict())
+        out.err.print(f"[bold red]error:[/] {exc.render()}", markup=True, soft_wrap=True) if not args.json else None
+        return 2
+    except KeyboardInterrupt:
+        out.err.print("interrupted")
+        return 130
+    except Exception as exc:  # an rsnn2chip bug, not a user error: say so, keep the traceback one flag away
+        if args.debug:
+            raise
+        out.err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+                      "This is a bug in rsnn2chip. Re-run with --debug for the traceback.", soft_wrap=True)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

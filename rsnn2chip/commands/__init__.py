@@ -1,0 +1,1 @@
+"""One module per CLI command; see rsnn2chip/cli.py for the protocol."""

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from rsnn2chip import artifact
+from rsnn2chip.compiler import PASSES, compile_file
+from rsnn2chip.passes.partition import MAPPERS
+from rsnn2chip.passes.quantize import QuantizationConfig
+from rsnn2chip.targets import load_target
+
+HELP = "compile a model (model.pt) for a target into a .r2c artifact"
+EXAMPLE = "rsnn2chip compile model.pt --target loihi2-sim -o net.r2c"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="model file: a checkpoint written by `rsnn2chip train` (model.pt)")
+    parser.add_argument("--target", default="loihi2-sim", help="target name in targets/ or a .toml path")
+    parser.add_argument("-o", "--output", help="artifact path (default: MODEL with suffix .r2c)")
+    parser.add_argument("--mapper", default="greedy", choices=sorted(MAPPERS), help="core partitioner")
+    parser.add_argument("--threshold-mantissa", type=int, default=QuantizationConfig.threshold_mantissa_target,
+                        help="target threshold mantissa; larger = finer weights, less headroom (default %(default)s)")
+    parser.add_argument("--weight-clip-percentile", type=float, default=100.0,
+                        help="clip weight magnitudes above this percentile per projection (default: never clip)")
+
+
+def run(args, out) -> int:
+    target = load_target(args.target)
+    output = Path(args.output) if args.output else Path(args.model).with_suffix(".r2c")
+    qcfg = QuantizationConfig(args.threshold_mantissa, args.weight_clip_percentile)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=out.err, transient=True, disable=args.json) as progress:
+        task = progress.add_task("reading model", total=len(PASSES) + 1)
+
+        def on_pass(name: str) -> None:
+            progress.update(task, description=name, advance=1)
+
+        compiled = compile_file(args.model, target, mapper=args.mapper, qcfg=qcfg, on_pass=on_pass)
+        progress.update(task, description="writing artifact", advance=1)
+        artifact.save(compiled, output)
+    info = compiled.cores.graph
+    result = {"artifact": str(output), "target": target.name, "cores": info["n_cores"],
+              "lower_bound": info["lower_bound"]["cores"], "warnings": compiled.warnings}
+    if args.json:
+        out.json(result)
+        return 0
+    out.console.print(f"compiled [bold]{args.model}[/] for [bold]{target.name}[/] -> {output} "
+                      f"({info['n_cores']} cores, lower bound {info['lower_bound']['cores']})")
+    for w in compiled.warnings:
+        out.console.print(f"[yellow]warning:[/] [{w.get('rule')}] {w['message']} ({w.get('where')}; "
+                          f"found {w.get('found')}, allowed {w.get('allowed')}; fix: {w.get('fix')})")
+    return 0

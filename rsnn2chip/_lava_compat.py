@@ -17,7 +17,7 @@ import re
 import sys
 
 TARGET_MODULE = "lava.magma.compiler.var_model"
-_MUTABLE_DEFAULT = re.compile(r"^(\s+\w+: ByteEncoder) = ByteEncoder\(\)\s*$", re.MULTILINE)
+_MUTABLE_DEFAULT = re.compile(r"^([ \t]+\w+: ByteEncoder) = ByteEncoder\(\)[ \t]*$", re.MULTILINE)
 
 
 def patch_source(source: str) -> tuple[str, int]:

@@ -99,7 +99,8 @@ def save(artifact: CompiledNetwork, path: str | Path) -> None:
 
 def load(path: str | Path) -> CompiledNetwork:
     path = Path(path)
-    fix = "recompile it with `rsnn2chip compile MODEL --target TARGET -o " + path.name + "`"
+    fix = ("pass an artifact written by `rsnn2chip compile`, or recompile: "
+           f"`rsnn2chip compile MODEL --target TARGET -o {path.with_suffix('.r2c').name}`")
     if not path.is_file():
         raise ArtifactError("artifact not found", file=str(path), fix=fix)
     try:
@@ -116,8 +117,12 @@ def load(path: str | Path) -> CompiledNetwork:
     _check_manifest(manifest, path, fix)
     if hashlib.sha256(array_bytes).hexdigest() != manifest["arrays_sha256"]:
         raise ArtifactError("artifact is corrupt: array checksum mismatch", file=str(path), fix=fix)
-    with np.load(io.BytesIO(array_bytes), allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
+    try:
+        with np.load(io.BytesIO(array_bytes), allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        # Includes object arrays, which would need unpickling: refused, never loaded.
+        raise ArtifactError(f"artifact arrays are unreadable ({exc})", file=str(path), fix=fix) from None
     try:
         graph = ir.from_serializable(manifest["ir"], arrays)
         target = target_from_dict(manifest["target"], f"{path} (embedded target)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import pkgutil
 import sys
 
 from rich.console import Console
@@ -17,7 +18,12 @@ from rich.console import Console
 from rsnn2chip import __version__
 from rsnn2chip.errors import R2CError
 
-COMMANDS = ("compile", "run", "report", "targets")
+import rsnn2chip.commands as _commands_pkg
+
+# Commands are discovered, so adding one is adding a module; the listed ones come first in --help.
+_FIRST = ("train", "eval", "search", "compile", "run", "verify", "report", "export", "targets")
+COMMANDS = sorted((m.name for m in pkgutil.iter_modules(_commands_pkg.__path__) if not m.name.startswith("_")),
+                  key=lambda n: (_FIRST.index(n) if n in _FIRST else len(_FIRST), n))
 
 
 class Output:
@@ -40,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rsnn2chip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
-        module = importlib.import_module(f"rsnn2chip.commands.{name.replace('-', '_')}")
+        module = importlib.import_module(f"rsnn2chip.commands.{name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP,
                              epilog=f"example:\n  {module.EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(cmd)

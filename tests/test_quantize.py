@@ -1,0 +1,111 @@
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from rsnn2chip import fixedpoint as fx
+from rsnn2chip import ir
+from rsnn2chip.errors import ModelError
+from rsnn2chip.passes.quantize import (QuantizationConfig, quantize, quantize_bias, quantize_neuron,
+                                       quantize_weights, state_scale_for)
+from rsnn2chip.targets import load_target
+
+from helpers import small_graph
+
+TARGET = load_target("loihi2-sim")
+
+
+@pytest.mark.parametrize("vth", [0.013, 1.0, 7.5, 300.0])
+def test_state_scale_is_power_of_two_and_keeps_threshold_near_target(vth):
+    cfg = QuantizationConfig(threshold_mantissa_target=2048)
+    scale = state_scale_for(np.array([vth]), cfg)
+    assert math.log2(scale).is_integer()
+    mant = vth * scale / 64
+    assert 1024 < mant <= 2048
+
+
+def test_neuron_conversion_follows_lava_offsets():
+    neuron = ir.CubaLIF(current_decay=[0.0, 0.5, 1.0], voltage_decay=[0.0, 0.25, 1.0], threshold=1.0, bias=0.0)
+    fixed, losses = quantize_neuron(neuron, scale=2.0 ** 17)
+    # Lava adds 1 to du: du = -1 keeps current exactly, 4095 is a full decay.
+    assert fixed.du.tolist() == [-1, 2047, 4095]
+    # dv has no offset, so a full voltage decay (4096) is not representable: clipped and recorded.
+    assert fixed.dv.tolist() == [0, 1024, 4095]
+    by_name = {loss["param"]: loss for loss in losses}
+    assert by_name["voltage_decay"]["n_clipped"] == 1 and by_name["voltage_decay"]["lost_precision"]
+    assert by_name["current_decay"]["n_clipped"] == 0 and not by_name["current_decay"]["lost_precision"]
+    assert fixed.vth.tolist() == [2048]
+
+
+def test_bias_uses_smallest_exponent_that_fits():
+    mant, exp, clipped = quantize_bias(np.array([100.0, 4095.0, 4096.0, 40000.0, -70000.0, 1e9]))
+    assert exp.tolist() == [0, 0, 1, 4, 5, 7]
+    assert np.all(np.abs(mant * 2.0 ** exp - [100, 4095, 4096, 40000, -70000, 0])[:5] <= 2.0 ** exp[:5] / 2)
+    assert clipped.tolist() == [False] * 5 + [True]
+
+
+def test_excitatory_weights_use_the_mantissa_range_without_clipping():
+    rng = np.random.default_rng(1)
+    w = sp.csr_matrix(rng.uniform(0, 0.5, (20, 30)))
+    q = quantize_weights(w, post_scale=2.0 ** 17, exp_range=(-8, 7))
+    assert q.sign_mode == "excitatory"
+    assert 128 <= q.mantissa.data.max() <= 255
+    assert q.stats["clipped_fraction"] == 0
+    eff = q.mantissa.toarray() * 2.0 ** q.weight_exp * 64 / 2.0 ** 17
+    assert np.abs(eff - w.toarray()).max() <= 2.0 ** q.weight_exp * 64 / 2.0 ** 17 / 2 + 1e-12
+    assert q.stats["max_abs_error"] == pytest.approx(np.abs(eff - w.toarray()).max())
+
+
+def test_mixed_weights_are_even_and_inside_lavas_range():
+    rng = np.random.default_rng(2)
+    w = sp.csr_matrix(rng.normal(0, 1, (25, 25)))
+    q = quantize_weights(w, post_scale=2.0 ** 10, exp_range=(-8, 7))
+    assert q.sign_mode == "mixed"
+    assert np.all(q.mantissa.data % 2 == 0)
+    assert q.mantissa.data.min() >= -256 and q.mantissa.data.max() <= 254
+    # Lava's own clip + truncate leaves our mantissas unchanged.
+    assert (fx.lava_weights(q.mantissa, "mixed") != q.mantissa).nnz == 0
+
+
+def test_clip_percentile_clips_the_expected_fraction():
+    w = sp.csr_matrix(np.linspace(0.01, 1.0, 100).reshape(10, 10))
+    q = quantize_weights(w, post_scale=2.0 ** 12, exp_range=(-8, 7), percentile=25.0)
+    # Exponents are powers of two, so a percentile bounds clipping from above only.
+    assert 0 < q.stats["clipped_fraction"] <= 0.75
+    assert q.stats["mantissa_max"] == 255
+    full = quantize_weights(w, post_scale=2.0 ** 12, exp_range=(-8, 7))
+    assert full.stats["clipped_fraction"] == 0.0
+
+
+def test_tiny_weights_round_to_zero_and_are_counted():
+    w = sp.csr_matrix(np.array([[1.0, 1e-6, 0.5, 1e-7]]))
+    q = quantize_weights(w, post_scale=2.0 ** 12, exp_range=(-8, 7))
+    assert q.stats["zeroed_fraction"] == pytest.approx(0.5)
+    assert q.mantissa.nnz == 2 and q.stats["n_synapses_after"] == 2
+
+
+def test_exponent_range_limits_and_records_clipping():
+    w = sp.csr_matrix(np.full((2, 2), 1000.0))
+    q = quantize_weights(w, post_scale=2.0 ** 12, exp_range=(-8, 7))
+    assert q.weight_exp == 7 and q.stats["clipped_fraction"] == 1.0
+
+
+def test_quantize_reports_every_bad_parameter_at_once():
+    g = small_graph()
+    ir.population(g, "rec").neuron.threshold = np.array([-1.0])
+    ir.population(g, "out").neuron.voltage_decay = np.array([1.5])
+    with pytest.raises(ModelError) as info:
+        quantize(g, TARGET)
+    text = str(info.value)
+    assert "2 problems" in text and "population rec" in text and "population out" in text
+    assert "threshold" in text and "voltage_decay" in text
+
+
+def test_quantize_fills_every_population_and_projection():
+    g = quantize(small_graph(), TARGET)
+    for pop in ir.populations(g, "lif"):
+        assert pop.fixed is not None and pop.state_scale > 0 and pop.quant_stats["params"]
+    for proj in ir.projections(g):
+        assert proj.quant is not None
+        assert TARGET["quantization"]["weight_exp_min"] <= proj.quant.weight_exp <= TARGET["quantization"]["weight_exp_max"]

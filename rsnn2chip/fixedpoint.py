@@ -56,12 +56,23 @@ def effective_bias(bias_mant: np.ndarray, bias_exp: np.ndarray) -> np.ndarray:
                     np.right_shift(bias_mant, np.maximum(-bias_exp, 0)))
 
 
-def lif_step(u, v, a_in, du, dv, vth_eff, bias_eff):
-    """One LIF update. All arrays int64, broadcastable; returns ``(u, v, spikes)``."""
+def lif_integrate(u, v, a_in, du, dv, bias_eff):
+    """The sub-threshold half of a LIF update: ``(u, v)`` before the threshold test."""
     u = wrap_current(decay(u, du + 1) + np.left_shift(a_in, ACT_SHIFT))
     v = np.clip(decay(v, dv) + u + bias_eff, -MAX_UV + 1, MAX_UV - 1)
+    return u, v
+
+
+def lif_fire(v, vth_eff):
+    """The threshold half: ``(v after reset, spikes)``; the comparison is strict."""
     spikes = v > vth_eff
-    v = np.where(spikes, 0, v)
+    return np.where(spikes, 0, v), spikes
+
+
+def lif_step(u, v, a_in, du, dv, vth_eff, bias_eff):
+    """One LIF update. All arrays int64, broadcastable; returns ``(u, v, spikes)``."""
+    u, v = lif_integrate(u, v, a_in, du, dv, bias_eff)
+    v, spikes = lif_fire(v, vth_eff)
     return u, v, spikes
 
 

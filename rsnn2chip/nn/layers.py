@@ -142,10 +142,12 @@ def check_layer_cfg(cfg, index: int = 0) -> list[Problem]:
     if unknown:
         problems.append(Problem(f"unknown keys for layer type {layer_type!r}", where=where, found=unknown,
                                 allowed=sorted(known), fix="check the spelling"))
-    for key, (_, check) in cls.OPTIONS.items():
-        if key in cfg:
-            problems += check_number(where, key, cfg[key], check)
+    problems += cls.check_options(cfg, where)
     return problems
+
+
+def check_numeric_options(where: str, cfg: dict, options: dict) -> list[Problem]:
+    return [p for key, (_, check) in options.items() if key in cfg for p in check_number(where, key, cfg[key], check)]
 
 
 def with_defaults(cfg: dict, options: dict) -> dict:
@@ -166,8 +168,14 @@ class SpikingLayer(nn.Module):
     """
 
     TYPE = ""
-    # key -> (default, check(value) -> reason or None); all options are numbers.
+    # key -> (default, check(value) -> reason or None). The default check_options
+    # treats every option as a number; a type with structured options overrides it.
     OPTIONS: dict[str, tuple[Any, Callable]] = {"init_scale": (1.0, positive)}
+
+    @classmethod
+    def check_options(cls, cfg: dict, where: str) -> list[Problem]:
+        """Problems with this type's own keys in ``cfg`` (which may also hold invalid common keys)."""
+        return check_numeric_options(where, cfg, cls.OPTIONS)
 
     def __init__(self, cfg: dict, in_features: int, learn_voltage_decay: bool = False):
         super().__init__()
@@ -222,11 +230,22 @@ class SpikingLayer(nn.Module):
         """``(pre population, effective (size, pre.size) weight)`` for each projection into this layer."""
         return [(pre_name, self.w_in)]
 
+    def folded_weights(self, pre_name: str, dtype: torch.dtype | None = None) -> list[tuple[str, torch.Tensor]]:
+        """:meth:`incoming_weights` with ``input_gain`` folded into the rows, differentiable.
+
+        The IR and the quantization-aware path both take weights from here, so they fold identically.
+        """
+        folded = []
+        for pre, weight in self.incoming_weights(pre_name):
+            weight = weight if dtype is None else weight.to(dtype)
+            folded.append((pre, weight * self.neuron.input_gain.to(weight.dtype)[:, None]))
+        return folded
+
     def ir_projections(self, pre_name: str) -> list[ir.Projection]:
         """Float projections with ``input_gain`` folded into the rows, as the IR's CubaLIF has no gain."""
-        gain = self.neuron.input_gain.detach().cpu().double()[:, None]
-        return [ir.Projection(pre, self.name, (weight.detach().cpu().double() * gain).numpy(), delay=1)
-                for pre, weight in self.incoming_weights(pre_name)]
+        with torch.no_grad():
+            return [ir.Projection(pre, self.name, weight.cpu().numpy(), delay=1)
+                    for pre, weight in self.folded_weights(pre_name, torch.float64)]
 
     def ir_population(self) -> ir.Population:
         return ir.Population(self.name, self.size, layer=self.name, neuron=ir.CubaLIF(**self.neuron.float_params()),

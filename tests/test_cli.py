@@ -129,3 +129,13 @@ def test_python_dash_m_entry_point():
     result = subprocess.run([sys.executable, "-m", "rsnn2chip", "--version"], capture_output=True, text=True,
                             cwd=REPO)
     assert result.returncode == 0 and result.stdout.startswith("rsnn2chip ")
+
+
+@pytest.mark.lava
+def test_compare_reports_identical_for_lava_and_reference(compiled, model_and_input, capsys):
+    _, x = model_and_input
+    assert main(["run", str(compiled), "--input", str(x), "--steps", "40", "--compare", "--json"]) == 0
+    result = _json(capsys)
+    assert result["comparison"] == "identical"
+    assert result["lava"]["spike_counts"] == result["reference"]["spike_counts"]
+    assert sum(result["lava"]["spike_counts"].values()) > 0  # a silent network would agree trivially

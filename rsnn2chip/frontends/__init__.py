@@ -13,7 +13,7 @@ from pathlib import Path
 from rsnn2chip.errors import CheckpointError
 
 # Order matters only where formats could be confused; each sniff is strict.
-FRONTEND_MODULES = ("rsnn2chip.frontends.checkpoint",)
+FRONTEND_MODULES = ("rsnn2chip.frontends.checkpoint", "rsnn2chip.frontends.netx", "rsnn2chip.frontends.nir")
 
 
 def frontends():

@@ -36,6 +36,17 @@ class QuantizationConfig:
     weight_clip_percentile: float = 100.0
 
 
+# Key in ``Population.quant_stats`` / ``WeightQuant.stats`` set by frontends
+# that read formats holding Loihi's integers already (lava-dl netx): their
+# values are the deployed ones, and re-deriving them from floats could only
+# change them.
+PREQUANTIZED = "prequantized"
+
+
+def is_prequantized(stats: dict | None) -> bool:
+    return bool(stats and stats.get(PREQUANTIZED))
+
+
 def state_scale_for(threshold: np.ndarray, cfg: QuantizationConfig) -> float:
     vmax = float(np.max(threshold))
     return 2.0 ** math.floor(math.log2(cfg.threshold_mantissa_target * (1 << fx.VTH_SHIFT) / vmax))
@@ -135,16 +146,21 @@ def quantize_weights(weight: sp.csr_matrix, post_scale: float, exp_range: tuple[
 
 
 def quantize(graph: nx.DiGraph, target: Target, cfg: QuantizationConfig = QuantizationConfig()) -> nx.DiGraph:
-    """Quantize every LIF population and projection in place; raises with all bad parameters at once."""
+    """Quantize every LIF population and projection in place, keeping pre-quantized ones (see PREQUANTIZED);
+    raises with all bad parameters at once."""
     problems = [p for pop in ir.populations(graph, "lif") for p in check_neuron(pop)]
     if problems:
         raise ModelError(problems=problems)
     for pop in ir.populations(graph, "lif"):
+        if pop.fixed is not None and pop.state_scale and is_prequantized(pop.quant_stats):
+            continue
         pop.state_scale = state_scale_for(pop.neuron.threshold, cfg)
         pop.fixed, losses = quantize_neuron(pop.neuron, pop.state_scale)
         pop.quant_stats = {"state_scale": pop.state_scale, "params": losses}
     exp_range = (target["quantization"]["weight_exp_min"], target["quantization"]["weight_exp_max"])
     for proj in ir.projections(graph):
+        if proj.quant is not None and is_prequantized(proj.quant.stats):
+            continue
         post = ir.population(graph, proj.post)
         proj.quant = quantize_weights(proj.weight, post.state_scale, exp_range, cfg.weight_clip_percentile)
     return graph

@@ -1,0 +1,55 @@
+"""``rsnn2chip export``: write a compiled network in lava-dl netx HDF5 or NIR."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+from rsnn2chip import artifact
+from rsnn2chip.errors import ModelError
+from rsnn2chip.exporters import EXPORTERS, exporter
+from rsnn2chip.frontends import load_network
+from rsnn2chip.frontends.nir import DEFAULT_DT
+
+HELP = "export a compiled network (.r2c) to lava-dl netx HDF5 (.net) or NIR (.nir)"
+EXAMPLE = "rsnn2chip export net.r2c --format netx -o net.net"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("artifact", help="compiled network (.r2c); for --format nir also any model file "
+                                         "rsnn2chip reads (model.pt, .nir, .net)")
+    parser.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="output format")
+    parser.add_argument("-o", "--output", help="output path (default: ARTIFACT with the format's suffix)")
+    parser.add_argument("--dt", type=float, default=DEFAULT_DT,
+                        help="NIR only: time step in seconds the time constants are written for (default %(default)g)")
+    parser.add_argument("--values", choices=("float", "deployed"), default="float",
+                        help="NIR only: trained float parameters, or the float image of the quantized ones")
+
+
+def is_artifact(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return artifact.MANIFEST in z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def source_graph(path: Path, fmt: str):
+    if is_artifact(path):
+        return artifact.load(path).graph
+    if fmt == "netx":
+        raise ModelError("netx export needs a compiled artifact (.r2c)", file=str(path),
+                         fix=f"compile it first: `rsnn2chip compile {path} -o net.r2c`")
+    return load_network(path)
+
+
+def run(args, out) -> int:
+    path = Path(args.artifact)
+    module = exporter(args.format)
+    output = Path(args.output) if args.output else path.with_suffix(module.SUFFIX)
+    options = {"dt": args.dt, "values": args.values} if args.format == "nir" else {}
+    summary = module.export(source_graph(path, args.format), output, **options)
+    if args.json:
+        out.json(summary)
+        return 0
+    out.console.print(f"exported [bold]{path}[/] as {module.NAME} -> {output}")
+    return 0

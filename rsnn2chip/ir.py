@@ -17,6 +17,7 @@ See ``docs/ir.md`` for the full contract.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -242,12 +243,24 @@ def to_serializable(g: nx.DiGraph) -> tuple[dict, dict[str, np.ndarray]]:
             entry["quant"] = {"weight_exp": q.weight_exp, "sign_mode": q.sign_mode, "stats": q.stats}
             arrays.update(_csr_arrays(f"{key}/mantissa", q.mantissa, np.int32))
         projs.append(entry)
-    meta = {"name": g.graph.get("name"), "ir_version": IR_VERSION, "populations": pops, "projections": projs}
+    # Frontends annotate the graph (output population, time offsets, ...); keep what JSON can carry.
+    attrs = {k: v for k, v in g.graph.items() if k not in ("name", "ir_version") and _json_safe(v)}
+    meta = {"name": g.graph.get("name"), "ir_version": IR_VERSION, "graph": attrs, "populations": pops,
+            "projections": projs}
     return meta, arrays
+
+
+def _json_safe(value) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def from_serializable(meta: dict, arrays) -> nx.DiGraph:
     g = new_graph(meta["name"])
+    g.graph.update(meta.get("graph", {}))
     for entry in meta["populations"]:
         key = f"pop/{entry['name']}"
         neuron = fixed = None

@@ -136,3 +136,12 @@ def test_object_arrays_are_never_unpickled(compiled, tmp_path):
     _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
     with pytest.raises(ArtifactError):
         artifact.load(path)
+
+
+def test_graph_annotations_survive_the_round_trip(compiled, tmp_path):
+    compiled.graph.graph["output"] = "out"
+    compiled.graph.graph["not_json"] = object()  # dropped, not a crash
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    back = artifact.load(path).graph.graph
+    assert back["output"] == "out" and "not_json" not in back

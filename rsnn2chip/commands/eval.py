@@ -1,0 +1,212 @@
+import time
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+from rich.table import Table
+
+from rsnn2chip import artifact as artifact_io
+from rsnn2chip import ir
+from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
+from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip.data.common import SpikeData
+from rsnn2chip.errors import InputError, Problem
+from rsnn2chip.nn import prepare_torch
+from rsnn2chip.train import evaluate
+
+HELP = "measure accuracy, spike rate and speed of a model (float/qat) or compiled network (reference/lava)"
+EXAMPLE = "rsnn2chip eval net.r2c --data fsdd --split test --backend reference --limit 200"
+MODEL_BACKENDS = ("float", "qat")
+ARTIFACT_BACKENDS = ("reference", "lava")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", help="model.pt (float, qat backends) or a compiled .r2c (reference, lava)")
+    parser.add_argument("--data", required=True,
+                        help=f"dataset: {', '.join(dataset_names())}, NAME:DIR, or a .npz file (docs/data.md)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="default %(default)s")
+    parser.add_argument("--backend", default=None, choices=MODEL_BACKENDS + ARTIFACT_BACKENDS,
+                        help="default: float for model.pt, reference for .r2c")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N samples of the split")
+    parser.add_argument("--batch-size", type=int, default=64, help="samples per simulator call (default %(default)s)")
+
+
+def is_checkpoint(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(len(ZIP_MAGIC)) == ZIP_MAGIC and path.suffix != ".r2c"
+    except OSError:
+        return False
+
+
+def run(args, out) -> int:
+    path = Path(args.model)
+    if not path.is_file():
+        raise InputError("model file not found", file=str(path),
+                         fix="pass model.pt from `rsnn2chip train` or a .r2c from `rsnn2chip compile`")
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be >= 1", found=args.limit)
+    checkpoint = is_checkpoint(path)
+    backend = args.backend or ("float" if checkpoint else "reference")
+    if checkpoint and backend not in MODEL_BACKENDS:
+        raise InputError(f"backend {backend!r} runs compiled networks, not checkpoints", file=str(path),
+                         allowed=", ".join(MODEL_BACKENDS),
+                         fix=f"compile first: rsnn2chip compile {path} -o net.r2c; then eval net.r2c")
+    if not checkpoint and backend not in ARTIFACT_BACKENDS:
+        raise InputError(f"backend {backend!r} runs model.pt checkpoints, not compiled networks", file=str(path),
+                         allowed=", ".join(ARTIFACT_BACKENDS), fix="pass the model.pt the artifact was compiled from")
+    notes = []
+    if checkpoint:
+        result = eval_checkpoint(path, args, backend, out)
+    else:
+        result = eval_artifact(path, args, backend, notes, out)
+    result.update(model=str(path), backend=backend, split=args.split, notes=notes)
+    if args.json:
+        out.json(result)
+        return 0
+    derived = " (derived: simulated sensor)" if result["dataset"]["derived"] else ""
+    table = Table(title=f"{path.name} on {result['dataset']['name']}{derived} {args.split} split, {backend} backend")
+    for col in ("samples", "accuracy", "mean spike rate", "samples/s"):
+        table.add_column(col, justify="right")
+    table.add_row(str(result["samples"]), f"{result['accuracy']:.4f}", f"{result['mean_spike_rate']:.4f}",
+                  f"{result['samples_per_s']:.1f}")
+    out.console.print(table)
+    rates = Table(title="spikes / neuron / step")
+    rates.add_column("population")
+    rates.add_column("rate", justify="right")
+    for name, rate in result["spike_rate"].items():
+        rates.add_row(name, f"{rate:.4f}")
+    out.console.print(rates)
+    for note in notes:
+        out.console.print(f"[yellow]note:[/] {note}")
+    return 0
+
+
+# --------------------------------------------------------------------------- model.pt
+
+def eval_checkpoint(path: Path, args, backend: str, out) -> dict:
+    prepare_torch()
+    meta = load_checkpoint(path)["meta"]
+    model = model_from_checkpoint(path)
+    if backend == "qat":
+        enable_qat_for_eval(model, meta)
+    data = load_for(args, meta.get("encoding") or None, (meta.get("dataset") or {}).get("name"), path)
+    check_channels(data, model.input_size, path)
+    with out.err.status(f"evaluating {len(data)} samples ({backend})", spinner="dots") if not args.json \
+            else _Null():
+        stats = evaluate(model, data, args.batch_size)
+    stats.pop("predictions")
+    return {"dataset": data.describe(), **stats}
+
+
+def enable_qat_for_eval(model, meta: dict) -> None:
+    try:
+        from rsnn2chip.nn.qat import enable_qat
+    except ImportError as err:
+        raise InputError(f"the qat backend needs rsnn2chip.nn.qat, which cannot be imported ({err})",
+                         fix="use --backend float") from None
+    from rsnn2chip.passes.quantize import QuantizationConfig
+    from rsnn2chip.targets import load_target
+    target = (meta.get("qat") or {}).get("target") or "loihi2-sim"
+    enable_qat(model, load_target(target), QuantizationConfig())
+
+
+# --------------------------------------------------------------------------- .r2c
+
+def training_meta_for_artifact(art, notes: list) -> dict:
+    """The training run's ``encoding`` and ``dataset``: from the artifact, else its unchanged source checkpoint."""
+    prov = art.provenance or {}
+    for meta in (prov, prov.get("meta") or {}):
+        if meta.get("encoding"):
+            return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
+    source = prov.get("source")
+    if source and Path(source).is_file() and prov.get("source_sha256") == artifact_io.sha256_file(source):
+        meta = load_checkpoint(source)["meta"]
+        if meta.get("encoding"):
+            return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
+    notes.append("the artifact records no input encoding and its source checkpoint is not available unchanged; "
+                 "using the dataset's default encoding (fitted on its train split), which is what "
+                 "`rsnn2chip train` uses unless the data were given an explicit encoding")
+    return {"encoding": None, "dataset": None}
+
+
+def output_population(graph) -> str:
+    lif = [p.name for p in ir.populations(graph, "lif")]
+    if not lif:
+        raise InputError("the compiled network has no LIF population to read a class from")
+    out = graph.graph.get("output")
+    return out if out in lif else lif[-1]
+
+
+def readout_depth(graph, output: str) -> int:
+    """Steps from an input spike to the output population (sum of projection delays on the shortest path)."""
+    inputs = [p.name for p in ir.populations(graph, "input")]
+    lengths = []
+    for src in inputs:
+        try:
+            lengths.append(nx.shortest_path_length(graph, src, output, weight=lambda u, v, d: d["proj"].delay))
+        except nx.NetworkXNoPath:
+            continue
+    if not lengths:
+        raise InputError("the output population is not reachable from any input", where=output)
+    return int(min(lengths))
+
+
+def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
+    from rsnn2chip.backends import run as run_backend
+    art = artifact_io.load(path)
+    trained = training_meta_for_artifact(art, notes)
+    dataset = trained["dataset"]
+    data = load_for(args, trained["encoding"], dataset.get("name") if isinstance(dataset, dict) else dataset, path)
+    n_input = ir.total_neurons(art.graph, "input")
+    check_channels(data, n_input, path)
+    output = output_population(art.graph)
+    depth = readout_depth(art.graph, output)
+    correct, spikes, slots, start = 0, {}, {}, time.perf_counter()
+    with out.err.status(f"running {len(data)} samples on the {backend} backend", spinner="dots") \
+            if not args.json else _Null():
+        for batch in data.batches(args.batch_size, extra_steps=depth):
+            x = batch.x.numpy().astype(np.int8)
+            result = run_backend(art, x, x.shape[1], backend=backend)
+            lengths = batch.lengths.numpy()
+            window = np.arange(x.shape[1])[None, :] < (lengths[:, None] + depth)  # (B, T)
+            counts = (result.spikes[output] * window[:, :, None]).sum(axis=1)
+            correct += int((counts.argmax(axis=1) == batch.y.numpy()).sum())
+            for name, s in result.spikes.items():
+                spikes[name] = spikes.get(name, 0) + int((s * window[:, :, None]).sum())
+                slots[name] = slots.get(name, 0) + int(window.sum()) * s.shape[2]
+    wall = time.perf_counter() - start
+    n = max(len(data), 1)
+    return {"dataset": data.describe(), "samples": len(data), "accuracy": correct / n,
+            "spike_rate": {k: spikes[k] / slots[k] if slots[k] else 0.0 for k in spikes},
+            "mean_spike_rate": sum(spikes.values()) / max(sum(slots.values()), 1),
+            "samples_per_s": len(data) / wall if wall > 0 else float("inf"), "output_population": output,
+            "readout_depth": depth}
+
+
+def load_for(args, encoding: dict | None, trained_on: str | None, path: Path) -> SpikeData:
+    """The split to evaluate, encoded as in training; a dataset mix-up is named as such."""
+    try:
+        return load_dataset(args.data, args.split, encoding=encoding, limit=args.limit)
+    except InputError as err:
+        asked = Path(args.data).name if str(args.data).endswith(".npz") else str(args.data).partition(":")[0]
+        if trained_on and trained_on != asked:
+            err.problems.insert(0, Problem(f"the model was trained on {trained_on!r}, not on {asked!r}",
+                                           file=str(path), fix=f"evaluate with --data {trained_on}"))
+            raise InputError(problems=err.problems) from None
+        raise
+
+
+def check_channels(data: SpikeData, n_input: int, path: Path) -> None:
+    if data.n_channels != n_input:
+        raise InputError("the dataset's channel count does not match the model's input", file=str(path),
+                         found=f"{data.n_channels} channels ({data.name})", allowed=n_input,
+                         fix="evaluate on the dataset (and encoding) the model was trained on")
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

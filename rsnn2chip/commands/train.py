@@ -1,0 +1,104 @@
+from pathlib import Path
+
+import yaml
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip.errors import InputError
+from rsnn2chip.train import TrainConfig, train
+
+HELP = "train a recurrent spiking network (BPTT, Adam) on a dataset and write model.pt + metrics JSON"
+EXAMPLE = "rsnn2chip train --arch examples/arch/rsnn_fsdd.yaml --data fsdd --epochs 12 -o build/fsdd.pt"
+
+
+def add_arguments(parser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--arch", required=True,
+                        help="network arch as YAML (the RSNN arch dict; input_size and the last layer's size "
+                             "may be 'auto')")
+    parser.add_argument("--data", required=True,
+                        help=f"dataset: {', '.join(dataset_names())}, NAME:DIR, or a .npz file (docs/data.md)")
+    parser.add_argument("-o", "--output", required=True, help="checkpoint to write (rewritten after every epoch)")
+    parser.add_argument("--metrics", help="metrics JSON (default: OUTPUT with suffix .metrics.json)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default %(default)s")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    parser.add_argument("--qat", action="store_true", help="quantization-aware training for --target")
+    parser.add_argument("--target", default=defaults.target, help="target for --qat (default %(default)s)")
+    parser.add_argument("--limit", type=int, help="use at most N samples of the train and val splits")
+
+
+def read_arch(path: str) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("arch file not found", file=path, fix="see examples/arch/rsnn_fsdd.yaml")
+    try:
+        arch = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        raise InputError(f"arch file is not valid YAML: {err}", file=path) from None
+    if not isinstance(arch, dict):
+        raise InputError("arch file must hold a mapping (the RSNN arch dict)", file=path,
+                         found=type(arch).__name__, fix="see examples/arch/rsnn_fsdd.yaml")
+    return arch
+
+
+def metrics_path_for(output: Path) -> Path:
+    return output.with_name(output.stem + ".metrics.json")
+
+
+def check_positive(name: str, value) -> None:
+    if value is not None and value < 1:
+        raise InputError(f"{name} must be >= 1", found=value)
+
+
+def run(args, out) -> int:
+    for name in ("epochs", "batch_size", "limit"):
+        check_positive("--" + name.replace("_", "-"), getattr(args, name))
+    if not args.lr > 0:
+        raise InputError("--lr must be > 0", found=args.lr)
+    arch = read_arch(args.arch)
+    output = Path(args.output)
+    metrics_path = Path(args.metrics) if args.metrics else metrics_path_for(output)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      limit=args.limit, qat=args.qat, target=args.target)
+    with out.err.status(f"loading {args.data}", spinner="dots") if not args.json else _Null():
+        train_data = load_dataset(args.data, "train", limit=args.limit)
+        # val is encoded with the train split's encoder, as eval will be.
+        val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    # A low refresh rate: the redraw thread competes with training for the GIL.
+    with Progress(*columns, console=out.err, transient=True, disable=args.json, refresh_per_second=2) as progress:
+        result = train(arch, train_data, val_data, cfg, output, metrics_path, progress,
+                       extra_meta={"arch_file": str(args.arch)})
+    metrics = result.metrics
+    if args.json:
+        out.json({"model": str(output), "metrics": str(metrics_path), "final": metrics["final"],
+                  "best_val": metrics["best_val"], "seconds": sum(e["seconds"] for e in metrics["epochs"])})
+        return 0
+    derived = " [yellow](derived: simulated sensor)[/]" if train_data.derived else ""
+    table = Table(title=f"{train_data.name}{derived}: {len(train_data)} train / {len(val_data)} val samples, "
+                        f"{train_data.n_channels} channels, {train_data.n_classes} classes")
+    for col in ("epoch", "train loss", "train acc", "val loss", "val acc", "spike rate", "s"):
+        table.add_column(col, justify="right")
+    for e in metrics["epochs"]:
+        table.add_row(str(e["epoch"]), f"{e['train_loss']:.4f}", f"{e['train_accuracy']:.3f}",
+                      _fmt(e["val_loss"], ".4f"), _fmt(e["val_accuracy"], ".3f"), f"{e['mean_spike_rate']:.4f}",
+                      f"{e['seconds']:.1f}")
+    out.console.print(table)
+    out.console.print(f"wrote {output} and {metrics_path}")
+    return 0
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

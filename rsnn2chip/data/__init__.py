@@ -1,0 +1,51 @@
+"""Datasets as 0/1 spike tensors: ``load_dataset(name_or_path, split) -> SpikeData``.
+
+``name_or_path`` is a key of :data:`DATASETS`, ``NAME:DIR`` for a dataset read
+from files under ``DIR`` (the tonic sets, events-fmnist), or the path of an
+``.npz`` file in the format of :mod:`rsnn2chip.data.npz`. Every loader returns
+a :class:`SpikeData` with the same fields; see docs/data.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from rsnn2chip.data import events, fsdd, npz, tonic_loaders
+from rsnn2chip.data.common import SPLITS, Batch, LazySamples, SpikeData, stratified_split
+from rsnn2chip.errors import InputError
+
+__all__ = ["DATASETS", "DERIVED", "SPLITS", "Batch", "LazySamples", "SpikeData", "load_dataset",
+           "stratified_split", "dataset_names"]
+
+# name -> loader(split, encoding=None, root=None) -> SpikeData
+DATASETS: dict[str, Callable[..., SpikeData]] = {
+    "fsdd": lambda split, encoding=None, root=None: fsdd.load(split, encoding),
+    "events-digits": lambda split, encoding=None, root=None: events.load_digits_events(split, encoding),
+    "events-fmnist": lambda split, encoding=None, root=None: events.load_fmnist_events(split, encoding, root),
+    **{name: (lambda name: lambda split, encoding=None, root=None:
+              tonic_loaders.load(name, split, encoding, root))(name) for name in tonic_loaders.TONIC_SETS},
+}
+# Real content, simulated sensor: never to be reported as a recorded neuromorphic dataset.
+DERIVED = ("events-digits", "events-fmnist")
+TAKES_ROOT = ("events-fmnist", *tonic_loaders.TONIC_SETS)
+
+
+def dataset_names() -> list[str]:
+    return list(DATASETS)
+
+
+def load_dataset(name_or_path: str | Path, split: str = "train", encoding: dict | None = None,
+                 limit: int | None = None) -> SpikeData:
+    """One split as spikes. ``encoding`` (saved at training time) reproduces the training run's encoder."""
+    text = str(name_or_path)
+    name, _, root = text.partition(":")
+    if name in DATASETS and (not root or name in TAKES_ROOT):
+        data = DATASETS[name](split, encoding=encoding, root=root or None)
+    elif text.endswith(".npz"):
+        data = npz.load(text, split, encoding)
+    else:
+        raise InputError("unknown dataset", found=text,
+                         allowed=f"one of {', '.join(DATASETS)}; NAME:DIR for {', '.join(TAKES_ROOT)}; "
+                                 "or a .npz file",
+                         fix="see docs/data.md for the datasets and the npz format")
+    return data.limit(limit)

@@ -1,0 +1,151 @@
+"""Training and evaluation through the CLI: checkpoints, metrics, determinism, and every eval backend."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from rsnn2chip.checkpoint import load_checkpoint, model_from_checkpoint
+from rsnn2chip.cli import main
+from rsnn2chip.data import load_dataset
+from rsnn2chip.errors import InputError
+from rsnn2chip.nn import example_arch
+from rsnn2chip.train import evaluate, readout_counts, resolve_arch
+
+NEURON = {"current_decay": 0.5, "voltage_decay": 0.2, "threshold": 1.0, "bias": 0.0}
+
+
+@pytest.fixture(scope="module")
+def arch_file(tmp_path_factory):
+    arch = {"format": "rsnn2chip.arch", "version": 1, "name": "tiny", "input_size": "auto", "readout": "spike_count",
+            "layers": [{"type": "lif_recurrent", "name": "hidden", "size": 24, "neuron": NEURON},
+                       {"type": "lif_dense", "name": "output", "size": "auto", "neuron": NEURON}]}
+    path = tmp_path_factory.mktemp("arch") / "tiny.yaml"
+    path.write_text(yaml.safe_dump(arch))
+    return path
+
+
+def cli_json(capsys, argv: list[str]) -> tuple[int, dict]:
+    capsys.readouterr()
+    code = main(argv + ["--json"])
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out.strip() else {}
+
+
+def train_args(arch_file, output, data="events-digits", seed=0, extra=()) -> list[str]:
+    return ["train", "--arch", str(arch_file), "--data", data, "--epochs", "1", "--limit", "96", "--seed", str(seed),
+            "--batch-size", "32", "-o", str(output), *extra]
+
+
+def without_timings(metrics: dict) -> dict:
+    metrics = json.loads(json.dumps(metrics))
+    metrics.pop("model")
+    for row in metrics["epochs"]:
+        row.pop("seconds")
+    return metrics
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, arch_file):
+    """One small events-digits model trained through the CLI, shared by the eval tests."""
+    out = tmp_path_factory.mktemp("run") / "model.pt"
+    assert main(train_args(arch_file, out, extra=["--json"])) == 0
+    return out
+
+
+def test_train_writes_checkpoint_and_metrics(trained):
+    metrics = json.loads(trained.with_name("model.metrics.json").read_text())
+    assert metrics["format"] == "rsnn2chip.metrics" and len(metrics["epochs"]) == 1
+    row = metrics["epochs"][0]
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "mean_spike_rate"):
+        assert math.isfinite(row[key])
+    assert set(row["spike_rate"]) == {"hidden", "output"}
+    assert metrics["splits"] == {"train": 96, "val": 96} and metrics["dataset"]["derived"] is True
+    payload = load_checkpoint(trained)
+    assert payload["arch"]["input_size"] == 200 and payload["arch"]["layers"][-1]["size"] == 10
+    meta = payload["meta"]
+    assert meta["encoding"]["kind"] == "saccade_events" and meta["readout"]["kind"] == "spike_count"
+    assert meta["dataset"]["name"] == "events-digits" and meta["training"]["epochs_done"] == 1
+
+
+def test_training_is_deterministic_under_a_seed(tmp_path, arch_file, capsys):
+    runs = []
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        code, _ = cli_json(capsys, train_args(arch_file, tmp_path / f"{name}.pt", data="fsdd", seed=seed))
+        assert code == 0
+        runs.append(without_timings(json.loads((tmp_path / f"{name}.metrics.json").read_text())))
+    assert runs[0] == runs[1]
+    assert runs[0]["epochs"] != runs[2]["epochs"]
+    a, b = (model_from_checkpoint(tmp_path / f"{n}.pt").state_dict() for n in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs[0]["dataset"]["name"] == "fsdd" and runs[0]["arch"]["input_size"] == 78
+
+
+def test_eval_float_matches_direct_evaluation(trained, capsys):
+    code, result = cli_json(capsys, ["eval", str(trained), "--data", "events-digits", "--limit", "60"])
+    assert code == 0 and result["backend"] == "float" and result["samples"] == 60
+    data = load_dataset("events-digits", "test", limit=60)
+    direct = evaluate(model_from_checkpoint(trained), data)
+    assert result["accuracy"] == direct["accuracy"] and result["mean_spike_rate"] == direct["mean_spike_rate"]
+    assert result["samples_per_s"] > 0 and result["dataset"]["derived"] is True
+
+
+def test_prediction_does_not_depend_on_batching(trained):
+    model = model_from_checkpoint(trained)
+    digits = load_dataset("events-digits", "val", limit=40)
+    # different lengths in one batch: truncate half the samples so padding appears after them
+    digits.samples = [s[:6] if i % 2 else s for i, s in enumerate(digits.samples)]
+    digits.lengths = np.array([s.shape[0] for s in digits.samples])
+    one = evaluate(model, digits, batch_size=1)["predictions"]
+    many = evaluate(model, digits, batch_size=40)["predictions"]
+    assert np.array_equal(one, many)
+
+
+def test_compile_then_eval_reference_agrees_with_qat(trained, tmp_path, capsys):
+    net = tmp_path / "net.r2c"
+    code, _ = cli_json(capsys, ["compile", str(trained), "-o", str(net)])
+    assert code == 0
+    code, ref = cli_json(capsys, ["eval", str(net), "--data", "events-digits", "--limit", "24", "--batch-size", "12"])
+    assert code == 0 and ref["backend"] == "reference" and ref["samples"] == 24
+    assert ref["notes"] == []  # the encoding was found through the unchanged source checkpoint
+    assert ref["output_population"] == "output" and ref["readout_depth"] == 2
+    pytest.importorskip("rsnn2chip.nn.qat")
+    code, qat = cli_json(capsys, ["eval", str(trained), "--data", "events-digits", "--limit", "24", "--backend", "qat"])
+    assert code == 0
+    # QAT's forward pass is the reference backend's arithmetic, so the two agree exactly.
+    assert qat["accuracy"] == ref["accuracy"]
+    assert qat["spike_rate"] == pytest.approx(ref["spike_rate"], abs=1e-12)
+
+
+def test_train_with_qat_runs(tmp_path, arch_file, capsys):
+    pytest.importorskip("rsnn2chip.nn.qat")
+    code, result = cli_json(capsys, train_args(arch_file, tmp_path / "q.pt", extra=["--qat"]))
+    assert code == 0 and math.isfinite(result["final"]["train_loss"])
+    assert load_checkpoint(tmp_path / "q.pt")["meta"]["qat"] == {"enabled": True, "target": "loihi2-sim"}
+
+
+def test_cli_errors_are_input_errors(tmp_path, trained, arch_file, capsys):
+    assert main(["eval", str(trained), "--data", "events-digits", "--backend", "reference"]) == 2
+    assert "runs compiled networks" in capsys.readouterr().err
+    assert main(["eval", str(trained), "--data", "fsdd"]) == 2
+    assert "trained on 'events-digits', not on 'fsdd'" in capsys.readouterr().err
+    assert main(["train", "--arch", str(tmp_path / "none.yaml"), "--data", "fsdd", "-o", str(tmp_path / "m.pt")]) == 2
+    assert "arch file not found" in capsys.readouterr().err
+    assert main(train_args(arch_file, tmp_path / "m.pt", data="nope")) == 2
+    assert "unknown dataset" in capsys.readouterr().err
+
+
+def test_resolve_arch_and_readout_window():
+    arch = example_arch("a", "auto", (8, "auto"))
+    resolved = resolve_arch(arch, 12, 5)
+    assert resolved["input_size"] == 12 and resolved["layers"][-1]["size"] == 5 and arch["input_size"] == "auto"
+    with pytest.raises(InputError, match="only the last layer"):
+        resolve_arch(example_arch("a", "auto", ("auto", 4)), 12, 4)
+    with pytest.raises(InputError, match="fewer neurons than the dataset has classes"):
+        resolve_arch(example_arch("a", 12, (8, 3)), 12, 5)
+    spikes = torch.ones(2, 6, 3)
+    assert readout_counts(spikes, torch.tensor([1, 3]), depth=2).tolist() == [[3, 3, 3], [5, 5, 5]]

@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass, field
@@ -23,6 +21,7 @@ from networkx.readwrite import json_graph
 
 from rsnn2chip import __version__, fixedpoint as fx, ir
 from rsnn2chip.errors import ArtifactError, R2CError
+from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.targets import Target, target_from_dict
 
 FORMAT = "rsnn2chip.artifact"
@@ -51,22 +50,6 @@ def sha256_file(path: str | Path) -> str:
 def provenance_for(source: str | Path, **extra) -> dict:
     return {"source": str(source), "source_sha256": sha256_file(source), "tool": "rsnn2chip",
             "tool_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
-
-
-def atomic_write_bytes(path: str | Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _to_jsonable(obj):

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 
 import torch
 
 import rsnn2chip
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
+from rsnn2chip.fileio import atomic_write
 from rsnn2chip.nn.network import RSNN
 
 CHECKPOINT_FORMAT = "rsnn2chip.checkpoint"
@@ -63,18 +62,7 @@ def save_checkpoint(path: str | Path, model: RSNN, meta: dict | None = None) -> 
         # plain str, which the safe loader would otherwise refuse.
         "meta": json_safe({**(meta or {}), **provenance()}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # The temporary file sits in the target directory so os.replace is a rename, not a copy.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(payload, handle))
     return path
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
-from rsnn2chip.artifact import atomic_write_bytes
+from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.errors import ModelError, Problem
 from rsnn2chip.frontends.netx import NETX_BIAS_EXP, netx_layer_weights
 

@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 
 from rsnn2chip import __version__, fixedpoint as fx, ir
-from rsnn2chip.artifact import atomic_write_bytes
+from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.errors import InputError, ModelError, Problem
 from rsnn2chip.frontends.nir import DEFAULT_DT
 

@@ -16,6 +16,22 @@ from rsnn2chip.errors import CheckpointError
 FRONTEND_MODULES = ("rsnn2chip.frontends.checkpoint", "rsnn2chip.frontends.netx", "rsnn2chip.frontends.nir")
 
 
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def hdf5_matches(path: str | Path, predicate) -> bool:
+    """True if ``path`` is HDF5 and ``predicate(h5py.File)`` holds; reads structure, never data."""
+    try:
+        with Path(path).open("rb") as handle:
+            if handle.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
+                return False
+        import h5py
+        with h5py.File(path, "r") as f:
+            return bool(predicate(f))
+    except (OSError, ImportError):
+        return False
+
+
 def frontends():
     return [importlib.import_module(name) for name in FRONTEND_MODULES]
 

@@ -25,10 +25,10 @@ import numpy as np
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
+from rsnn2chip.frontends import hdf5_matches
 from rsnn2chip.passes.quantize import PREQUANTIZED, quantize_neuron, quantize_weights
 
 NAME = "lava-dl netx HDF5 (.net)"
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 INPUT_NAME = "input"
 # slayer's float model runs u and v in units of 1/4096 of the integer state
 # (its weight scale 64 times Lava's 6-bit shift of a_in), so this state scale
@@ -46,15 +46,8 @@ MAX_WEIGHT_BITS = 8
 
 def sniff(path: str | Path) -> bool:
     """HDF5 signature, then a top-level ``layer`` group; reads structure only."""
-    try:
-        with Path(path).open("rb") as handle:
-            if handle.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
-                return False
-        import h5py
-        with h5py.File(path, "r") as f:
-            return isinstance(f.get("layer"), h5py.Group)
-    except (OSError, ImportError):
-        return False
+    import h5py
+    return hdf5_matches(path, lambda f: isinstance(f.get("layer"), h5py.Group))
 
 
 # --------------------------------------------------------------------------- netx's arithmetic
@@ -70,14 +63,6 @@ def netx_int(values) -> np.ndarray:
     """netx reads weights and biases with ``.astype(int)``: truncation toward zero, as here."""
     return np.asarray(values).astype(np.int64)
 
-
-def determine_sign_mode(w: np.ndarray) -> str:
-    """Lava's ``determine_sign_mode`` on a full (dense) matrix."""
-    if w.size == 0 or w.min() >= 0:
-        return "excitatory"
-    if w.max() <= 0:
-        return "inhibitory"
-    return "mixed"
 
 
 def _trailing_zero_bits(w: np.ndarray) -> int:
@@ -143,7 +128,7 @@ def netx_layer_weights(matrices: list[np.ndarray], where: str) -> tuple[list[np.
 
 def _lava_dense_weights(w: np.ndarray, num_weight_bits: int) -> np.ndarray:
     """``clip_weights(w, sign, 8)`` then ``truncate_weights(w, sign, num_weight_bits)``, as Lava's Dense does."""
-    sign = determine_sign_mode(w)
+    sign = fx.sign_mode_of(w)
     magnitude = -w if sign == "inhibitory" else w.copy()
     mixed = int(sign == "mixed")
     magnitude = np.clip(magnitude, -256 * mixed, 255)

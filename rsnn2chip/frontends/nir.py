@@ -29,9 +29,9 @@ import scipy.sparse as sp
 
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
+from rsnn2chip.frontends import hdf5_matches
 
 NAME = "NIR graph (.nir)"
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 # snnTorch exports with dt = 1e-4 (Norse uses 1e-3 but also writes tau in seconds).
 DEFAULT_DT = 1e-4
 DT_ENV = "RSNN2CHIP_NIR_DT"
@@ -43,15 +43,8 @@ SEP = "."  # joins the names of nested graphs and their nodes
 
 def sniff(path: str | Path) -> bool:
     """HDF5 signature, then NIR's top-level ``node`` group and ``version``; reads structure only."""
-    try:
-        with Path(path).open("rb") as handle:
-            if handle.read(len(HDF5_MAGIC)) != HDF5_MAGIC:
-                return False
-        import h5py
-        with h5py.File(path, "r") as f:
-            return isinstance(f.get("node"), h5py.Group) and "version" in f
-    except (OSError, ImportError):
-        return False
+    import h5py
+    return hdf5_matches(path, lambda f: isinstance(f.get("node"), h5py.Group) and "version" in f)
 
 
 def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:

@@ -7,6 +7,13 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 
+def default_mode(directory: bool = False) -> int:
+    """The permissions a plain ``open()``/``mkdir()`` would give under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Call ``write(handle)`` on a temporary file beside ``path``, then rename it into place.
 
@@ -21,6 +28,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; artifacts and reports are meant to be shared like any file.
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

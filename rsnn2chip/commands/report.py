@@ -1,54 +1,105 @@
-from rich.table import Table
+import io
+import json
+import os
+from pathlib import Path
 
-from rsnn2chip import artifact
-from rsnn2chip.report import summary
+from rich.console import Console
 
-HELP = "summarise a compiled network: populations, synapses, cores used, weight exponents, quantization error"
-EXAMPLE = "rsnn2chip report net.r2c --json"
+from rsnn2chip import activity, artifact
+from rsnn2chip.errors import InputError
+from rsnn2chip.report import build
+from rsnn2chip.fileio import atomic_write_bytes as write_file
+from rsnn2chip.viz import figures, html, text
+
+HELP = ("report a compiled network: per-core utilisation, quantization diagnostics, inter-core traffic, "
+        "cost estimate and pictures (text, JSON or one self-contained HTML file)")
+EXAMPLE = "rsnn2chip report net.r2c --activity run/ --format html -o report/"
+IMAGE_FORMATS = ("png", "svg")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c)")
-    parser.add_argument("--cores", type=int, default=10, help="rows of the per-core table (busiest first)")
+    parser.add_argument("--activity", metavar="RUN",
+                        help="a run saved by `rsnn2chip run ... --save-activity RUN`: adds measured traffic, "
+                             "the cost estimate and activity plots")
+    parser.add_argument("--format", default="text", choices=sorted(FORMATS),
+                        help="text (rich tables, default), json (same numbers, machine-readable) or html")
+    parser.add_argument("-o", "--output", metavar="DIR",
+                        help="write report.<format> and the pictures (PNG and SVG) here "
+                             "(html default: ARTIFACT-report/)")
+    parser.add_argument("--rows", "--cores", dest="rows", type=int, default=20,
+                        help="rows of the per-core and per-link tables in text output (all are in json and html)")
+    parser.add_argument("--image-formats", default=",".join(IMAGE_FORMATS),
+                        help="picture files written with -o (comma-separated: png, svg)")
+
+
+def _image_formats(value: str) -> tuple[str, ...]:
+    fmts = tuple(f.strip() for f in value.split(",") if f.strip())
+    bad = [f for f in fmts if f not in IMAGE_FORMATS]
+    if bad:
+        raise InputError("unknown picture format", found=bad, allowed=", ".join(IMAGE_FORMATS))
+    return fmts
+
+
+def _pictures(rep: dict, act, out_dir: Path | None, fmts) -> dict:
+    figs = figures.figures(rep, act)
+    if out_dir is not None and fmts:
+        figures.save(figs, out_dir, fmts)
+    return figs
+
+
+def _text_file(rep: dict) -> bytes:
+    buf = io.StringIO()
+    text.render(rep, Console(file=buf, width=200, color_system=None, highlight=False), max_rows=None)
+    return buf.getvalue().encode()
+
+
+def _wide(console: Console) -> Console:
+    """Output going to a file or pipe gets 200 columns (unless COLUMNS says otherwise), since rich would
+    otherwise assume 80 and fold the per-core table into unreadable slivers."""
+    if console.is_terminal:
+        return console
+    return Console(file=console.file, width=int(os.environ.get("COLUMNS", 200)), highlight=False)
+
+
+def write_text(rep: dict, act, args, out, out_dir: Path | None) -> Path | None:
+    text.render(rep, _wide(out.console), max_rows=args.rows)
+    if out_dir is None:
+        return None
+    _pictures(rep, act, out_dir, _image_formats(args.image_formats))
+    write_file(out_dir / "report.txt", _text_file(rep))
+    return out_dir / "report.txt"
+
+
+def write_json(rep: dict, act, args, out, out_dir: Path | None) -> Path | None:
+    out.json(rep)
+    if out_dir is None:
+        return None
+    _pictures(rep, act, out_dir, _image_formats(args.image_formats))
+    write_file(out_dir / "report.json", json.dumps(rep, indent=1).encode())
+    return out_dir / "report.json"
+
+
+def write_html(rep: dict, act, args, out, out_dir: Path | None) -> Path:
+    source = Path(args.artifact)
+    out_dir = out_dir or source.with_name(source.stem + "-report")
+    figs = _pictures(rep, act, out_dir, _image_formats(args.image_formats))
+    page = html.render(rep, {name: figures.png_base64(fig) for name, fig in figs.items()})
+    path = out_dir / "report.html"
+    write_file(path, page.encode("utf-8"))
+    return path
+
+
+FORMATS = {"text": write_text, "json": write_json, "html": write_html}
 
 
 def run(args, out) -> int:
-    s = summary(artifact.load(args.artifact))
-    if args.json:
-        out.json(s)
-        return 0
-    c = out.console
-    m = s["mapping"]
-    c.print(f"[bold]{s['network']}[/] on [bold]{s['target']}[/]: {s['totals']['neurons']} neurons, "
-            f"{s['totals']['synapses']} synapses, {m['n_cores']} cores (lower bound {m['lower_bound']['cores']}, "
-            f"ratio {m['cores_over_lb']:.2f}), mapper {m['mapper']}, "
-            f"{m['intercore_synapses']} synapses cross cores")
-    pops = Table(title="populations")
-    for col in ("name", "layer", "kind", "neurons", "motifs", "state scale", "params that lost precision"):
-        pops.add_column(col)
-    for p in s["populations"]:
-        pops.add_row(p["name"], p["layer"], p["kind"], str(p["neurons"]),
-                     f"{p['motifs']} x {p['motif_size']}" if p["motif_size"] else "-",
-                     f"{p['state_scale']:g}" if p["state_scale"] else "-", ", ".join(p["params_lost_precision"]) or "-")
-    c.print(pops)
-    projs = Table(title="projections (quantization)")
-    for col in ("projection", "synapses", "sign", "weight exp", "mantissa range", "clipped", "rounded to 0",
-                "rms rel. error"):
-        projs.add_column(col)
-    for p in s["projections"]:
-        projs.add_row(p["name"], str(p["synapses"]), p["sign_mode"], str(p["weight_exp"]),
-                      f"{p['mantissa_min']}..{p['mantissa_max']}", f"{p['clipped_fraction']:.2%}",
-                      f"{p['zeroed_fraction']:.2%}", f"{p['rms_rel_error']:.3%}")
-    c.print(projs)
-    limits = s["limits"]
-    cores = Table(title=f"cores (busiest {min(args.cores, len(s['cores']))} of {len(s['cores'])}; used/limit)")
-    cores.add_column("core")
-    for r in limits:
-        cores.add_column(r.replace("_", " "))
-    busiest = sorted(s["cores"], key=lambda row: -max(row[r] / limits[r] for r in limits if limits[r]))
-    for row in busiest[:args.cores]:
-        cores.add_row(str(row["core"]), *(f"{row[r]}/{limits[r]} ({row[r] / limits[r]:.0%})" for r in limits))
-    c.print(cores)
-    for w in s["warnings"]:
-        c.print(f"[yellow]warning:[/] [{w.get('rule')}] {w['message']} ({w.get('where')}; fix: {w.get('fix')})")
+    art = artifact.load(args.artifact)
+    act = activity.load(args.activity) if args.activity else None
+    rep = build(art, act)
+    fmt = "json" if args.json else args.format
+    out_dir = Path(args.output) if args.output else None
+    written = FORMATS[fmt](rep, act, args, out, out_dir)
+    if written is not None:
+        out.err.print(f"wrote {written}" + (f" and pictures in {written.parent}" if args.image_formats else ""))
     return 0

@@ -1,11 +1,14 @@
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
-from rsnn2chip import artifact
+from rsnn2chip import activity, artifact
 from rsnn2chip.artifact import atomic_write_bytes
-from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, run as run_backend
+from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, prepare_inputs, run as run_backend
+from rsnn2chip.backends.plan import lower
 from rsnn2chip.errors import InputError
 
 HELP = "run a compiled network on spike input with the reference (NumPy) or Lava backend"
@@ -22,6 +25,9 @@ def add_arguments(parser) -> None:
                         help="run both backends and report the first (population, neuron, step) that differs")
     parser.add_argument("--timeout", type=float, help="seconds before the Lava watchdog stops a run")
     parser.add_argument("--save-spikes", metavar="NPZ", help="write spikes per population to this .npz")
+    parser.add_argument("--save-activity", metavar="RUN",
+                        help="save this run's spikes (every population, input included) for `rsnn2chip report "
+                             "--activity RUN`: a directory, or a file ending in .npz (with --compare: the Lava run)")
 
 
 def load_spike_input(path: str) -> np.ndarray:
@@ -56,7 +62,8 @@ def run(args, out) -> int:
     backends = ["reference", "lava"] if args.compare else [args.backend]
     results = {}
     for name in backends:
-        with out.err.status(f"running {name} backend for {steps} steps", spinner="dots") if not args.json else _null():
+        busy = out.err.status(f"running {name} backend for {steps} steps", spinner="dots")
+        with contextlib.nullcontext() if args.json else busy:
             results[name] = run_backend(art, x, steps, backend=name, **_options(name, args.timeout))
     payload = {name: {"wall_s": r.wall_s, "steps": r.steps, "spike_counts": r.spike_counts()}
                for name, r in results.items()}
@@ -67,6 +74,8 @@ def run(args, out) -> int:
         status = 0 if div is None else 1
     if args.save_spikes:
         _save_spikes(args.save_spikes, results)
+    if args.save_activity:
+        _save_activity(args.save_activity, art, x, steps, results[backends[-1]])
     if args.json:
         out.json(payload)
         return status
@@ -82,15 +91,12 @@ def run(args, out) -> int:
 
 
 def _save_spikes(path: str, results: dict) -> None:
-    import io
     buf = io.BytesIO()
     np.savez_compressed(buf, **{f"{b}/{pop}": s for b, r in results.items() for pop, s in r.spikes.items()})
     atomic_write_bytes(path, buf.getvalue())
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+def _save_activity(path: str, art, x: np.ndarray, steps: int, result: RunResult) -> None:
+    net = lower(art.graph)
+    act = activity.from_run(result, prepare_inputs(net, x, steps), net.input_slices, art.graph.graph.get("name", ""))
+    activity.save(act, path)

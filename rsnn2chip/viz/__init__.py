@@ -1,0 +1,1 @@
+"""Rendering of reports: shared tables (``tables``), terminal (``text``), HTML (``html``), pictures (``figures``)."""

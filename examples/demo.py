@@ -1,0 +1,78 @@
+"""The main job end to end on real data: train an SC-ML RSNN on FSDD spoken digits,
+compile it for Loihi 2, run it in Lava and in the reference simulator, and report.
+
+    make demo            # or: .venv/bin/python examples/demo.py --out build/demo
+
+Every step is an ordinary `rsnn2chip` command (printed before it runs), so the
+demo doubles as a walkthrough of the CLI.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def step(title: str, argv: list[str], ok_codes=(0,)) -> None:
+    from rsnn2chip.cli import main
+
+    print(f"\n=== {title}\n$ rsnn2chip {shlex.join(argv)}", flush=True)
+    start = time.perf_counter()
+    code = main(argv)
+    print(f"--- {title}: exit {code} in {time.perf_counter() - start:.1f} s", flush=True)
+    if code not in ok_codes:
+        sys.exit(f"demo step failed: {title} (exit {code})")
+
+
+def write_test_sample(model: Path, out: Path, index: int = 0) -> Path:
+    """One FSDD test recording, encoded exactly as in training, as a (T, channels) spike array."""
+    from rsnn2chip.checkpoint import load_checkpoint
+    from rsnn2chip.data import load_dataset
+
+    meta = load_checkpoint(model)["meta"]
+    data = load_dataset("fsdd", "test", encoding=meta["encoding"])
+    np.save(out, np.asarray(data.samples[index], dtype=np.int8))
+    print(f"wrote {out}: test recording {index}, digit {int(data.labels[index])}, "
+          f"{data.samples[index].shape[0]} steps x {data.n_channels} channels")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="build/demo", help="output directory")
+    parser.add_argument("--arch", default=str(REPO / "examples" / "arch" / "scml_fsdd.yaml"))
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--lava-samples", type=int, default=20, help="test samples to classify in Lava")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model, net = out / "model.pt", out / "net.r2c"
+
+    step("train on FSDD (real spoken digits)", ["train", "--arch", args.arch, "--data", "fsdd", "--epochs",
+                                                 str(args.epochs), "--seed", "0", "-o", str(model)])
+    step("compile for Loihi 2", ["compile", str(model), "--target", "loihi2-sim", "-o", str(net)])
+    step("report", ["report", str(net)])
+    step("accuracy of the float model on the test split", ["eval", str(model), "--data", "fsdd", "--backend", "float"])
+    step("accuracy of the compiled network (reference simulator, all test samples)",
+         ["eval", str(net), "--data", "fsdd", "--backend", "reference"])
+    step(f"accuracy in Lava (first {args.lava_samples} test samples)",
+         ["eval", str(net), "--data", "fsdd", "--backend", "lava", "--limit", str(args.lava_samples)])
+    x = write_test_sample(model, out / "x.npy")
+    step("Lava vs reference, spike for spike", ["run", str(net), "--input", str(x), "--compare",
+                                                  "--save-activity", str(out / "activity")])
+    step("verify: PyTorch float/QAT, reference and Lava per layer",
+         ["verify", str(model), str(net), "--input", str(x)])
+    step("HTML report with pictures", ["report", str(net), "--activity", str(out / "activity"),
+                                       "--format", "html", "-o", str(out / "report")])
+    print(f"\ndemo done: artifacts in {out}/ (open {out}/report/report.html)")
+
+
+if __name__ == "__main__":
+    import rsnn2chip  # noqa: F401  (installs the lava import fix first)
+    main()

@@ -29,6 +29,7 @@ class CompileState:
     target: Target
     mapper: str
     qcfg: QuantizationConfig
+    spike_counts: object = None  # optional measured spikes per neuron; mappers then weigh traffic by them
     demand: NetworkDemand | None = None
     core_of_unit: np.ndarray | None = None
     cores: nx.DiGraph | None = None
@@ -40,7 +41,7 @@ def _quantize(s: CompileState) -> None:
 
 
 def _demand(s: CompileState) -> None:
-    s.demand = network_demand(s.graph)
+    s.demand = network_demand(s.graph, s.spike_counts)
 
 
 def _partition(s: CompileState) -> None:
@@ -66,9 +67,13 @@ PASSES: list[tuple[str, Callable[[CompileState], None]]] = [
 
 def compile_graph(graph: nx.DiGraph, target: Target, *, mapper: str = "greedy",
                   qcfg: QuantizationConfig = QuantizationConfig(), provenance: dict | None = None,
-                  on_pass: Callable[[str], None] | None = None) -> CompiledNetwork:
-    """Run every pass; raise :class:`DesignRuleError` listing every violation if any rule fails."""
-    state = CompileState(graph, target, mapper, qcfg)
+                  on_pass: Callable[[str], None] | None = None, spike_counts=None) -> CompiledNetwork:
+    """Run every pass; raise :class:`DesignRuleError` listing every violation if any rule fails.
+
+    ``spike_counts``: measured spikes per neuron (flat array over LIF neurons in
+    IR order, or a dict population -> array); see ``resources.network_demand``.
+    """
+    state = CompileState(graph, target, mapper, qcfg, spike_counts)
     for name, run_pass in PASSES:
         if on_pass:
             on_pass(name)

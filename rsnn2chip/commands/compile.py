@@ -1,9 +1,11 @@
 from pathlib import Path
 
+import numpy as np
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from rsnn2chip import artifact
 from rsnn2chip.compiler import PASSES, compile_file
+from rsnn2chip.errors import InputError
 from rsnn2chip.passes.partition import MAPPERS
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.targets import load_target
@@ -16,11 +18,26 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="model file: a checkpoint written by `rsnn2chip train` (model.pt)")
     parser.add_argument("--target", default="loihi2-sim", help="target name in targets/ or a .toml path")
     parser.add_argument("-o", "--output", help="artifact path (default: MODEL with suffix .r2c)")
-    parser.add_argument("--mapper", default="greedy", choices=sorted(MAPPERS), help="core partitioner")
+    parser.add_argument("--mapper", default="greedy", choices=sorted(MAPPERS),
+                        help="core partitioner: greedy (contiguous in IR order, fastest), rcm (contiguous in a "
+                             "graph locality order), metis (graph partition), auto (runs all three; keeps the fewest "
+                             "chips, then, among those within 1%% of the fewest cores, the least hop-weighted "
+                             "traffic); see docs/mapping.md")
+    parser.add_argument("--spike-counts", metavar="NPY",
+                        help="measured spikes per LIF neuron (.npy, IR order) to weigh traffic by, instead of "
+                             "synapse counts")
     parser.add_argument("--threshold-mantissa", type=int, default=QuantizationConfig.threshold_mantissa_target,
                         help="target threshold mantissa; larger = finer weights, less headroom (default %(default)s)")
     parser.add_argument("--weight-clip-percentile", type=float, default=100.0,
                         help="clip weight magnitudes above this percentile per projection (default: never clip)")
+
+
+def _load_spike_counts(path: str):
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read spike counts ({type(exc).__name__}: {exc})", file=path,
+                         fix="save one count per LIF neuron with numpy.save") from None
 
 
 def run(args, out) -> int:
@@ -34,17 +51,23 @@ def run(args, out) -> int:
         def on_pass(name: str) -> None:
             progress.update(task, description=name, advance=1)
 
-        compiled = compile_file(args.model, target, mapper=args.mapper, qcfg=qcfg, on_pass=on_pass)
+        spikes = _load_spike_counts(args.spike_counts) if args.spike_counts else None
+        compiled = compile_file(args.model, target, mapper=args.mapper, qcfg=qcfg, on_pass=on_pass,
+                                spike_counts=spikes)
         progress.update(task, description="writing artifact", advance=1)
         artifact.save(compiled, output)
     info = compiled.cores.graph
     result = {"artifact": str(output), "target": target.name, "cores": info["n_cores"],
-              "lower_bound": info["lower_bound"]["cores"], "warnings": compiled.warnings}
+              "lower_bound": info["lower_bound"]["cores"], "chips_used": info["chips_used"],
+              "mapper": info.get("mapper_chosen", info["mapper"]), "intercore_synapses": info["intercore_synapses"],
+              "hop_weighted_synapses": info["hop_weighted_synapses"], "warnings": compiled.warnings}
     if args.json:
         out.json(result)
         return 0
     out.console.print(f"compiled [bold]{args.model}[/] for [bold]{target.name}[/] -> {output} "
-                      f"({info['n_cores']} cores, lower bound {info['lower_bound']['cores']})")
+                      f"({info['n_cores']} cores on {info['chips_used']} chip(s), lower bound "
+                      f"{info['lower_bound']['cores']}, mapper {result['mapper']}, "
+                      f"{info['intercore_synapses']} synapses cross cores)")
     for w in compiled.warnings:
         out.console.print(f"[yellow]warning:[/] [{w.get('rule')}] {w['message']} ({w.get('where')}; "
                           f"found {w.get('found')}, allowed {w.get('allowed')}; fix: {w.get('fix')})")

@@ -36,10 +36,10 @@ def rule(fn):
     return fn
 
 
-def describe_core(ctx: CheckContext, core: int) -> str:
+def describe_core(ctx: CheckContext, core: int, max_parts: int = 4) -> str:
     data = ctx.cores.nodes[core]
     parts = []
-    for pop_name, lo, hi in data["slices"]:
+    for pop_name, lo, hi in data["slices"][:max_parts]:
         pop = ir.population(ctx.graph, pop_name)
         if pop.motif_size:
             first, last = lo // pop.motif_size, (hi - 1) // pop.motif_size
@@ -47,22 +47,10 @@ def describe_core(ctx: CheckContext, core: int) -> str:
             parts.append(f"layer {pop.layer} ({pop_name} {span}, neurons {lo}-{hi - 1})")
         else:
             parts.append(f"layer {pop.layer} ({pop_name} neurons {lo}-{hi - 1})")
+    more = len(data["slices"]) - max_parts
+    if more > 0:  # scattered assignments (METIS) can hold hundreds of runs; the name must stay readable
+        parts.append(f"and {more} more neuron ranges")
     return f"core {core} (chip {data['chip']}) holding " + ", ".join(parts)
-
-
-def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
-    """When a core holds one atomic motif that alone breaks a limit, the fix is a smaller motif."""
-    data = ctx.cores.nodes[core]
-    if data["units"] != 1 or len(data["slices"]) != 1:
-        return None
-    pop = ir.population(ctx.graph, data["slices"][0][0])
-    if not pop.motif_size:
-        return None
-    used = data["used"][resource]
-    limit = ctx.target.core[resource]
-    smaller = max(1, int(pop.motif_size * limit // max(used, 1)))
-    return (f"motif of layer {pop.layer} alone exceeds one core: split layer {pop.layer} into motifs of "
-            f"<= {smaller} neurons, or reduce its fan-in")
 
 
 FIXES = {
@@ -70,12 +58,62 @@ FIXES = {
     "synapse_memory_bits": "reduce fan-in (sparser input/recurrent weights) or use smaller motifs so fewer "
                            "synapses share a core",
     "input_axons": "reduce fan-in: fewer distinct presynaptic neurons per core (sparser input projections)",
-    "output_axons": "reduce fan-out: keep each neuron's targets on fewer cores (contiguous mapping, "
-                    "--mapper greedy) or fewer postsynaptic layers",
+    "output_axons": "reduce fan-out: keep each neuron's targets on fewer cores (--mapper greedy or auto keep "
+                    "consecutive motifs together) or project to fewer postsynaptic layers",
     "neuron_profiles": "reduce the number of distinct (current decay, voltage decay, bias exponent) "
                        "combinations per core, e.g. share intrinsic parameters within a motif",
     "threshold_profiles": "reduce the number of distinct thresholds per core",
 }
+
+
+def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
+    """The concrete fix when one atomic unit (a motif or a lone neuron) alone breaks a limit.
+
+    Built-in mappers only leave a core over a limit when a single unit cannot
+    fit an empty core, so the fix is about that unit: a smaller motif or less
+    fan-in/fan-out, with the numbers that would fit.
+    """
+    data = ctx.cores.nodes[core]
+    if data["units"] != 1 or len(data["slices"]) != 1:
+        return None
+    pop = ir.population(ctx.graph, data["slices"][0][0])
+    used, limit = data["used"], ctx.target.core[resource]
+    n = max(used["neurons"], 1)
+    what = f"one {pop.motif_size}-neuron motif of layer {pop.layer}" if pop.motif_size else \
+        f"one neuron of layer {pop.layer}"
+    smaller = "" if not pop.motif_size else " or smaller motifs"
+    if resource == "neurons":
+        return f"{what} exceeds a core's {limit} neurons: use motifs of <= {limit} neurons in layer {pop.layer}"
+    if resource == "synapse_memory_bits":
+        core = ctx.target.core
+        enc = ctx.target["synapse_encoding"]
+        bps = enc["weight_bits"] + enc["index_bits"] + enc["delay_bits"]
+        state = core["neuron_state_bits"] if core["shared_memory"] else 0
+        header = enc["header_bits_per_axon"] * used["input_axons"]
+        fan_in = used["synapses"] / n
+        # Smaller motif: the same sources (headers) shared by fewer neurons.
+        fit = int((limit - header) // max(fan_in * bps + state, 1))
+        # Less fan-in: headers assumed to shrink in proportion to the synapses.
+        max_fan_in = int((limit - n * state) // max(n * bps + header / max(fan_in, 1), 1))
+        head = (f"{what} needs {used['synapse_memory_bits']} bits ({used['synapses'] // n} synapses per neuron "
+                f"x {bps} bits + {used['input_axons']} axon headers)")
+        cut = f"cut the fan-in of layer {pop.layer} to <= {max(max_fan_in, 0)} synapses per neuron"
+        if pop.motif_size and fit >= 1:
+            return f"{head}: split layer {pop.layer} into motifs of <= {fit} neurons, or {cut}"
+        return f"{head}: {cut}"
+    if resource == "input_axons":
+        return (f"{what} listens to {used['input_axons']} distinct presynaptic neurons or channels; a core accepts "
+                f"{limit}: make the projections into layer {pop.layer} sparser{smaller} so each core sees "
+                f"<= {limit} sources")
+    if resource == "output_axons":
+        return (f"{what} sends spikes to {used['output_axons']} (neuron, core) pairs; a core allows "
+                f"{limit}: reduce the fan-out of layer {pop.layer} or make its targets more local")
+    if resource in ("neuron_profiles", "threshold_profiles"):
+        kind = "(current decay, voltage decay, bias exponent) combinations" if resource == "neuron_profiles" \
+            else "thresholds"
+        return (f"{what} uses {used[resource]} distinct {kind}; a core allows {limit}: share them within each "
+                f"motif (at most {limit} distinct values){smaller}")
+    return None
 
 
 def _core_limit_rule(resource: str):
@@ -108,11 +146,16 @@ def chip_cores(ctx: CheckContext) -> list[Problem]:
     if n_cores <= available:
         return []
     chips_needed = -(-n_cores // chip["cores"])
-    return [Problem("network needs more cores than the target has", where=f"target {ctx.target.name}",
-                    resource="cores", found=n_cores, allowed=available, rule="chip_cores",
-                    fix=f"needs {chips_needed} chips of {chip['cores']} cores: use a target with chip.chips >= "
-                        f"{chips_needed} (e.g. a copy of {ctx.target.path} with chips = {chips_needed}), "
-                        f"or shrink the network")]
+    lb = ctx.cores.graph.get("lower_bound", {}).get("cores")
+    example = "targets/loihi2-sim-2chip.toml is loihi2-sim with chips = 2" if chips_needed == 2 else \
+        f"e.g. a copy of targets/loihi2-sim-2chip.toml with chips = {chips_needed}"
+    return [Problem(f"network needs {n_cores} cores ({chips_needed} chips); the target has {available} "
+                    f"({chip['chips']} chip{'s' if chip['chips'] != 1 else ''} of {chip['cores']})",
+                    where=f"target {ctx.target.name} ({ctx.target.path})", resource="cores", found=n_cores,
+                    allowed=available, rule="chip_cores",
+                    fix=f"use a target with chip.chips >= {chips_needed} ({example}), "
+                        f"or shrink the network"
+                        + (f" (no mapping can use fewer than {lb} cores)" if lb else ""))]
 
 
 @rule
@@ -137,6 +180,17 @@ def synaptic_delay(ctx: CheckContext) -> list[Problem]:
             for p in ir.projections(ctx.graph) if p.delay != 1]
 
 
+def _row_sums(m, values: np.ndarray) -> np.ndarray:
+    """Per-row sums of a CSR matrix's (transformed) data, in int64, without copying the matrix."""
+    out = np.zeros(m.shape[0], np.int64)
+    counts = np.diff(m.indptr)
+    nonempty = counts > 0
+    if values.size:
+        # reduceat sums up to the next start; empty rows are skipped so that start is this row's end.
+        out[nonempty] = np.add.reduceat(values, m.indptr[:-1][nonempty], dtype=np.int64)
+    return out
+
+
 @rule
 def activation_16bit(ctx: CheckContext) -> list[Problem]:
     """Loihi's dendritic accumulator is 16 bits; Lava's CPU model does not wrap it, so hardware could differ."""
@@ -144,8 +198,12 @@ def activation_16bit(ctx: CheckContext) -> list[Problem]:
     lif = ir.neuron_offsets(ctx.graph, "lif")
     for proj in ir.projections(ctx.graph):
         m = proj.quant.mantissa
-        pos = np.asarray(m.maximum(0).sum(axis=1)).ravel()
-        neg = np.asarray((-m.minimum(0)).sum(axis=1)).ravel()
+        data = m.data
+        mode = proj.quant.sign_mode
+        pos = _row_sums(m, data) if mode == "excitatory" else \
+            (0 if mode == "inhibitory" else _row_sums(m, np.maximum(data, 0)))
+        neg = -_row_sums(m, data) if mode == "inhibitory" else \
+            (0 if mode == "excitatory" else -_row_sums(m, np.minimum(data, 0)))
         lo, hi = lif[proj.post]
         worst[lo:hi] += np.maximum(pos, neg) * 2.0 ** proj.quant.weight_exp
     limit = (1 << 15) - 1
@@ -153,8 +211,10 @@ def activation_16bit(ctx: CheckContext) -> list[Problem]:
         return []
     n = int((worst > limit).sum())
     k = int(np.argmax(worst))
+    pop = ctx.demand.populations[ctx.demand.population_of[k]]
+    local = k - lif[pop.name][0]
     return [Problem("worst-case synaptic input may exceed Loihi's 16-bit accumulator", severity="warning",
-                    where=f"{n} neurons, worst is global LIF neuron {k}", resource="a_in",
+                    where=f"{n} neurons; worst is layer {pop.layer} ({pop.name} neuron {local})", resource="a_in",
                     found=int(worst[k]), allowed=limit, rule="activation_16bit",
                     fix="lower threshold_mantissa_target or the weights feeding these neurons")]
 

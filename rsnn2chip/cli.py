@@ -14,6 +14,7 @@ import pkgutil
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from rsnn2chip import __version__
 from rsnn2chip.errors import R2CError
@@ -66,7 +67,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if args.json:
             out.json(exc.to_dict())
-        out.err.print(f"[bold red]error:[/] {exc.render()}", markup=True, soft_wrap=True) if not args.json else None
+        else:
+            # Escaped: messages contain [rule_name] tags that rich would take for markup.
+            out.err.print(f"[bold red]error:[/] {escape(exc.render())}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         out.err.print("interrupted")
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # an rsnn2chip bug, not a user error: say so, keep the traceback one flag away
         if args.debug:
             raise
-        out.err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+        out.err.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}\n"
                       "This is a bug in rsnn2chip. Re-run with --debug for the traceback.", soft_wrap=True)
         return 1
 

@@ -5,6 +5,7 @@ module only orders them and collects their results.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -87,5 +88,8 @@ def compile_graph(graph: nx.DiGraph, target: Target, *, mapper: str = "greedy",
 
 def compile_file(model_path: str | Path, target: Target, **kwargs) -> CompiledNetwork:
     graph = load_network(model_path)
-    provenance = provenance_for(model_path, target=target.name, mapper=kwargs.get("mapper", "greedy"))
+    qcfg = kwargs.get("qcfg", QuantizationConfig())
+    # Recorded so eval encodes inputs as training did and verify re-quantizes with the same settings.
+    provenance = provenance_for(model_path, target=target.name, mapper=kwargs.get("mapper", "greedy"),
+                                quantization=dataclasses.asdict(qcfg), **graph.graph.get("training", {}))
     return compile_graph(graph, target, provenance=provenance, **kwargs)

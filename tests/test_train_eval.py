@@ -111,9 +111,8 @@ def test_compile_then_eval_reference_agrees_with_qat(trained, tmp_path, capsys):
     assert code == 0
     code, ref = cli_json(capsys, ["eval", str(net), "--data", "events-digits", "--limit", "24", "--batch-size", "12"])
     assert code == 0 and ref["backend"] == "reference" and ref["samples"] == 24
-    assert ref["notes"] == []  # the encoding was found through the unchanged source checkpoint
+    assert ref["notes"] == []  # the artifact carries the training encoding
     assert ref["output_population"] == "output" and ref["readout_depth"] == 2
-    pytest.importorskip("rsnn2chip.nn.qat")
     code, qat = cli_json(capsys, ["eval", str(trained), "--data", "events-digits", "--limit", "24", "--backend", "qat"])
     assert code == 0
     # QAT's forward pass is the reference backend's arithmetic, so the two agree exactly.
@@ -121,8 +120,21 @@ def test_compile_then_eval_reference_agrees_with_qat(trained, tmp_path, capsys):
     assert qat["spike_rate"] == pytest.approx(ref["spike_rate"], abs=1e-12)
 
 
+def test_artifact_is_self_contained_without_its_checkpoint(trained, tmp_path, capsys):
+    moved = tmp_path / "model.pt"
+    moved.write_bytes(trained.read_bytes())
+    net = tmp_path / "net.r2c"
+    assert cli_json(capsys, ["compile", str(moved), "-o", str(net)])[0] == 0
+    moved.unlink()  # eval must not need the checkpoint to encode inputs as training did
+    code, ref = cli_json(capsys, ["eval", str(net), "--data", "events-digits", "--limit", "12"])
+    assert code == 0 and ref["notes"] == []
+    from rsnn2chip import artifact
+    prov = artifact.load(net).provenance
+    assert prov["encoding"] and prov["dataset"]["name"] == "events-digits"
+    assert prov["quantization"]["threshold_mantissa_target"] == 2048
+
+
 def test_train_with_qat_runs(tmp_path, arch_file, capsys):
-    pytest.importorskip("rsnn2chip.nn.qat")
     code, result = cli_json(capsys, train_args(arch_file, tmp_path / "q.pt", extra=["--qat"]))
     assert code == 0 and math.isfinite(result["final"]["train_loss"])
     assert load_checkpoint(tmp_path / "q.pt")["meta"]["qat"] == {"enabled": True, "target": "loihi2-sim"}

@@ -10,12 +10,13 @@ from rsnn2chip.passes.partition import MAPPERS
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.targets import load_target
 
-HELP = "compile a model (model.pt) for a target into a .r2c artifact"
+HELP = "compile a model (model.pt, netx .net or NIR) for a target into a .r2c artifact"
 EXAMPLE = "rsnn2chip compile model.pt --target loihi2-sim -o net.r2c"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", help="model file: a checkpoint written by `rsnn2chip train` (model.pt)")
+    parser.add_argument("model", help="model file: a checkpoint from `rsnn2chip train` (model.pt), a lava-dl netx HDF5 "
+                        "(.net) or a NIR graph (.nir)")
     parser.add_argument("--target", default="loihi2-sim", help="target name in targets/ or a .toml path")
     parser.add_argument("-o", "--output", help="artifact path (default: MODEL with suffix .r2c)")
     parser.add_argument("--mapper", default="greedy", choices=sorted(MAPPERS),

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from rsnn2chip.checkpoint import ZIP_MAGIC, model_from_checkpoint
+from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
 
 NAME = "rsnn2chip checkpoint (model.pt)"
 
@@ -19,7 +19,13 @@ def sniff(path: str | Path) -> bool:
         return False
 
 
+# Training facts a compiled network needs to be fed and read exactly as in training.
+TRAINING_KEYS = ("dataset", "encoding", "readout")
+
+
 def load(path: str | Path) -> nx.DiGraph:
     graph = model_from_checkpoint(path).to_ir()
     graph.graph["source"] = str(path)
+    meta = load_checkpoint(path).get("meta", {})
+    graph.graph["training"] = {k: meta[k] for k in TRAINING_KEYS if meta.get(k) is not None}
     return graph

@@ -106,12 +106,17 @@ def quantize_bias(bias_int: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return mant.astype(np.int64), exp, mant != mant_exact
 
 
+def _magnitude_at(values: np.ndarray, percentile: float) -> float:
+    # The default (100) is the maximum; np.percentile would copy and partition ~100M values for it.
+    if values.size == 0:
+        return 0.0
+    return float(values.max()) if percentile >= 100 else float(np.percentile(values, percentile))
+
+
 def weight_exponent(w_eff: np.ndarray, sign_mode: str, percentile: float, exp_range: tuple[int, int]) -> int:
-    if w_eff.size == 0 or not np.any(w_eff):
-        return 0
     lo, hi = fx.WEIGHT_RANGE[sign_mode]
-    pos = np.percentile(w_eff[w_eff > 0], percentile) / hi if np.any(w_eff > 0) and hi > 0 else 0.0
-    neg = np.percentile(-w_eff[w_eff < 0], percentile) / -lo if np.any(w_eff < 0) and lo < 0 else 0.0
+    pos = _magnitude_at(w_eff[w_eff > 0], percentile) / hi if hi > 0 else 0.0
+    neg = _magnitude_at(-w_eff[w_eff < 0], percentile) / -lo if lo < 0 else 0.0
     need = max(pos, neg)
     return int(np.clip(math.ceil(math.log2(need)), *exp_range)) if need > 0 else 0
 
@@ -119,25 +124,29 @@ def weight_exponent(w_eff: np.ndarray, sign_mode: str, percentile: float, exp_ra
 def quantize_weights(weight: sp.csr_matrix, post_scale: float, exp_range: tuple[int, int],
                      percentile: float = 100.0) -> ir.WeightQuant:
     weight = sp.csr_matrix(weight)
-    w_eff = weight.data * post_scale / (1 << fx.ACT_SHIFT)
+    to_int = post_scale / (1 << fx.ACT_SHIFT)  # float weight -> effective integer weight
+    w_eff = weight.data * to_int
     sign_mode = fx.sign_mode_of(weight.data)
     exp = weight_exponent(w_eff, sign_mode, percentile, exp_range)
     lo, hi = fx.WEIGHT_RANGE[sign_mode]
     step = 2 if sign_mode == "mixed" else 1  # mixed mantissas are even on Loihi
-    exact = w_eff / 2.0 ** exp
-    mant = np.clip(step * np.rint(exact / step), lo, hi)
-    clipped = (exact > hi + step / 2) | (exact < lo - step / 2)
+    exact = np.multiply(w_eff, 2.0 ** -exp, out=w_eff)  # w_eff is not needed after this
+    clipped = int(np.count_nonzero((exact > hi + step / 2) | (exact < lo - step / 2)))
+    mant = np.divide(exact, step)
+    np.rint(mant, out=mant)
+    mant *= step
+    np.clip(mant, lo, hi, out=mant)
     mantissa = sp.csr_matrix((mant.astype(np.int32), weight.indices.copy(), weight.indptr.copy()), shape=weight.shape)
     mantissa.eliminate_zeros()
-    represented = mant * 2.0 ** exp * (1 << fx.ACT_SHIFT) / post_scale
-    err = represented - weight.data
+    err = np.multiply(mant, 2.0 ** exp / to_int, out=exact)  # represented float weight ...
+    err -= weight.data  # ... minus the trained one
     norm = float(np.linalg.norm(weight.data))
     n = max(weight.data.size, 1)
     stats = {
         "n_synapses": int(weight.data.size), "n_synapses_after": int(mantissa.nnz), "weight_exp": exp,
-        "sign_mode": sign_mode, "clipped_fraction": float(clipped.sum() / n),
-        "zeroed_fraction": float(((mant == 0) & (weight.data != 0)).sum() / n),
-        "mantissa_min": int(mant.min(initial=0)), "mantissa_max": int(mant.max(initial=0)),
+        "sign_mode": sign_mode, "clipped_fraction": clipped / n,
+        "zeroed_fraction": float(np.count_nonzero((mant == 0) & (weight.data != 0)) / n),
+        "mantissa_min": int(mant.min()) if mant.size else 0, "mantissa_max": int(mant.max()) if mant.size else 0,
         "mantissa_range_used": float(np.abs(mant).max(initial=0) / max(hi, -lo)),
         "rms_rel_error": float(np.linalg.norm(err) / norm) if norm > 0 else 0.0,
         "max_abs_error": float(np.abs(err).max(initial=0.0)),

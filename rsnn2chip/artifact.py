@@ -21,7 +21,7 @@ from networkx.readwrite import json_graph
 
 from rsnn2chip import __version__, fixedpoint as fx, ir
 from rsnn2chip.errors import ArtifactError, R2CError
-from rsnn2chip.fileio import atomic_write_bytes
+from rsnn2chip.fileio import atomic_write_bytes, plain
 from rsnn2chip.targets import Target, target_from_dict
 
 FORMAT = "rsnn2chip.artifact"
@@ -52,22 +52,12 @@ def provenance_for(source: str | Path, **extra) -> dict:
             "tool_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
 
 
-def _to_jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
-
 def save(artifact: CompiledNetwork, path: str | Path) -> None:
     meta, arrays = ir.to_serializable(artifact.graph)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     array_bytes = buf.getvalue()
-    manifest = _to_jsonable({
+    manifest = plain({
         "format": FORMAT, "version": VERSION, "tool_version": __version__,
         "provenance": artifact.provenance, "target": artifact.target.data, "ir": meta,
         "mapping": json_graph.node_link_data(artifact.cores), "warnings": artifact.warnings,

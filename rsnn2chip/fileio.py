@@ -6,6 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+import numpy as np
+
 
 def default_mode(directory: bool = False) -> int:
     """The permissions a plain ``open()``/``mkdir()`` would give under the current umask."""
@@ -39,3 +41,16 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:
     return atomic_write(path, lambda handle: handle.write(payload))
+
+
+def plain(obj):
+    """numpy scalars and arrays -> Python numbers and lists, recursively, for JSON."""
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

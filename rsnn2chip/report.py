@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from rsnn2chip import cost, fixedpoint as fx, ir
 from rsnn2chip.activity import Activity, check_matches
 from rsnn2chip.artifact import CompiledNetwork
+from rsnn2chip.fileio import plain
 
 FORMAT = "rsnn2chip.report"
 VERSION = 1
@@ -25,19 +26,6 @@ MAX_MATRIX_CORES = 128
 MEASURED_DEFINITION = (
     "messages: each spike of a neuron on core a counts once for every distinct core b != a that its synapses "
     "reach (the router sends one message per destination core); synaptic_events: once per synapse it reaches")
-
-
-def plain(obj):
-    """numpy scalars and arrays -> Python numbers and lists, recursively."""
-    if isinstance(obj, dict):
-        return {str(k): plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return plain(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
 
 
 # --------------------------------------------------------------------------- quantization

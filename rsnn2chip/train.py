@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from rsnn2chip import distributed
 from rsnn2chip.checkpoint import save_checkpoint
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError
@@ -95,7 +96,7 @@ def depth_of(model: RSNN) -> int:
 
 def window_mask(steps: int, lengths: torch.Tensor, depth: int) -> torch.Tensor:
     """``(B, steps)`` True inside each sample's readout window."""
-    return torch.arange(steps)[None, :] < (lengths[:, None] + depth)
+    return torch.arange(steps, device=lengths.device)[None, :] < (lengths[:, None] + depth)
 
 
 def readout_counts(spikes: torch.Tensor, lengths: torch.Tensor, depth: int) -> torch.Tensor:
@@ -146,15 +147,17 @@ def evaluate(model: RSNN, data: SpikeData, batch_size: int = 256,
     depth = depth_of(model)
     loss_sum, correct, totals = 0.0, 0, {}
     predictions = np.zeros(len(data), np.int64)
+    device = next(model.parameters()).device
     start = time.perf_counter()
     for batch in data.batches(batch_size, extra_steps=depth):
-        outputs = model(batch.x)
-        counts = readout_counts(outputs[model.output_layer], batch.lengths, depth)
-        loss_sum += float(F.cross_entropy(counts, batch.y, reduction="sum"))
+        y, lengths = batch.y.to(device), batch.lengths.to(device)
+        outputs = model(batch.x.to(device))
+        counts = readout_counts(outputs[model.output_layer], lengths, depth)
+        loss_sum += float(F.cross_entropy(counts, y, reduction="sum"))
         pred = counts.argmax(dim=1)
-        predictions[batch.index] = pred.numpy()
-        correct += int((pred == batch.y).sum())
-        for name, (spikes, slots) in layer_rates(outputs, batch.lengths, depth).items():
+        predictions[batch.index] = pred.cpu().numpy()
+        correct += int((pred == y).sum())
+        for name, (spikes, slots) in layer_rates(outputs, lengths, depth).items():
             s, n = totals.get(name, (0.0, 0.0))
             totals[name] = (s + spikes, n + slots)
         if on_batch:
@@ -197,31 +200,46 @@ def build_model(arch: dict, cfg: TrainConfig) -> RSNN:
 
 
 def train(arch: dict, train_data: SpikeData, val_data: SpikeData, cfg: TrainConfig, out_path: str | Path,
-          metrics_path: str | Path | None = None, progress=None, extra_meta: dict | None = None) -> TrainResult:
+          metrics_path: str | Path | None = None, progress=None, extra_meta: dict | None = None,
+          init_state: dict | None = None) -> TrainResult:
     """BPTT with Adam; writes ``out_path`` (checkpoint) after every epoch and ``metrics_path`` (JSON).
 
     ``progress`` is an optional ``rich.progress.Progress``. Two runs with the
     same config, data and seed give identical metrics (timings aside).
+    ``init_state``: state_dict entries copied into the freshly initialised model
+    (an architecture search keeps its adapted ``input_gain``, which the arch cannot hold).
+    Under ``torchrun`` the batches are sharded over ranks (rsnn2chip/distributed.py)
+    and only rank 0 writes files.
     """
     prepare_torch()
+    env = distributed.setup()
+    progress = progress if env.is_main else None
     with deterministic():
         seed_everything(cfg.seed)
         arch = resolve_arch(arch, train_data.n_channels, train_data.n_classes)
         model = build_model(arch, cfg)
+        if init_state:
+            state = model.state_dict()
+            with torch.no_grad():
+                for key, value in init_state.items():
+                    state[key].copy_(value)
+        model.to(env.device)
+        net = distributed.wrap(model, env)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         scheduler = make_scheduler(optimizer, cfg)
         depth = depth_of(model)
         metrics = {"format": METRICS_FORMAT, "version": 1, "model": str(out_path),
                    "dataset": train_data.describe() | {"split": None},
                    "splits": {"train": len(train_data), "val": len(val_data)},
-                   "config": asdict(cfg), "readout": READOUT, "arch": model.arch(), "epochs": []}
+                   "config": asdict(cfg), "readout": READOUT, "arch": model.arch(), "world_size": env.world_size,
+                   "epochs": []}
         meta = {"dataset": metrics["dataset"], "encoding": train_data.encoding, "readout": READOUT,
                 "training": {"config": asdict(cfg)}, "qat": {"enabled": cfg.qat, "target": cfg.target},
                 **(extra_meta or {})}
         epoch_task = progress.add_task("epochs", total=cfg.epochs) if progress else None
         for epoch in range(1, cfg.epochs + 1):
             start = time.perf_counter()
-            train_stats = train_epoch(model, optimizer, train_data, cfg, epoch, depth, progress)
+            train_stats = train_epoch(model, optimizer, train_data, cfg, epoch, depth, progress, net=net, env=env)
             if scheduler:
                 scheduler.step()
             val_stats = evaluate(model, val_data, cfg.eval_batch_size) if len(val_data) else None
@@ -235,9 +253,10 @@ def train(arch: dict, train_data: SpikeData, val_data: SpikeData, cfg: TrainConf
             best = max(metrics["epochs"], key=lambda r: (r["val_accuracy"] or 0.0, -r["epoch"]))
             metrics["best_val"] = {"epoch": best["epoch"], "val_accuracy": best["val_accuracy"]}
             meta["training"].update(epochs_done=epoch, final=metrics["final"])
-            save_checkpoint(out_path, model, meta)
-            if metrics_path:
-                write_json(metrics_path, metrics)
+            if env.is_main:
+                save_checkpoint(out_path, model, meta)
+                if metrics_path:
+                    write_json(metrics_path, metrics)
             if progress:
                 progress.update(epoch_task, advance=1,
                                 description=f"epoch {epoch}: val acc {row['val_accuracy'] or 0:.3f}")
@@ -253,31 +272,49 @@ def make_scheduler(optimizer, cfg: TrainConfig):
 
 
 def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch: int, depth: int,
-                progress=None) -> dict:
+                progress=None, net=None, env: distributed.DistEnv | None = None) -> dict:
+    """One epoch; ``net`` is ``model`` wrapped in DDP when ``env`` is distributed."""
+    net, env = net or model, env or distributed.DistEnv()
     model.train()
     loss_sum, correct, seen, totals = 0.0, 0, 0, {}
     task = progress.add_task(f"epoch {epoch}", total=len(data)) if progress else None
-    # The batch order depends on (seed, epoch) only, so a rerun sees the same batches.
-    for batch in data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch, extra_steps=depth):
-        outputs = model(batch.x)
+    # The batch order depends on (seed, epoch) only, so a rerun (or every rank) sees the same batches.
+    for index in data.batch_order(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch):
+        part = distributed.shard(index, env)
+        # A rank whose slice is empty still joins the gradient all-reduce, with a zero-weight sample.
+        batch = data.make_batch(part if len(part) else index[:1], extra_steps=depth)
+        batch.y, batch.lengths = batch.y.to(env.device), batch.lengths.to(env.device)
+        outputs = net(batch.x.to(env.device))
         counts = readout_counts(outputs[model.output_layer], batch.lengths, depth)
-        loss = F.cross_entropy(counts, batch.y)
+        if env.enabled:
+            # Summed loss scaled so that DDP's mean over ranks is the global batch's mean loss.
+            loss = F.cross_entropy(counts, batch.y, reduction="sum") * (env.world_size / len(index))
+            loss = loss * (1.0 if len(part) else 0.0)
+        else:
+            loss = F.cross_entropy(counts, batch.y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
-        n = len(batch.y)
-        loss_sum += float(loss.detach()) * n
+        if not len(part):
+            continue
+        n = len(part)
+        loss_sum += float(loss.detach()) * (len(index) / env.world_size if env.enabled else n)
         correct += int((counts.argmax(dim=1) == batch.y).sum())
         seen += n
         for name, (spikes, slots) in layer_rates(outputs, batch.lengths, depth).items():
             s, m = totals.get(name, (0.0, 0.0))
             totals[name] = (s + spikes, m + slots)
         if progress:
-            progress.update(task, advance=n, description=f"epoch {epoch} loss {loss_sum / seen:.3f}")
+            progress.update(task, advance=len(index), description=f"epoch {epoch} loss {loss_sum / seen:.3f}")
     if progress:
         progress.remove_task(task)
+    if env.enabled:
+        names = sorted(totals)
+        summed = distributed.all_sum([loss_sum, correct, seen] + [v for k in names for v in totals[k]], env)
+        loss_sum, correct, seen = summed[0], int(summed[1]), int(summed[2])
+        totals = {k: (summed[3 + 2 * i], summed[4 + 2 * i]) for i, k in enumerate(names)}
     return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
             "spike_rate": rates_of(totals), "mean_spike_rate": mean_rate(totals)}
 

@@ -133,17 +133,22 @@ class RSNN(nn.Module):
                              found=tuple(x.shape), allowed=f"(batch, steps, {self.input_size})")
 
     def to_ir(self) -> nx.DiGraph:
-        graph = ir.new_graph(self.name)
-        graph.graph["output"] = self.output_layer
-        ir.add_population(graph, ir.Population(INPUT_NAME, self.input_size, layer=INPUT_NAME))
-        for layer in self.layers.values():
-            ir.add_population(graph, layer.ir_population())
-        pre = INPUT_NAME
-        for layer in self.layers.values():
-            for projection in layer.ir_projections(pre):
-                ir.add_projection(graph, projection)
-            pre = layer.name
-        return graph
+        return chain_to_ir(self)
+
+
+def chain_to_ir(net) -> nx.DiGraph:
+    """IR of a layer chain input -> layers[0] -> layers[1] ...; ``net`` has name, input_size, layers, output_layer."""
+    graph = ir.new_graph(net.name)
+    graph.graph["output"] = net.output_layer
+    ir.add_population(graph, ir.Population(INPUT_NAME, net.input_size, layer=INPUT_NAME))
+    for layer in net.layers.values():
+        ir.add_population(graph, layer.ir_population())
+    pre = INPUT_NAME
+    for layer in net.layers.values():
+        for projection in layer.ir_projections(pre):
+            ir.add_projection(graph, projection)
+        pre = layer.name
+    return graph
 
 
 def example_arch(name: str = "rsnn", input_size: int = 16, sizes=(32, 8)) -> dict:

@@ -1,0 +1,91 @@
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from rsnn2chip import distributed
+from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip.errors import InputError
+
+HELP = ("HRMAS architecture search of SC-ML layers with intrinsic-plasticity self-repair; writes the searched "
+        "arch, the retrained model.pt, a JSON-lines log and pictures")
+EXAMPLE = "rsnn2chip search --space examples/search/space_fsdd.yaml --data fsdd -o build/search"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--space", required=True, help="search space YAML (docs/hrmas.md)")
+    parser.add_argument("--data", required=True,
+                        help=f"dataset: {', '.join(dataset_names())}, NAME:DIR, or a .npz file (docs/data.md)")
+    parser.add_argument("-o", "--output", required=True, help="run directory (created)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the run directory's last checkpoint (same space, data and seed)")
+    parser.add_argument("--seed", type=int, help="overrides search.seed of the space")
+    parser.add_argument("--limit", type=int, help="use at most N samples of each split (quick runs, tests)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
+
+
+def run(args, out) -> int:
+    from rsnn2chip.search import load_space, run_hrmas
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be >= 1", found=args.limit)
+    space = load_space(args.space)
+    if args.seed is not None:
+        if args.seed < 0:
+            raise InputError("--seed must be >= 0", found=args.seed)
+        space.search.seed = args.seed
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise InputError("-o must be a directory", file=str(output))
+    env = distributed.setup()
+    quiet = args.json or not env.is_main
+    with out.err.status(f"loading {args.data}", spinner="dots") if not quiet else _Null():
+        train_data = load_dataset(args.data, "train", limit=args.limit)
+        val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
+        test_data = load_dataset(args.data, "test", encoding=train_data.encoding, limit=args.limit)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())
+    with Progress(*columns, console=out.err, transient=True, disable=quiet, refresh_per_second=2) as progress:
+        task = progress.add_task("search", total=None)
+
+        def on_step(step: int, total: int) -> None:
+            progress.update(task, completed=step, total=total, description=f"search step {step}/{total}")
+
+        result = run_hrmas(space, (train_data, val_data, test_data), output, resume=args.resume, progress=progress,
+                           on_step=on_step, plots=not args.no_plots)
+        progress.remove_task(task)
+    distributed.cleanup()
+    if not env.is_main:
+        return 0
+    summary = {"output": str(output), "arch": str(output / "arch.yaml"), "model": str(output / "model.pt"),
+               "test_accuracy": result["test"]["accuracy"] if result["test"] else None,
+               "recurrent_synapses": result["recurrent_synapses"], "search_seconds": result["search_seconds"],
+               "search_cost_ratio": result["search_cost_ratio"],
+               "searched_layers": {name: {k: v for k, v in layer.items() if not k.endswith("_types")}
+                                   for name, layer in result["searched_layers"].items()}}
+    if args.json:
+        out.json(summary)
+        return 0
+    derived = " [yellow](derived: simulated sensor)[/]" if train_data.derived else ""
+    table = Table(title=f"HRMAS on {train_data.name}{derived}: {len(train_data)} train / {len(val_data)} val / "
+                        f"{len(test_data)} test samples")
+    for col in ("layer", "motif size", "synapses", "exc", "inh"):
+        table.add_column(col, justify="right")
+    for name, layer in result["searched_layers"].items():
+        types = [v for row in layer.get("intra_types", []) + layer.get("inter_types", []) for v in row]
+        table.add_row(name, str(layer.get("motif_size", "-")), str(layer["recurrent_synapses"]),
+                      str(types.count(1)), str(types.count(-1)))
+    out.console.print(table)
+    test = result["test"]["accuracy"] if result["test"] else float("nan")
+    out.console.print(f"test accuracy {test:.4f}; search {result['search_seconds']:.1f} s = "
+                      f"{result['search_cost_ratio']:.2f} x one retraining; wrote {output}/ "
+                      "(arch.yaml, model.pt, search_log.jsonl, result.json, *.png)")
+    return 0
+
+
+class _Null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False

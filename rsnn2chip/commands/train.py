@@ -4,12 +4,14 @@ import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rsnn2chip import distributed
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.errors import InputError
 from rsnn2chip.train import TrainConfig, train
 
 HELP = "train a recurrent spiking network (BPTT, Adam) on a dataset and write model.pt + metrics JSON"
-EXAMPLE = "rsnn2chip train --arch examples/arch/rsnn_fsdd.yaml --data fsdd --epochs 12 -o build/fsdd.pt"
+EXAMPLE = ("rsnn2chip train --arch examples/arch/rsnn_fsdd.yaml --data fsdd --epochs 12 -o build/fsdd.pt\n"
+           "  torchrun --standalone --nproc-per-node 2 -m rsnn2chip train ...   (data-parallel, docs/hrmas.md)")
 
 
 def add_arguments(parser) -> None:
@@ -28,6 +30,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--qat", action="store_true", help="quantization-aware training for --target")
     parser.add_argument("--target", default=defaults.target, help="target for --qat (default %(default)s)")
     parser.add_argument("--limit", type=int, help="use at most N samples of the train and val splits")
+    parser.add_argument("--neuron", choices=("lif", "softlif"), default="lif",
+                        help="lif: BPTT on spikes; softlif: train a soft-LIF rate net on static images "
+                             "(digits-images, fmnist-images) and convert it to spiking LIF (docs/softlif.md)")
+    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+                        help="softlif only: Gaussian noise (Hz) on the rates of firing neurons while training")
 
 
 def read_arch(path: str) -> dict:
@@ -54,6 +61,11 @@ def check_positive(name: str, value) -> None:
 
 
 def run(args, out) -> int:
+    if args.neuron == "softlif":
+        from rsnn2chip.softlif.cli import run_train
+        return run_train(args, out)
+    if args.noise:
+        raise InputError("--noise applies only to --neuron softlif", found=args.noise)
     for name in ("epochs", "batch_size", "limit"):
         check_positive("--" + name.replace("_", "-"), getattr(args, name))
     if not args.lr > 0:
@@ -73,6 +85,11 @@ def run(args, out) -> int:
     with Progress(*columns, console=out.err, transient=True, disable=args.json, refresh_per_second=2) as progress:
         result = train(arch, train_data, val_data, cfg, output, metrics_path, progress,
                        extra_meta={"arch_file": str(args.arch)})
+    # Under torchrun every rank trained in step; only rank 0 wrote the files and reports them.
+    main_rank = distributed.is_main()
+    distributed.cleanup()
+    if not main_rank:
+        return 0
     metrics = result.metrics
     if args.json:
         out.json({"model": str(output), "metrics": str(metrics_path), "final": metrics["final"],

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from rsnn2chip.data import events, fsdd, npz, tonic_loaders
+from rsnn2chip.data import events, fsdd, images, npz, tonic_loaders
 from rsnn2chip.data.common import SPLITS, Batch, LazySamples, SpikeData, stratified_split
 from rsnn2chip.errors import InputError
 
@@ -24,6 +24,7 @@ DATASETS: dict[str, Callable[..., SpikeData]] = {
     "events-fmnist": lambda split, encoding=None, root=None: events.load_fmnist_events(split, encoding, root),
     **{name: (lambda name: lambda split, encoding=None, root=None:
               tonic_loaders.load(name, split, encoding, root))(name) for name in tonic_loaders.TONIC_SETS},
+    **images.DATASETS,  # digits-images, fmnist-images: static images as rate-coded spikes (rsnn2chip.softlif)
 }
 # Real content, simulated sensor: never to be reported as a recorded neuromorphic dataset.
 DERIVED = ("events-digits", "events-fmnist")

@@ -41,7 +41,7 @@ test-all: setup setup-browser
 	$(PY) -m pytest -q -m "" $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) bench/lava_vs_reference.py
+	$(PY) bench/sim_speed.py
 
 # Regenerates the committed example report of the demo network (HTML with inlined PNGs, plus the PNGs).
 REPORT_EXAMPLE := docs/examples/demo-report

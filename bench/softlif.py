@@ -212,8 +212,12 @@ def plot(summary: dict, steps: list[int], path: Path) -> None:
     import matplotlib.ticker
     panels = [(d, dt) for d, rows in summary.items()
               for dt in sorted({dt for row in rows.values() for dt in row.get("deploy", {})}, key=float)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
-    for ax, (dataset, dt) in zip(axes[0], panels):
+    cols = min(2, len(panels))
+    rows_n = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(6.4 * cols, 4.4 * rows_n), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (dataset, dt) in zip(axes.flat, panels):
         rows = summary[dataset]
         ax.axhline(100 * rows["relu"]["ann_error"]["mean"], color="k", ls="--", lw=1, label="ReLU ANN")
         for i, (key, row) in enumerate(k for k in rows.items() if k[0] != "relu"):
@@ -230,8 +234,10 @@ def plot(summary: dict, steps: list[int], path: Path) -> None:
         ax.set_xticks(steps, [str(t) for t in steps])
         ax.set_xlabel(f"simulation length T (steps of {float(dt) * 1e3:g} ms)")
         ax.set_ylabel("test error (%)")
-        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}" if v < 10 else ""))
+        lo, hi = ax.get_ylim()
+        ticks = [t for t in (1, 1.5, 2, 3, 4, 5, 7, 10, 12, 15, 20, 30, 50, 70, 100) if lo <= t <= hi]
+        ax.set_yticks(ticks, [f"{t:g}" for t in ticks])
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(f"{dataset}, dt = {float(dt) * 1e3:g} ms (dotted: soft-LIF ANN of the same colour)", fontsize=9)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)

@@ -2,15 +2,16 @@
 
 For each network size it compiles a random RSNN (input -> recurrent -> readout),
 runs the same input through both backends, checks the spikes are identical,
-and reports steps per second and the ratio. Writes bench/results/lava_vs_reference.json.
+and reports steps per second and the ratio. Writes bench/results/sim_speed.json.
 
-    .venv/bin/python bench/lava_vs_reference.py [--sizes 64 256 1024] [--steps 200]
+    .venv/bin/python bench/sim_speed.py [--sizes 64 256 1024] [--steps 200]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch", type=int, default=16, help="reference batch (Lava runs one sample)")
-    parser.add_argument("--out", default="bench/results/lava_vs_reference.json")
+    parser.add_argument("--out", default="bench/results/sim_speed.json")
     args = parser.parse_args()
 
     from rsnn2chip.backends import first_divergence, run
@@ -66,7 +67,8 @@ def main() -> None:
               f"sample-steps/s (x{row['speedup_batched']:.1f}); identical={identical}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "lava_vs_reference", "machine": platform.machine(),
+    out.write_text(json.dumps({"benchmark": "sim_speed", "command": "python bench/sim_speed.py " + " ".join(
+                                   sys.argv[1:]), "batch": args.batch, "machine": platform.machine(),
                                "python": platform.python_version(), "rows": rows}, indent=1))
     print(f"wrote {out}")
 

@@ -289,7 +289,13 @@ def main() -> None:
             data = {split: static_images(NAMES[dataset], split)[:2] for split in ("train", "test")}
         except InputError as err:
             skipped[dataset] = err.render()
-            print(f"skipping {dataset}: {err.render()}", flush=True)
+            # Earlier results for a dataset whose files are missing here are kept, not erased.
+            kept = [r for r in previous["runs"] if r["dataset"] == dataset and r.get("steps") == args.steps]
+            runs += kept
+            if kept and dataset in previous["protocol"].get("datasets", {}):
+                kept_protocol[dataset] = previous["protocol"]["datasets"][dataset]
+            print(f"skipping {dataset}: {err.render()}" + (f" (keeping {len(kept)} earlier runs)" if kept else ""),
+                  flush=True)
             continue
         plan = [("relu", None, None)] + [("softlif", s, tr) for tr in proto["tau_refs"] for s in args.sigmas]
         for seed in proto["seeds"]:

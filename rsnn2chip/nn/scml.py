@@ -17,6 +17,7 @@ exactly those synapses (see ``docs/scml.md``).
 """
 from __future__ import annotations
 
+import abc
 import copy
 import math
 
@@ -126,7 +127,7 @@ def _as_int_lists(matrix) -> list[list[int]]:
 
 # --------------------------------------------------------------------------- layers
 
-class SparseRecurrentLayer(SpikingLayer):
+class SparseRecurrentLayer(SpikingLayer, abc.ABC):
     """Dense input weights plus a recurrent projection over a fixed list of synapses.
 
     Subclasses set ``syn_post`` / ``syn_pre`` (int64 buffers) in ``__init__`` via
@@ -149,8 +150,9 @@ class SparseRecurrentLayer(SpikingLayer):
         """Gaussian signed weights, scaled by the mean recurrent fan-in (see :meth:`init_weights`)."""
         return self.init_weights(self.n_recurrent_synapses, 1, fan_in=self.recurrent_fan_in()).flatten()
 
+    @abc.abstractmethod
     def synapse_weights(self) -> torch.Tensor:
-        raise NotImplementedError
+        """Signed weight of every synapse, in the order of ``syn_post``/``syn_pre``."""
 
     def effective_recurrent_weights(self) -> torch.Tensor:
         """The dense ``(size, size)`` recurrent matrix, zero where no synapse exists."""

@@ -21,6 +21,7 @@ single motif of the whole layer (``motif_size = size``), which holds exactly tha
 """
 from __future__ import annotations
 
+import abc
 import copy
 
 import numpy as np
@@ -55,18 +56,20 @@ def candidate_positions(size: int, k: int) -> tuple[np.ndarray, np.ndarray, np.n
     return post, pre, label - 1
 
 
-class SearchLayer(SpikingLayer):
+class SearchLayer(SpikingLayer, abc.ABC):
     """A spiking layer whose recurrent matrix is a mixture; subclasses define the mixture."""
 
     def __init__(self, cfg: dict, in_features: int):
         super().__init__(with_defaults(cfg, {"init_scale": (1.0, None)}), in_features)
         self._w_rec: torch.Tensor | None = None
 
+    @abc.abstractmethod
     def mixed_recurrent_weights(self) -> torch.Tensor:
-        raise NotImplementedError
+        """The softmax-weighted ``(size, size)`` recurrent matrix of the current alphas."""
 
+    @abc.abstractmethod
     def discretise(self) -> dict:
-        raise NotImplementedError
+        """The argmax architecture as a plain layer config for ``rsnn2chip train``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The mixture is built once per forward pass, not once per time step.

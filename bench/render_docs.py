@@ -157,7 +157,26 @@ def softlif(d: dict) -> str:
     return "\n".join(out)
 
 
-SECTIONS = {"sim_speed": sim_speed, "mapping": mapping, "hrmas": hrmas, "softlif": softlif}
+def deploy_fidelity(d: dict) -> str:
+    sub = d["lava_subset"]
+    rows = [[stage, f"{d['stages'][stage]['accuracy']:.4f}" if stage in d["stages"] else "-",
+             f"{sub[stage]['accuracy']:.4f}", f"{sub[stage]['samples_per_s']:.1f}"]
+            for stage in ("float", "qat", "reference", "lava")]
+    g = d["gaps"]
+    return "\n".join([
+        "## Deployment fidelity: one trained network, four ways", "",
+        f"Network `{d['model']}` (the `make demo` SC-ML network), {d['data']} {d['split']} split, target "
+        f"{d['target']}, {d['compile']['cores']} core(s).", "",
+        f"Command: `.venv/bin/{d['command']}`", "",
+        table(["stage", f"accuracy, all {d['stages']['float']['samples']} samples",
+               f"accuracy, first {sub['samples']} samples", "samples/s"], rows), "",
+        f"Gaps: float -> QAT {g['float_to_qat'] * 100:+.2f} pp, QAT -> reference {g['qat_to_reference'] * 100:+.2f} pp, "
+        f"reference -> Lava on the subset {g['reference_to_lava_on_subset'] * 100:+.2f} pp. QAT runs the reference "
+        "backend's integer arithmetic, so its gap to the reference is 0 by construction and by test.", ""])
+
+
+SECTIONS = {"sim_speed": sim_speed, "mapping": mapping, "deploy_fidelity": deploy_fidelity, "hrmas": hrmas,
+            "softlif": softlif}
 EXTRA = {}  # name -> renderer, filled below by later benchmarks
 
 

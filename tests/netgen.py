@@ -53,26 +53,46 @@ def _total(slices):
     return max((hi for _, hi in slices.values()), default=0)
 
 
+def _integrator(rng, n, p):  # du = -1 holds u exactly, so strong input walks it to the wrap
+    p["du"][:] = -1
+    p["dv"] = rng.integers(0, 8, n)
+
+
+def _saturating(rng, n, p):  # threshold near its maximum: v clips before it can spike
+    p["du"] = rng.choice([-1, 0, 1], n)
+    p["dv"][:] = 0
+    p["vth"] = rng.integers(fx.VTH_RANGE[1] - 16, fx.VTH_RANGE[1] + 1, n)
+
+
+def _leaky(rng, n, p):
+    p["du"] = rng.integers(2000, 4096, n)
+    p["dv"] = rng.integers(2000, 4096, n)
+
+
+def _biased(rng, n, p):  # large biases of either sign, high threshold: v saturates from the bias alone
+    p["dv"] = rng.integers(0, 4, n)
+    p["vth"] = rng.integers(fx.VTH_RANGE[1] // 2, fx.VTH_RANGE[1] + 1, n)
+    p["bias_mant"] = rng.choice([fx.BIAS_MANT_RANGE[0], fx.BIAS_MANT_RANGE[1]], n)
+    p["bias_exp"] = rng.integers(5, fx.BIAS_EXP_RANGE[1] + 1, n)
+
+
+REGIMES = {"random": lambda rng, n, p: None, "integrator": _integrator, "saturating": _saturating,
+           "leaky": _leaky, "biased": _biased}
+
+
+def population_params(rng, n, regime: str) -> dict:
+    """Per-neuron parameters in a named regime, so every code path (wrap, saturation, leak) is hit."""
+    params = {"du": rng.integers(fx.DU_RANGE[0], fx.DU_RANGE[1] + 1, n),
+              "dv": rng.integers(fx.DV_RANGE[0], fx.DV_RANGE[1] + 1, n),
+              "vth": rng.integers(0, 400, n),
+              "bias_mant": rng.integers(fx.BIAS_MANT_RANGE[0], fx.BIAS_MANT_RANGE[1] + 1, n) * (rng.random(n) < 0.5),
+              "bias_exp": rng.integers(fx.BIAS_EXP_RANGE[0], fx.BIAS_EXP_RANGE[1] + 1, n)}
+    REGIMES[regime](rng, n, params)
+    return params
+
+
 def _population_params(rng, n):
-    """Per-neuron parameters in one of several regimes, so every code path is hit."""
-    regime = rng.choice(["random", "integrator", "saturating", "leaky"])
-    du = rng.integers(fx.DU_RANGE[0], fx.DU_RANGE[1] + 1, n)
-    dv = rng.integers(fx.DV_RANGE[0], fx.DV_RANGE[1] + 1, n)
-    vth = rng.integers(0, 400, n)
-    if regime == "integrator":  # du = -1 holds u exactly, so it climbs to the wrap
-        du[:] = -1
-        dv = rng.integers(0, 8, n)
-    elif regime == "saturating":  # threshold near 2**23: v clips before it can spike
-        du = rng.choice([-1, 0, 1], n)
-        dv[:] = 0
-        vth = rng.integers(fx.VTH_RANGE[1] - 16, fx.VTH_RANGE[1] + 1, n)
-    elif regime == "leaky":
-        du = rng.integers(2000, 4096, n)
-        dv = rng.integers(2000, 4096, n)
-    return {"du": du, "dv": dv, "vth": vth,
-            "bias_mant": rng.integers(fx.BIAS_MANT_RANGE[0], fx.BIAS_MANT_RANGE[1] + 1, n)
-            * (rng.random(n) < 0.5),
-            "bias_exp": rng.integers(fx.BIAS_EXP_RANGE[0], fx.BIAS_EXP_RANGE[1] + 1, n)}
+    return population_params(rng, n, rng.choice(["random", "integrator", "saturating", "leaky"]))
 
 
 def _random_projection(rng, i, lif_slices, input_slices, density, exp_range, strong):

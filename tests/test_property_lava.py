@@ -24,6 +24,7 @@ from rsnn2chip import fixedpoint as fx
 from rsnn2chip.backends import lava as lava_backend
 from rsnn2chip.backends import reference
 from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
+from netgen import population_params
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, event, given, settings, target  # noqa: E402
@@ -45,30 +46,6 @@ def wraps(u: np.ndarray) -> bool:
 
 def saturates(v: np.ndarray) -> bool:
     return bool((np.abs(v.astype(np.int64)) == fx.MAX_UV - 1).any())
-
-
-def _params(rng: np.random.Generator, n: int, regime: str) -> dict[str, np.ndarray]:
-    du = rng.integers(fx.DU_RANGE[0], fx.DU_RANGE[1] + 1, n)
-    dv = rng.integers(fx.DV_RANGE[0], fx.DV_RANGE[1] + 1, n)
-    vth = rng.integers(0, 400, n)
-    bias_mant = rng.integers(fx.BIAS_MANT_RANGE[0], fx.BIAS_MANT_RANGE[1] + 1, n) * (rng.random(n) < 0.5)
-    bias_exp = rng.integers(fx.BIAS_EXP_RANGE[0], fx.BIAS_EXP_RANGE[1] + 1, n)
-    if regime == "integrator":  # du = -1 keeps u exactly, so strong input walks it to the wrap
-        du[:] = -1
-        dv = rng.integers(0, 8, n)
-    elif regime == "saturating":  # threshold near its maximum: v clips before it can spike
-        du = rng.choice([-1, 0, 1], n)
-        dv[:] = 0
-        vth = rng.integers(fx.VTH_RANGE[1] - 16, fx.VTH_RANGE[1] + 1, n)
-    elif regime == "leaky":
-        du = rng.integers(2000, 4096, n)
-        dv = rng.integers(2000, 4096, n)
-    elif regime == "biased":  # large biases of either sign, high threshold: v saturates from the bias alone
-        dv = rng.integers(0, 4, n)
-        vth = rng.integers(fx.VTH_RANGE[1] // 2, fx.VTH_RANGE[1] + 1, n)
-        bias_mant = rng.choice([fx.BIAS_MANT_RANGE[0], fx.BIAS_MANT_RANGE[1]], n)
-        bias_exp = rng.integers(5, fx.BIAS_EXP_RANGE[1] + 1, n)
-    return {"du": du, "dv": dv, "vth": vth, "bias_mant": bias_mant, "bias_exp": bias_exp}
 
 
 @st.composite
@@ -98,7 +75,7 @@ def networks(draw):
     for i, n in enumerate(in_sizes):
         input_slices[f"in{i}"] = (lo, lo + n)
         lo += n
-    parts = [_params(rng, n, r) for n, r in zip(sizes, regimes)]
+    parts = [population_params(rng, n, r) for n, r in zip(sizes, regimes)]
     params = {k: np.concatenate([p[k] for p in parts]).astype(np.int64) for k in parts[0]}
     projections = []
     for i, p in enumerate(projs):

@@ -71,6 +71,10 @@ class SearchLayer(SpikingLayer, abc.ABC):
     def discretise(self) -> dict:
         """The argmax architecture as a plain layer config for ``rsnn2chip train``."""
 
+    @abc.abstractmethod
+    def discrete_raw_weights(self) -> torch.Tensor:
+        """The searched raw magnitudes of the synapses the argmax keeps, in the discrete layer's order."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The mixture is built once per forward pass, not once per time step.
         self._w_rec = self.mixed_recurrent_weights()
@@ -135,6 +139,12 @@ class SCMLSearchLayer(SearchLayer):
     def chosen(self) -> int:
         return int(self.alpha_size.detach().argmax())
 
+    def discrete_raw_weights(self) -> torch.Tensor:
+        j = self.chosen()
+        kept = torch.as_tensor(TYPES_NP[self.alpha_types[j].argmax(-1).cpu().numpy()]
+                               [getattr(self, f"position_{j}").cpu().numpy()] != 0)
+        return self.raw[j].detach()[kept]
+
     def discretise(self) -> dict:
         j = self.chosen()
         k = self.candidates[j]
@@ -167,6 +177,11 @@ class UnstructuredSearchLayer(SearchLayer):
     def mixed_recurrent_weights(self) -> torch.Tensor:
         q = F.softmax(self.alpha_types, dim=-1)
         return (q[..., 0] - q[..., 1]) * F.softplus(self.raw)
+
+    def discrete_raw_weights(self) -> torch.Tensor:
+        types = TYPES_NP[self.alpha_types.argmax(-1).cpu().numpy()]
+        post, pre = np.nonzero(types)  # row-major = the scml layer's (post, pre) order
+        return self.raw.detach()[torch.as_tensor(post), torch.as_tensor(pre)]
 
     def discretise(self) -> dict:
         n = self.size
@@ -270,15 +285,8 @@ class Supernet(nn.Module):
                 for key, value in own.items():
                     if key.startswith(prefix) and key in state and state[key].shape == value.shape:
                         state[key].copy_(value)
-                if isinstance(layer, SCMLSearchLayer):
-                    j = layer.chosen()
-                    kept = torch.as_tensor(TYPES_NP[layer.alpha_types[j].argmax(-1).cpu().numpy()]
-                                           [getattr(layer, f"position_{j}").cpu().numpy()] != 0)
-                    state[prefix + "w_rec_raw"].copy_(layer.raw[j].detach()[kept])
-                elif isinstance(layer, UnstructuredSearchLayer):
-                    types = TYPES_NP[layer.alpha_types.argmax(-1).cpu().numpy()]
-                    post, pre = np.nonzero(types)  # row-major = the scml layer's (post, pre) order
-                    state[prefix + "w_rec_raw"].copy_(layer.raw.detach()[torch.as_tensor(post), torch.as_tensor(pre)])
+                if isinstance(layer, SearchLayer):  # plain layers (the readout) were copied above
+                    state[prefix + "w_rec_raw"].copy_(layer.discrete_raw_weights())
         return model
 
     def intrinsic_state(self, layers: list[str] | None = None) -> dict[str, torch.Tensor]:

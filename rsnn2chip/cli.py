@@ -39,7 +39,12 @@ class Output:
         sys.stdout.write(json.dumps(payload, indent=1, default=str) + "\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or, given the command being run, one that loads only that command's module.
+
+    Command modules import torch, lava and friends; loading all of them cost every
+    invocation seconds of start-up, even `rsnn2chip targets`.
+    """
     parser = argparse.ArgumentParser(prog="rsnn2chip", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="example:\n  rsnn2chip compile model.pt --target loihi2-sim -o net.r2c\n"
@@ -47,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rsnn2chip {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
+        if command is not None and name != command:
+            sub.add_parser(name)  # still a valid choice for argparse; its module need not load
+            continue
         module = importlib.import_module(f"rsnn2chip.commands.{name}")
         cmd = sub.add_parser(name, help=module.HELP, description=module.HELP,
                              epilog=f"example:\n  {module.EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # The only options before a command are --help/--version, so a command is always argv[0].
+    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
     out = Output(args.json)
     try:
         return int(args._run(args, out) or 0)

@@ -139,3 +139,11 @@ def test_compare_reports_identical_for_lava_and_reference(compiled, model_and_in
     assert result["comparison"] == "identical"
     assert result["lava"]["spike_counts"] == result["reference"]["spike_counts"]
     assert sum(result["lava"]["spike_counts"].values()) > 0  # a silent network would agree trivially
+
+
+def test_a_light_command_does_not_load_torch():
+    # Each command loads only its own module; `targets` must not pay for torch and lava.
+    code = "import sys; from rsnn2chip.cli import main; main(['targets', '--json']); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "False"

@@ -320,7 +320,7 @@ def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch
 
 
 def write_json(path: str | Path, payload: dict) -> None:
-    from rsnn2chip.artifact import atomic_write_bytes
+    from rsnn2chip.fileio import atomic_write_bytes
     atomic_write_bytes(path, (json.dumps(payload, indent=1, default=float) + "\n").encode())
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from rich.table import Table
 
 from rsnn2chip import activity, artifact
-from rsnn2chip.artifact import atomic_write_bytes
+from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower
 from rsnn2chip.errors import InputError

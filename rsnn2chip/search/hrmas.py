@@ -18,8 +18,6 @@ exactly the steps the uninterrupted run takes.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import yaml
 from rsnn2chip import distributed
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError
+from rsnn2chip.fileio import atomic_write, atomic_write_bytes
 from rsnn2chip.nn import prepare_torch
 from rsnn2chip.search.ip import ip_layer_names, ip_step, mean_of, rate_stats, sample_rates
 from rsnn2chip.search.space import Space
@@ -107,15 +106,7 @@ def clip(params, limit: float) -> None:
 
 def save_state(path: Path, payload: dict) -> None:
     """Atomic ``torch.save`` of tensors and plain data only (loads with ``weights_only=True``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
 def load_state(path: Path, space: Space, data: SpikeData) -> dict:
@@ -185,7 +176,7 @@ def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_d
             # Drop records written after the checkpoint, so a resumed log equals an uninterrupted one.
             kept = [r for r in read_log(log_path) if r["step"] <= start] if resume else []
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            log_path.write_text("".join(json_line(r) for r in kept))
+            atomic_write_bytes(log_path, "".join(json_line(r) for r in kept).encode())
 
         def checkpoint(step: int, finished: bool) -> None:
             if env.is_main:
@@ -282,7 +273,7 @@ def layer_summary(cfg: dict) -> dict:
 
 def write_arch(path: Path, arch: dict, note: str) -> None:
     header = "".join(f"# {line}\n" for line in note.splitlines())
-    path.write_text(header + yaml.safe_dump(arch, sort_keys=False, default_flow_style=None, width=120))
+    atomic_write_bytes(path, (header + yaml.safe_dump(arch, sort_keys=False, default_flow_style=None, width=120)).encode())
 
 
 def retrain_phase(space: Space, outcome: SearchOutcome, train_data: SpikeData, val_data: SpikeData, out_dir: Path,

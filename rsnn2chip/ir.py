@@ -78,6 +78,26 @@ class LoihiLIF:
         return {name: np.broadcast_to(getattr(self, name), (size,)).copy() for name in self.PARAMS}
 
 
+@dataclass(frozen=True)
+class GradedInput:
+    """Graded (multi-bit) input spikes: each channel sends a signed ``bits``-bit integer every step.
+
+    The float value the network was trained on is ``payload / 2**frac_bits``. Loihi 2 carries such payloads
+    on its graded spikes (Lava: ``num_message_bits`` on Dense/Sparse); a zero payload is no message.
+    """
+
+    bits: int
+    frac_bits: int
+
+    @property
+    def max_payload(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+    @property
+    def scale(self) -> float:
+        return float(1 << self.frac_bits)
+
+
 @dataclass
 class Population:
     name: str
@@ -90,6 +110,10 @@ class Population:
     state_scale: float | None = None
     # Precision lost converting each neuron parameter (see passes/quantize.py).
     quant_stats: dict = field(default_factory=dict)
+    # False for a membrane-potential readout: the population never fires and its v is read instead.
+    fires: bool = True
+    # Input populations only: None for 0/1 spikes, else the graded-spike payload format (a GradedInput).
+    graded: "GradedInput | None" = None
 
     @property
     def kind(self) -> str:
@@ -222,7 +246,8 @@ def to_serializable(g: nx.DiGraph) -> tuple[dict, dict[str, np.ndarray]]:
     for pop in populations(g):
         key = f"pop/{pop.name}"
         entry = {"name": pop.name, "size": pop.size, "layer": pop.layer, "motif_size": pop.motif_size,
-                 "state_scale": pop.state_scale, "quant_stats": pop.quant_stats, "neuron": None, "fixed": None}
+                 "state_scale": pop.state_scale, "quant_stats": pop.quant_stats, "neuron": None, "fixed": None,
+                 "fires": pop.fires, "graded": None if pop.graded is None else vars(pop.graded)}
         if pop.neuron is not None:
             entry["neuron"] = "CubaLIF"
             for p in CubaLIF.PARAMS:
@@ -268,8 +293,12 @@ def from_serializable(meta: dict, arrays) -> nx.DiGraph:
             neuron = CubaLIF(**{p: arrays[f"{key}/neuron/{p}"] for p in CubaLIF.PARAMS})
         if entry["fixed"]:
             fixed = LoihiLIF(**{p: arrays[f"{key}/fixed/{p}"] for p in LoihiLIF.PARAMS})
+        graded = entry.get("graded")
         add_population(g, Population(entry["name"], int(entry["size"]), entry["layer"], neuron,
-                                     entry["motif_size"], fixed, entry["state_scale"], entry["quant_stats"]))
+                                     entry["motif_size"], fixed, entry["state_scale"], entry["quant_stats"],
+                                     fires=bool(entry.get("fires", True)),
+                                     graded=GradedInput(int(graded["bits"]), int(graded["frac_bits"]))
+                                     if graded else None))
     for entry in meta["projections"]:
         key = f"proj/{entry['pre']}/{entry['post']}"
         quant = None

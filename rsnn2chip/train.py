@@ -1,15 +1,20 @@
-"""Training an :class:`~rsnn2chip.nn.RSNN` with BPTT on spike data.
+"""Training an :class:`~rsnn2chip.nn.RSNN` with BPTT on spike (or graded) input.
 
-The readout is the **spike count** of the last layer over each sample's own
-window, ``steps [0, length + depth)`` where ``depth`` is the number of layers:
-every projection delays spikes by one step, so the last input step reaches
-the output ``depth`` steps later. Cross-entropy is taken on these counts as
-logits; the class is the neuron with the most spikes (ties -> lowest index,
-as ``argmax`` does everywhere). This is the rule a chip can apply by counting
-output spikes, and float, QAT, reference and Lava evaluation all use it, so
-accuracy means the same thing on every backend (docs/data.md, "Readout").
-Steps after a sample's window (batch padding) are ignored, so a prediction
-does not depend on which other samples share its batch.
+The readout (``arch.readout``, rsnn2chip/readout.py) is read over each sample's own window, steps
+``[0, length + depth)`` where ``depth`` is the number of layers; float, QAT, reference and Lava evaluation all
+apply the same rule, so accuracy means the same thing on every backend.
+
+The recipe (docs/training.md says how each default was measured) is meant to work unchanged on a data set
+nobody tuned it for:
+
+* the budget is counted in **optimizer steps**: ``budget_epochs`` passes over the training split, but at
+  least ``min_steps`` and at most ``max_steps``; the batch size is capped so that an epoch is at least
+  ``MIN_STEPS_PER_EPOCH`` steps, so a 40-sample set still gets many updates;
+* Adam with a linear **warm-up** then a **cosine** decay of the learning rate, per step;
+* gradient-norm **clipping**;
+* validation about ``EVALUATIONS`` times in the run; the **best checkpoint on validation** (accuracy, then
+  loss) is kept, and training **stops early** after ``patience`` evaluations without a better one;
+* a non-finite loss stops training with an error naming the epoch and step.
 """
 from __future__ import annotations
 
@@ -32,31 +37,83 @@ from rsnn2chip.checkpoint import save_checkpoint
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError
 from rsnn2chip.nn import RSNN, prepare_torch
-from rsnn2chip.nn.network import LOGITS_KEY
+from rsnn2chip.nn.network import LOGITS_KEY, VOLTAGE_KEY
+from rsnn2chip.readout import window_mask
 
-READOUT = {"kind": "spike_count", "window": "length + depth",
-           "doc": "class = argmax over output neurons of spikes in steps [0, length + depth); depth = layers"}
 METRICS_FORMAT = "rsnn2chip.metrics"
 AUTO = "auto"
+# Validation runs this many times in a run, evenly spaced in steps (an epoch of a large set may be longer).
+EVALUATIONS = 40
+MIN_STEPS_PER_EPOCH = 8
+MIN_BATCH = 4
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 8
-    batch_size: int = 64
+    # Budget: budget_epochs passes, clamped to [min_steps, max_steps] optimizer steps. ``epochs`` or
+    # ``steps`` (either) replaces it with an exact number.
+    epochs: int | None = None
+    steps: int | None = None
+    budget_epochs: int = 60
+    min_steps: int = 1500
+    max_steps: int = 6000
+    batch_size: int = 32
     lr: float = 3e-3
+    warmup_fraction: float = 0.05
+    # "cosine": warm-up, then cosine decay to lr * final_lr_fraction; "constant": warm-up only.
+    lr_schedule: str = "cosine"
+    final_lr_fraction: float = 0.05
+    # Evaluations without a better validation score before training stops; 0 never stops early.
+    patience: int = 12
     seed: int = 0
     limit: int | None = None
     qat: bool = False
     target: str = "loihi2-sim"  # what --qat quantizes for
-    # Spike-count logits are unbounded; one exploding batch early on can silence
-    # a layer for good, so gradients are clipped to this norm.
+    # Logits of a spike-count readout are unbounded; one exploding batch early on can silence a layer
+    # for good, so gradients are clipped to this norm.
     grad_clip: float = 1.0
-    # "cosine" anneals the learning rate to lr/10 over the epochs: the last
-    # epochs then refine instead of jumping between minima (val accuracy on
-    # FSDD swings by several points from epoch to epoch at a constant rate).
-    lr_schedule: str = "cosine"
+    # Optional activity regulariser: rate_reg * mean spike rate of the firing layers (spikes are energy on
+    # Loihi). 0 = off.
+    rate_reg: float = 0.0
+    device: str = AUTO
     eval_batch_size: int = 256
+
+
+@dataclass(frozen=True)
+class Budget:
+    batch_size: int
+    steps_per_epoch: int
+    total_steps: int
+    eval_every: int
+    warmup_steps: int
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+def plan_budget(n_train: int, cfg: TrainConfig) -> Budget:
+    """Batch size and step counts for a training split of ``n_train`` samples."""
+    batch = max(1, min(cfg.batch_size, max(MIN_BATCH, n_train // MIN_STEPS_PER_EPOCH), n_train))
+    per_epoch = max(1, math.ceil(n_train / batch))
+    if cfg.steps:
+        total = cfg.steps
+    elif cfg.epochs:
+        total = cfg.epochs * per_epoch
+    else:
+        total = min(max(cfg.budget_epochs * per_epoch, cfg.min_steps), cfg.max_steps)
+    eval_every = max(1, math.ceil(total / EVALUATIONS))
+    return Budget(batch, per_epoch, total, eval_every, int(cfg.warmup_fraction * total))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda, but torch sees no CUDA device", found=name,
+                         allowed="auto, cpu", fix="use --device auto (GPU when there is one) or cpu")
+    if name not in ("cpu", "cuda"):
+        raise InputError("unknown device", found=name, allowed="auto, cpu, cuda")
+    return torch.device(name)
 
 
 # --------------------------------------------------------------------------- arch
@@ -94,26 +151,57 @@ def depth_of(model: RSNN) -> int:
     return len(model.layers)
 
 
-def window_mask(steps: int, lengths: torch.Tensor, depth: int) -> torch.Tensor:
-    """``(B, steps)`` True inside each sample's readout window."""
-    return torch.arange(steps, device=lengths.device)[None, :] < (lengths[:, None] + depth)
-
-
-def readout_counts(spikes: torch.Tensor, lengths: torch.Tensor, depth: int) -> torch.Tensor:
-    """``(B, T, n)`` output spikes -> ``(B, n)`` counts inside each sample's window."""
-    mask = window_mask(spikes.shape[1], lengths, depth).to(spikes.dtype)
-    return (spikes * mask[:, :, None]).sum(dim=1)
+def readout_logits(model: RSNN, outputs: dict[str, torch.Tensor], lengths: torch.Tensor, depth: int) -> torch.Tensor:
+    """``(B, n)`` logits of the model's readout, each sample read over its own window."""
+    return model.readout.logits(model.readout_trace(outputs), lengths, depth)
 
 
 def layer_rates(outputs: dict[str, torch.Tensor], lengths: torch.Tensor, depth: int) -> dict[str, tuple[float, float]]:
     """Per layer: (spikes inside the windows, neuron-steps inside the windows)."""
     rates = {}
     for name, spikes in outputs.items():
-        if name == LOGITS_KEY:
+        if name in (LOGITS_KEY, VOLTAGE_KEY):
             continue
         mask = window_mask(spikes.shape[1], lengths, depth).to(spikes.dtype)
         rates[name] = (float((spikes.detach() * mask[:, :, None]).sum()), float(mask.sum()) * spikes.shape[2])
     return rates
+
+
+def rate_penalty(model: RSNN, outputs: dict[str, torch.Tensor], lengths: torch.Tensor, depth: int) -> torch.Tensor:
+    """Mean spike rate over the firing layers inside the windows (differentiable through the surrogate)."""
+    rates = []
+    for name, layer in model.layers.items():
+        if layer.fires:
+            mask = window_mask(outputs[name].shape[1], lengths, depth).to(outputs[name].dtype)
+            rates.append((outputs[name] * mask[:, :, None]).sum() / (mask.sum() * outputs[name].shape[2]))
+    return torch.stack(rates).mean() if rates else lengths.new_zeros((), dtype=torch.float32)
+
+
+def synaptic_fanout(model: RSNN) -> dict[str, np.ndarray]:
+    """Per presynaptic population (input included): synapses leaving each neuron."""
+    fanout: dict[str, np.ndarray] = {}
+    for proj in model_projections(model):
+        counts = np.diff(proj.weight.tocsc().indptr)
+        fanout[proj.pre] = fanout.get(proj.pre, 0) + counts
+    return fanout
+
+
+def model_projections(model: RSNN):
+    from rsnn2chip import ir
+    return list(ir.projections(model.to_ir()))
+
+
+def batch_synops(outputs: dict[str, torch.Tensor], x: torch.Tensor, lengths: torch.Tensor, depth: int,
+                 fanout: dict[str, np.ndarray]) -> float:
+    """Synaptic operations in the windows: each message (a spike, or a non-zero graded input) times its fan-out."""
+    total = 0.0
+    traces = {"input": x, **{k: v for k, v in outputs.items() if k not in (LOGITS_KEY, VOLTAGE_KEY)}}
+    for name, trace in traces.items():
+        if name in fanout:
+            mask = window_mask(trace.shape[1], lengths, depth).to(trace.dtype)
+            messages = ((trace != 0).to(trace.dtype) * mask[:, :, None]).sum(dim=(0, 1))
+            total += float((messages.cpu().numpy() * fanout[name]).sum())
+    return total
 
 
 # --------------------------------------------------------------------------- determinism
@@ -122,6 +210,11 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def batch_seed(seed: int, epoch: int) -> int:
+    """The batch order of an epoch depends on (seed, epoch) only, so a rerun (or every rank) sees the same."""
+    return seed * 100_003 + epoch
 
 
 @contextmanager
@@ -138,28 +231,35 @@ def deterministic():
 
 # --------------------------------------------------------------------------- evaluation
 
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
 def evaluate(model: RSNN, data: SpikeData, batch_size: int = 256,
              on_batch: Callable[[int], None] | None = None) -> dict:
-    """Loss, accuracy, spike rates and throughput of ``model`` on ``data`` (float or QAT forward)."""
+    """Loss, accuracy, spike rates, synaptic operations and throughput of ``model`` on ``data``."""
     was_training = model.training
     model.eval()
     depth = depth_of(model)
-    loss_sum, correct, totals = 0.0, 0, {}
+    loss_sum, correct, totals, synops = 0.0, 0, {}, 0.0
     predictions = np.zeros(len(data), np.int64)
-    device = next(model.parameters()).device
+    device = model_device(model)
+    fanout = synaptic_fanout(model)
     start = time.perf_counter()
     for batch in data.batches(batch_size, extra_steps=depth):
-        y, lengths = batch.y.to(device), batch.lengths.to(device)
-        outputs = model(batch.x.to(device))
-        counts = readout_counts(outputs[model.output_layer], lengths, depth)
-        loss_sum += float(F.cross_entropy(counts, y, reduction="sum"))
-        pred = counts.argmax(dim=1)
+        y, lengths, x = batch.y.to(device), batch.lengths.to(device), batch.x.to(device)
+        outputs = model(x)
+        logits = readout_logits(model, outputs, lengths, depth)
+        loss_sum += float(F.cross_entropy(logits.double(), y, reduction="sum"))
+        # float64 scores: the sum of exact QAT voltages stays exact, so QAT predicts as the reference does.
+        pred = model.readout.logits(model.readout_trace(outputs).double(), lengths, depth).argmax(dim=1)
         predictions[batch.index] = pred.cpu().numpy()
         correct += int((pred == y).sum())
         for name, (spikes, slots) in layer_rates(outputs, lengths, depth).items():
             s, n = totals.get(name, (0.0, 0.0))
             totals[name] = (s + spikes, n + slots)
+        synops += batch_synops(outputs, x, lengths, depth, fanout)
         if on_batch:
             on_batch(len(batch.y))
     wall = time.perf_counter() - start
@@ -167,6 +267,7 @@ def evaluate(model: RSNN, data: SpikeData, batch_size: int = 256,
     n = max(len(data), 1)
     return {"loss": loss_sum / n, "accuracy": correct / n, "samples": len(data),
             "spike_rate": rates_of(totals), "mean_spike_rate": mean_rate(totals),
+            "synops_per_sample": synops / n,
             "samples_per_s": len(data) / wall if wall > 0 else math.inf, "predictions": predictions}
 
 
@@ -188,139 +289,216 @@ class TrainResult:
     metrics: dict
 
 
-def build_model(arch: dict, cfg: TrainConfig) -> RSNN:
+def build_model(arch: dict, cfg: TrainConfig, encoding: dict | None = None) -> RSNN:
+    """The model to train; with ``cfg.qat`` in the exact integer forward (graded input when ``encoding`` is)."""
     model = RSNN(arch)
     if cfg.qat:
         # Imported here: QAT is optional and lives in its own module.
+        from rsnn2chip.data.encoding import graded_input_of
         from rsnn2chip.nn.qat import enable_qat
         from rsnn2chip.passes.quantize import QuantizationConfig
         from rsnn2chip.targets import load_target
-        enable_qat(model, load_target(cfg.target), QuantizationConfig())
+        enable_qat(model, load_target(cfg.target), QuantizationConfig(), input_graded=graded_input_of(encoding))
     return model
+
+
+def lr_factor(step: int, budget: Budget, cfg: TrainConfig) -> float:
+    """Multiplier of the base learning rate before optimizer step ``step`` (0-based)."""
+    if step < budget.warmup_steps:
+        return (step + 1) / budget.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    progress = (step - budget.warmup_steps) / max(1, budget.total_steps - budget.warmup_steps)
+    floor = cfg.final_lr_fraction
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def check_config(cfg: TrainConfig) -> None:
+    if cfg.lr_schedule not in ("cosine", "constant"):
+        raise InputError("unknown learning-rate schedule", found=cfg.lr_schedule, allowed="cosine, constant")
+
+
+def better(score: tuple[float, float], best: tuple[float, float] | None) -> bool:
+    """Validation scores compare by accuracy, then by lower loss."""
+    return best is None or score > best
 
 
 def train(arch: dict, train_data: SpikeData, val_data: SpikeData, cfg: TrainConfig, out_path: str | Path,
           metrics_path: str | Path | None = None, progress=None, extra_meta: dict | None = None,
-          init_state: dict | None = None) -> TrainResult:
-    """BPTT with Adam; writes ``out_path`` (checkpoint) after every epoch and ``metrics_path`` (JSON).
+          init_state: dict | None = None, test_data: SpikeData | None = None) -> TrainResult:
+    """BPTT with Adam (see the module docstring); writes the best model so far to ``out_path``.
 
-    ``progress`` is an optional ``rich.progress.Progress``. Two runs with the
-    same config, data and seed give identical metrics (timings aside).
-    ``init_state``: state_dict entries copied into the freshly initialised model
-    (an architecture search keeps its adapted ``input_gain``, which the arch cannot hold).
-    Under ``torchrun`` the batches are sharded over ranks (rsnn2chip/distributed.py)
-    and only rank 0 writes files.
+    ``progress`` is an optional ``rich.progress.Progress``. Two runs with the same config, data and seed
+    give identical metrics (timings aside). ``init_state``: state_dict entries copied into the freshly
+    initialised model (an architecture search keeps its adapted ``input_gain``, which the arch cannot
+    hold). ``test_data``: evaluated once at the end with the best model, and recorded. Under ``torchrun``
+    the batches are sharded over ranks (rsnn2chip/distributed.py) and only rank 0 writes files.
     """
     prepare_torch()
+    check_config(cfg)
     env = distributed.setup()
+    device = env.device if env.enabled else resolve_device(cfg.device)
     progress = progress if env.is_main else None
     with deterministic():
         seed_everything(cfg.seed)
         arch = resolve_arch(arch, train_data.n_channels, train_data.n_classes)
-        model = build_model(arch, cfg)
+        model = build_model(arch, cfg, train_data.encoding)
         if init_state:
             state = model.state_dict()
             with torch.no_grad():
                 for key, value in init_state.items():
                     state[key].copy_(value)
-        model.to(env.device)
+        model.to(device)
         net = distributed.wrap(model, env)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        scheduler = make_scheduler(optimizer, cfg)
+        budget = plan_budget(len(train_data), cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, budget, cfg))
         depth = depth_of(model)
-        metrics = {"format": METRICS_FORMAT, "version": 1, "model": str(out_path),
+        metrics = {"format": METRICS_FORMAT, "version": 2, "model": str(out_path),
                    "dataset": train_data.describe() | {"split": None},
                    "splits": {"train": len(train_data), "val": len(val_data)},
-                   "config": asdict(cfg), "readout": READOUT, "arch": model.arch(), "world_size": env.world_size,
-                   "epochs": []}
-        meta = {"dataset": metrics["dataset"], "encoding": train_data.encoding, "readout": READOUT,
-                "training": {"config": asdict(cfg)}, "qat": {"enabled": cfg.qat, "target": cfg.target},
-                **(extra_meta or {})}
-        epoch_task = progress.add_task("epochs", total=cfg.epochs) if progress else None
-        for epoch in range(1, cfg.epochs + 1):
-            start = time.perf_counter()
-            train_stats = train_epoch(model, optimizer, train_data, cfg, epoch, depth, progress, net=net, env=env)
-            if scheduler:
-                scheduler.step()
-            val_stats = evaluate(model, val_data, cfg.eval_batch_size) if len(val_data) else None
-            row = {"epoch": epoch, "train_loss": train_stats["loss"], "train_accuracy": train_stats["accuracy"],
-                   "spike_rate": train_stats["spike_rate"], "mean_spike_rate": train_stats["mean_spike_rate"],
-                   "val_loss": val_stats["loss"] if val_stats else None,
-                   "val_accuracy": val_stats["accuracy"] if val_stats else None,
+                   "config": asdict(cfg), "budget": budget.describe(), "readout": model.readout.describe(),
+                   "arch": model.arch(), "world_size": env.world_size, "device": str(device), "evaluations": []}
+        meta = {"dataset": metrics["dataset"], "encoding": train_data.encoding, "readout": model.readout.describe(),
+                "training": {"config": asdict(cfg), "budget": budget.describe()},
+                "qat": {"enabled": cfg.qat, "target": cfg.target}, **(extra_meta or {})}
+        loop = TrainingLoop(model, net, optimizer, scheduler, train_data, cfg, budget, depth, env, device)
+        step_task = progress.add_task("training", total=budget.total_steps) if progress else None
+        best_score, best_state, since_best = None, None, 0
+        start = time.perf_counter()
+        for stats in loop.run():
+            val = evaluate(model, val_data, cfg.eval_batch_size) if len(val_data) else None
+            row = {"step": stats["step"], "epoch": stats["epoch"], "lr": stats["lr"],
+                   "train_loss": stats["loss"], "train_accuracy": stats["accuracy"],
+                   "spike_rate": stats["spike_rate"], "mean_spike_rate": stats["mean_spike_rate"],
+                   "val_loss": val["loss"] if val else None, "val_accuracy": val["accuracy"] if val else None,
                    "seconds": time.perf_counter() - start}
-            metrics["epochs"].append(row)
+            metrics["evaluations"].append(row)
+            # Without a validation split the latest model is the best we can tell.
+            score = (val["accuracy"], -val["loss"]) if val else (stats["step"], 0.0)
+            if better(score, best_score):
+                best_score, since_best = score, 0
+                best_state = copy.deepcopy(model.state_dict())
+                metrics["best_val"] = {"step": stats["step"], "epoch": stats["epoch"],
+                                       "val_accuracy": row["val_accuracy"], "val_loss": row["val_loss"]}
+                meta["training"].update(best=metrics["best_val"])
+                if env.is_main:
+                    save_checkpoint(out_path, model, meta)
+            else:
+                since_best += 1
             metrics["final"] = {k: v for k, v in row.items() if k != "seconds"}
-            best = max(metrics["epochs"], key=lambda r: (r["val_accuracy"] or 0.0, -r["epoch"]))
-            metrics["best_val"] = {"epoch": best["epoch"], "val_accuracy": best["val_accuracy"]}
-            meta["training"].update(epochs_done=epoch, final=metrics["final"])
-            if env.is_main:
-                save_checkpoint(out_path, model, meta)
-                if metrics_path:
-                    write_json(metrics_path, metrics)
+            if env.is_main and metrics_path:
+                write_json(metrics_path, metrics)
             if progress:
-                progress.update(epoch_task, advance=1,
-                                description=f"epoch {epoch}: val acc {row['val_accuracy'] or 0:.3f}")
+                progress.update(step_task, completed=stats["step"],
+                                description=f"step {stats['step']}: val acc {row['val_accuracy'] or 0:.3f}")
+            if cfg.patience and since_best >= cfg.patience:
+                metrics["stopped_early"] = {"step": stats["step"], "patience": cfg.patience}
+                break
+        metrics["seconds"] = time.perf_counter() - start
+        metrics["train_samples_per_s"] = loop.samples_seen / max(loop.train_seconds, 1e-9)
+        model.load_state_dict(best_state)
+        if test_data is not None and len(test_data):
+            test = evaluate(model, test_data, cfg.eval_batch_size)
+            test.pop("predictions")
+            metrics["test"] = test
+            meta["training"].update(test_accuracy=test["accuracy"])
+        meta["training"].update(steps_done=loop.step, seconds=metrics["seconds"])
+        if env.is_main:
+            save_checkpoint(out_path, model, meta)
+            if metrics_path:
+                write_json(metrics_path, metrics)
     return TrainResult(model, metrics)
 
 
-def make_scheduler(optimizer, cfg: TrainConfig):
-    if cfg.lr_schedule == "constant":
-        return None
-    if cfg.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr / 10)
-    raise InputError("unknown learning-rate schedule", found=cfg.lr_schedule, allowed="cosine, constant")
+class TrainingLoop:
+    """Optimizer steps over reshuffled epochs; yields running train statistics every ``eval_every`` steps."""
 
+    def __init__(self, model, net, optimizer, scheduler, data: SpikeData, cfg: TrainConfig, budget: Budget,
+                 depth: int, env: distributed.DistEnv, device: torch.device):
+        self.model, self.net, self.optimizer, self.scheduler = model, net or model, optimizer, scheduler
+        self.data, self.cfg, self.budget, self.depth, self.env, self.device = data, cfg, budget, depth, env, device
+        self.step, self.samples_seen, self.train_seconds = 0, 0, 0.0
 
-def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch: int, depth: int,
-                progress=None, net=None, env: distributed.DistEnv | None = None) -> dict:
-    """One epoch; ``net`` is ``model`` wrapped in DDP when ``env`` is distributed."""
-    net, env = net or model, env or distributed.DistEnv()
-    model.train()
-    loss_sum, correct, seen, totals = 0.0, 0, 0, {}
-    task = progress.add_task(f"epoch {epoch}", total=len(data)) if progress else None
-    # The batch order depends on (seed, epoch) only, so a rerun (or every rank) sees the same batches.
-    for index in data.batch_order(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch):
+    def run(self):
+        epoch = 0
+        window = RunningStats()
+        while self.step < self.budget.total_steps:
+            epoch += 1
+            for index in self.data.batch_order(self.budget.batch_size, shuffle=True, seed=batch_seed(self.cfg.seed, epoch)):
+                tick = time.perf_counter()
+                window.add(self.one_step(index, epoch))
+                self.train_seconds += time.perf_counter() - tick
+                self.step += 1
+                if self.step % self.budget.eval_every == 0 or self.step == self.budget.total_steps:
+                    yield {"step": self.step, "epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"],
+                           **window.summary(self.env)}
+                    window = RunningStats()
+                if self.step >= self.budget.total_steps:
+                    return
+
+    def one_step(self, index: np.ndarray, epoch: int) -> dict:
+        model, env = self.model, self.env
+        model.train()
         part = distributed.shard(index, env)
         # A rank whose slice is empty still joins the gradient all-reduce, with a zero-weight sample.
-        batch = data.make_batch(part if len(part) else index[:1], extra_steps=depth)
-        batch.y, batch.lengths = batch.y.to(env.device), batch.lengths.to(env.device)
-        outputs = net(batch.x.to(env.device))
-        counts = readout_counts(outputs[model.output_layer], batch.lengths, depth)
+        batch = self.data.make_batch(part if len(part) else index[:1], extra_steps=self.depth)
+        y, lengths = batch.y.to(self.device), batch.lengths.to(self.device)
+        outputs = self.net(batch.x.to(self.device))
+        logits = readout_logits(model, outputs, lengths, self.depth)
         if env.enabled:
             # Summed loss scaled so that DDP's mean over ranks is the global batch's mean loss.
-            loss = F.cross_entropy(counts, batch.y, reduction="sum") * (env.world_size / len(index))
+            loss = F.cross_entropy(logits, y, reduction="sum") * (env.world_size / len(index))
             loss = loss * (1.0 if len(part) else 0.0)
         else:
-            loss = F.cross_entropy(counts, batch.y)
-        optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(logits, y)
+        if self.cfg.rate_reg:
+            loss = loss + self.cfg.rate_reg * rate_penalty(model, outputs, lengths, self.depth)
+        if not torch.isfinite(loss):
+            raise InputError("training diverged: the loss is not finite", where=f"epoch {epoch}, step {self.step + 1}",
+                             found=float(loss.detach()), fix="lower --lr (or check the input data for huge values)")
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
         if not len(part):
-            continue
+            return {}
         n = len(part)
-        loss_sum += float(loss.detach()) * (len(index) / env.world_size if env.enabled else n)
-        correct += int((counts.argmax(dim=1) == batch.y).sum())
-        seen += n
-        for name, (spikes, slots) in layer_rates(outputs, batch.lengths, depth).items():
-            s, m = totals.get(name, (0.0, 0.0))
-            totals[name] = (s + spikes, m + slots)
-        if progress:
-            progress.update(task, advance=len(index), description=f"epoch {epoch} loss {loss_sum / seen:.3f}")
-    if progress:
-        progress.remove_task(task)
-    if env.enabled:
-        names = sorted(totals)
-        summed = distributed.all_sum([loss_sum, correct, seen] + [v for k in names for v in totals[k]], env)
-        loss_sum, correct, seen = summed[0], int(summed[1]), int(summed[2])
-        totals = {k: (summed[3 + 2 * i], summed[4 + 2 * i]) for i, k in enumerate(names)}
-    return {"loss": loss_sum / max(seen, 1), "accuracy": correct / max(seen, 1),
-            "spike_rate": rates_of(totals), "mean_spike_rate": mean_rate(totals)}
+        self.samples_seen += n
+        return {"loss": float(loss.detach()) * (len(index) / env.world_size if env.enabled else n),
+                "correct": int((logits.argmax(dim=1) == y).sum()), "seen": n,
+                "rates": layer_rates(outputs, lengths, self.depth)}
+
+
+class RunningStats:
+    """Train loss, accuracy and spike rates accumulated between two evaluations (summed over ranks)."""
+
+    def __init__(self):
+        self.loss, self.correct, self.seen, self.totals = 0.0, 0, 0, {}
+
+    def add(self, step: dict) -> None:
+        if not step:
+            return
+        self.loss += step["loss"]
+        self.correct += step["correct"]
+        self.seen += step["seen"]
+        for name, (spikes, slots) in step["rates"].items():
+            s, m = self.totals.get(name, (0.0, 0.0))
+            self.totals[name] = (s + spikes, m + slots)
+
+    def summary(self, env: distributed.DistEnv) -> dict:
+        loss, correct, seen, totals = self.loss, self.correct, self.seen, self.totals
+        if env.enabled:
+            names = sorted(totals)
+            summed = distributed.all_sum([loss, correct, seen] + [v for k in names for v in totals[k]], env)
+            loss, correct, seen = summed[0], int(summed[1]), int(summed[2])
+            totals = {k: (summed[3 + 2 * i], summed[4 + 2 * i]) for i, k in enumerate(names)}
+        return {"loss": loss / max(seen, 1), "accuracy": correct / max(seen, 1),
+                "spike_rate": rates_of(totals), "mean_spike_rate": mean_rate(totals)}
 
 
 def write_json(path: str | Path, payload: dict) -> None:
     from rsnn2chip.fileio import atomic_write_bytes
     atomic_write_bytes(path, (json.dumps(payload, indent=1, default=float) + "\n").encode())
-
-

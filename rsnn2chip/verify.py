@@ -27,7 +27,8 @@ from rsnn2chip.artifact import CompiledNetwork, sha256_file
 from rsnn2chip.backends import RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower
 from rsnn2chip.errors import InputError
-from rsnn2chip.nn.network import LOGITS_KEY, RSNN
+from rsnn2chip.nn.network import LOGITS_KEY, RSNN, VOLTAGE_KEY
+from rsnn2chip.readout import compiled_readout, run_probes, trace_of
 from rsnn2chip.nn.qat import QATSettings, enable_qat, quantize_layer
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.report import weight_check
@@ -46,6 +47,7 @@ class Verification:
     spikes: dict[str, dict[str, np.ndarray]]  # run -> population -> (B, steps, size) bool
     pairs: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    readout: dict = field(default_factory=dict)
 
     @property
     def lava_matches_reference(self) -> bool:
@@ -56,7 +58,7 @@ class Verification:
                 "spike_counts": {run: {pop: int(s.sum()) for pop, s in pops.items()}
                                  for run, pops in self.spikes.items()},
                 "pairs": self.pairs, "lava_matches_reference": self.lava_matches_reference,
-                "warnings": self.warnings}
+                "readout": self.readout, "warnings": self.warnings}
 
 
 # --------------------------------------------------------------------------- runs
@@ -71,10 +73,12 @@ def population_map(model: RSNN, graph) -> dict[str, str]:
     return {name: name for name in layers}
 
 
-def run_model(model: RSNN, x: np.ndarray, names: dict[str, str]) -> dict[str, np.ndarray]:
+def run_model(model: RSNN, x: np.ndarray, names: dict[str, str]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Spikes per population and, for a membrane readout, the output voltage ``(B, T, n)`` in float units."""
     with torch.no_grad():
         out = model(torch.as_tensor(x, dtype=torch.float32))
-    return {names[k]: v.cpu().numpy() > 0.5 for k, v in out.items() if k != LOGITS_KEY}
+    voltage = out[VOLTAGE_KEY].double().cpu().numpy() if VOLTAGE_KEY in out else None
+    return {names[k]: v.cpu().numpy() > 0.5 for k, v in out.items() if k not in (LOGITS_KEY, VOLTAGE_KEY)}, voltage
 
 
 def quantization_config(art: CompiledNetwork, given: QuantizationConfig) -> QuantizationConfig:
@@ -85,12 +89,31 @@ def quantization_config(art: CompiledNetwork, given: QuantizationConfig) -> Quan
 
 
 def run_all(model: RSNN, art: CompiledNetwork, x: np.ndarray, steps: int, qcfg: QuantizationConfig,
-            lava_options: dict) -> dict[str, dict[str, np.ndarray]]:
+            lava_options: dict) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Spikes of the four runs, and the readout trace of each (spikes, or v as integers for the exact runs)."""
     names = population_map(model, art.graph)
-    qat_model = enable_qat(copy.deepcopy(model), art.target, qcfg)
-    return {"float": run_model(model, x, names), "qat": run_model(qat_model, x, names),
-            "reference": run_backend(art, x, steps, "reference").spikes,
-            "lava": run_backend(art, x, steps, "lava", **lava_options).spikes}
+    graded = next(iter(ir.populations(art.graph, "input"))).graded
+    qat_model = enable_qat(copy.deepcopy(model), art.target, qcfg, input_graded=graded)
+    readout, output = compiled_readout(art.graph)
+    probes = run_probes(readout)
+    (float_spikes, float_v), (qat_spikes, qat_v) = run_model(model, x, names), run_model(qat_model, x, names)
+    ref = run_backend(art, x, steps, "reference", probes=probes)
+    lava = run_backend(art, x, steps, "lava", probes=probes, **lava_options)
+    scale = ir.population(art.graph, output).state_scale
+    traces = {"float": float_spikes[output] if readout.output_fires else float_v * scale,
+              "qat": qat_spikes[output] if readout.output_fires else qat_v * scale,
+              "reference": trace_of(readout, ref, output), "lava": trace_of(readout, lava, output)}
+    return {"float": float_spikes, "qat": qat_spikes, "reference": ref.spikes, "lava": lava.spikes}, traces
+
+
+def readout_agreement(art: CompiledNetwork, traces: dict[str, np.ndarray]) -> dict:
+    """Predicted class of every run (read over the whole input) and whether the exact runs' traces are equal."""
+    readout, _ = compiled_readout(art.graph)
+    full = {run: np.full(t.shape[0], t.shape[1]) for run, t in traces.items()}
+    predicted = {run: readout.scores(np.rint(t), full[run], 0).argmax(axis=1).tolist() for run, t in traces.items()}
+    exact = {f"{a}/{b}": bool(np.array_equal(np.rint(traces[a]), traces[b]))
+             for a, b in (("qat", "reference"), ("reference", "lava"))}
+    return {"readout": readout.name, "reads": readout.reads, "predicted_class": predicted, "identical_trace": exact}
 
 
 # --------------------------------------------------------------------------- comparison
@@ -292,9 +315,21 @@ def verify(model: RSNN, art: CompiledNetwork, inputs: np.ndarray, steps: int | N
     lava_options = lava_options or {}
     x = np.asarray(inputs)
     steps = steps or (x.shape[-2] if x.ndim >= 2 else 0)
-    x = prepare_inputs(lower(art.graph), x, steps)
+    net = lower(art.graph)
+    x = payload_values(net, prepare_inputs(net, x, steps))
     qcfg = quantization_config(art, qcfg)
-    runs = run_all(model, art, x, steps, qcfg, lava_options)
+    runs, traces = run_all(model, art, x, steps, qcfg, lava_options)
     result = Verification(steps, x.shape[0], runs, warnings=provenance_warnings(model_path, model, art))
     result.pairs = compare(art.graph, runs, x, steps, make_explainers(model, art, qcfg, lava_options))
+    result.readout = readout_agreement(art, traces)
     return result
+
+
+def payload_values(net, payloads: np.ndarray) -> np.ndarray:
+    """Checked integer inputs back to the values the float model takes (graded payloads / 2**frac_bits)."""
+    values = payloads.astype(np.float64)
+    for name, (lo, hi) in net.input_slices.items():
+        graded = net.input_graded.get(name)
+        if graded is not None:
+            values[..., lo:hi] /= graded.scale
+    return values

@@ -24,7 +24,7 @@ def binary(data: SpikeData) -> bool:
 
 @pytest.fixture(scope="module")
 def fsdd_splits():
-    train = fsdd.load("train")
+    train = fsdd.load("train", input_encoding="delta")
     return {"train": train, "val": fsdd.load("val", train.encoding), "test": fsdd.load("test", train.encoding)}
 
 
@@ -50,10 +50,31 @@ def test_fsdd_encoding_is_binary_deterministic_and_fitted_on_train_only(fsdd_spl
     train_frames, _ = fsdd.frames_of(X, lengths, fsdd.split_indices()["train"])
     assert np.allclose(train.encoding["mean"], train_frames.mean(0))
     assert not np.allclose(train.encoding["mean"], X.mean(0))
-    again = fsdd.load("test")  # the default encoder is the train split's, so this equals the fixture
+    again = fsdd.load("test", input_encoding="delta")  # a new encoder is fitted on train, so this equals the fixture
     assert all(np.array_equal(a, b) for a, b in zip(again.samples, fsdd_splits["test"].samples))
     rate = np.mean([s.mean() for s in train.samples])
     assert 0.02 < rate < 0.3
+
+
+def test_fsdd_default_is_graded_values_on_the_payload_grid(fsdd_splits):
+    graded = fsdd.load("train")
+    assert graded.encoding["kind"] == "graded" and graded.n_channels == 13
+    assert np.array_equal(graded.lengths, fsdd_splits["train"].lengths // 2)  # one step per frame
+    assert graded.encoding["mean"] == fsdd_splits["train"].encoding["mean"]  # same train-only statistics
+    values = np.concatenate(list(graded.samples))
+    step = 2 ** graded.encoding["frac_bits"]
+    assert np.array_equal(values * step, np.rint(values * step))
+    assert np.abs(values).max() <= (2 ** (graded.encoding["bits"] - 1) - 1) / step
+    # normalised: about zero mean and unit spread over the train split
+    assert abs(values.mean()) < 0.05 and 0.8 < values.std() < 1.2
+
+
+def test_graded_encoder_by_hand():
+    from rsnn2chip.data.encoding import GradedEncoder
+    enc = GradedEncoder(bits=4, frac_bits=1, mean=[1.0], std=[2.0])
+    (values,) = enc.encode(np.array([[1.0], [2.0], [3.6], [100.0], [-100.0]]), np.array([5]))
+    # z = 0, 0.5, 1.3, 49.5, -50.5 -> payloads 0, 1, 3 (round 2.6), 7 (clipped), -7 -> values / 2
+    assert values[:, 0].tolist() == [0.0, 0.5, 1.5, 3.5, -3.5]
 
 
 def test_delta_encoder_by_hand():
@@ -142,7 +163,8 @@ def events_file(tmp_path: Path, **override) -> Path:
 
 def test_npz_frames_are_encoded_like_fsdd(tmp_path):
     path = frames_file(tmp_path)
-    train = load_dataset(path, "train")
+    assert load_dataset(path, "train").encoding["kind"] == "graded"  # the default for analog frames
+    train = load_dataset(path, "train", input_encoding="delta")
     assert train.encoding["kind"] == "delta" and train.n_channels == 3 * 2 * 3 and binary(train)
     assert len(train) + len(load_dataset(path, "val")) + len(load_dataset(path, "test")) == 30
     test = load_dataset(path, "test", encoding=train.encoding)

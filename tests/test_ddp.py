@@ -50,7 +50,7 @@ def test_torchrun_train_follows_the_single_process_loss_curve(tmp_path, capsys):
     torchrun(args + ["-o", str(tmp_path / "two.pt"), "--json"])
     one, two = (json.loads((tmp_path / f"{n}.metrics.json").read_text()) for n in ("one", "two"))
     assert (one["world_size"], two["world_size"]) == (1, 2)
-    for a, b in zip(one["epochs"], two["epochs"], strict=True):
+    for a, b in zip(one["evaluations"], two["evaluations"], strict=True):
         for key in ("train_loss", "val_loss", "mean_spike_rate"):
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-6), key
         assert b["train_accuracy"] == a["train_accuracy"] and b["val_accuracy"] == a["val_accuracy"]

@@ -24,6 +24,7 @@ from rsnn2chip import fixedpoint as fx
 from rsnn2chip.backends import lava as lava_backend
 from rsnn2chip.backends import reference
 from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
+from rsnn2chip.ir import GradedInput
 from netgen import population_params
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -33,6 +34,8 @@ from hypothesis import strategies as st  # noqa: E402
 pytestmark = pytest.mark.lava
 
 MAX_EXAMPLES = 20
+GRADED_EXAMPLES = 10
+PAYLOAD_BITS = 8
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 # "integrator" twice: with strong input it is the regime that reaches the u wrap.
 REGIMES = ("random", "integrator", "integrator", "saturating", "leaky", "biased")
@@ -49,8 +52,8 @@ def saturates(v: np.ndarray) -> bool:
 
 
 @st.composite
-def networks(draw):
-    """A random :class:`LoweredNetwork`, input spikes and a step count."""
+def networks(draw, graded: bool = False):
+    """A random :class:`LoweredNetwork`, input spikes (or graded payloads) and a step count."""
     n_pops = draw(st.integers(1, 3))
     sizes = [draw(st.one_of(st.integers(1, 8), st.integers(9, 120))) for _ in range(n_pops)]
     in_sizes = [draw(st.integers(1, 40)) for _ in range(draw(st.integers(1, 2)))]
@@ -91,10 +94,16 @@ def networks(draw):
             values = rng.integers(wlo, whi + 1, size=shape)
             exp = p["exp"]
         mantissa = sp.csr_matrix(values * (rng.random(shape) < p["density"]))
+        bits = PAYLOAD_BITS if graded and p["source"] == "input" else 0
         projections.append(LoweredProjection(f"proj{i}", p["source"], rows, cols,
-                                             fx.lava_weights(mantissa, p["sign"]), exp, p["sign"]))
-    net = LoweredNetwork(lo, sum(sizes), input_slices, lif_slices, params, projections)
-    inputs = (rng.random((1, steps, net.n_input)) < rate).astype(np.int8)
+                                             fx.lava_weights(mantissa, p["sign"]), exp, p["sign"], bits))
+    payload = GradedInput(PAYLOAD_BITS, 5) if graded else None
+    net = LoweredNetwork(lo, sum(sizes), input_slices, lif_slices, params, projections,
+                         {name: payload for name in input_slices})
+    inputs = (rng.random((1, steps, net.n_input)) < rate).astype(np.int32)
+    if graded:  # signed payloads over the whole range, a zero (no message) where no spike was drawn
+        limit = payload.max_payload
+        inputs *= rng.choice([-limit, -1, 1, limit, *rng.integers(-limit, limit + 1, 4)], size=inputs.shape)
     return net, inputs, steps
 
 
@@ -132,6 +141,25 @@ def test_lava_matches_reference_on_random_networks():
     assert STATS["examples"] >= MAX_EXAMPLES // 2, STATS
     assert STATS["wrap"] >= 1 and STATS["saturation"] >= 1 and STATS["spiking"] >= 1, STATS
     assert STATS["neurons"] >= 100, STATS
+
+
+@settings(max_examples=GRADED_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(networks(graded=True))
+def _lava_matches_reference_graded(case):
+    net, inputs, steps = case
+    out = assert_backends_agree(net, inputs, steps)
+    STATS["examples"] = STATS.get("examples", 0) + 1
+    STATS["graded_drive"] = STATS.get("graded_drive", 0) + int(any(p.payload_bits for p in net.projections))
+    STATS["spiking"] = STATS.get("spiking", 0) + int(out["spikes"].any())
+
+
+def test_lava_matches_reference_with_graded_inputs():
+    """Graded input spikes (Lava's num_message_bits): signed 8-bit payloads reach u exactly as in the reference."""
+    STATS.clear()
+    _lava_matches_reference_graded()
+    assert STATS["examples"] >= GRADED_EXAMPLES // 2, STATS
+    assert STATS["graded_drive"] >= 3 and STATS["spiking"] >= 1, STATS
 
 
 def test_wrap_and_saturation_network_matches_reference():

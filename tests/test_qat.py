@@ -226,3 +226,45 @@ def test_unquantizable_parameters_fail_when_qat_is_enabled(target):
         model.layers["hidden"].neuron.voltage_decay[3] = 1.5
     with pytest.raises(ModelError, match="voltage_decay out of range"):
         enable_qat(model, target)
+
+
+# --------------------------------------------------------------------------- membrane readout, graded input
+
+GRADED = ir.GradedInput(8, 5)
+
+
+def graded_in(seed: int = 12, batch: int = 3, steps: int = STEPS) -> torch.Tensor:
+    """Values payload / 32 over the whole signed 8-bit range, zero (no message) in a third of the slots."""
+    rng = np.random.default_rng(seed)
+    payload = rng.integers(-GRADED.max_payload, GRADED.max_payload + 1, (batch, steps, INPUT))
+    payload[rng.random(payload.shape) < 0.3] = 0
+    return torch.from_numpy(payload / GRADED.scale)
+
+
+@pytest.mark.parametrize("kind", ["lif_recurrent", "scml", "multi_layer"])
+def test_graded_input_and_membrane_readout_equal_the_reference_bit_for_bit(kind, target):
+    arch_layers = ARCHS[kind]
+    model = build(arch_layers, seed=13, drive=1.0)
+    model.readout_name = "membrane"
+    model.set_output_firing()
+    x = graded_in()
+    enable_qat(model, target, input_graded=GRADED)
+    with torch.no_grad():
+        got = model(x)
+    graph = model.to_ir()
+    ir.population(graph, "input").graded = GRADED  # what the checkpoint frontend records for graded input
+    artifact = compile_graph(graph, target)
+    want = backends.run(artifact, x.numpy(), STEPS, backend="reference", probes=("v",))
+    out = model.output_layer
+    assert not want.spikes[out].any(), "a membrane readout must never fire"
+    v_int = want.probes["v"][out]
+    assert np.abs(v_int).max() > 1000, "the readout voltage stayed near zero; the comparison would be vacuous"
+    scale = ir.population(artifact.graph, out).state_scale
+    np.testing.assert_array_equal(got["output_v"].numpy() * scale, v_int)
+    for name in model.layers:
+        if name != out:
+            assert 0.02 < want.spikes[name].mean() < 0.95, name
+            np.testing.assert_array_equal(got[name].numpy().astype(bool), want.spikes[name], err_msg=name)
+    # off-grid values are refused, not rounded silently
+    with pytest.raises(InputError, match="graded input values"):
+        backends.run(artifact, x.numpy() + 1e-3, STEPS, backend="reference")

@@ -14,7 +14,8 @@ from rsnn2chip.cli import main
 from rsnn2chip.data import load_dataset
 from rsnn2chip.errors import InputError
 from rsnn2chip.nn import example_arch
-from rsnn2chip.train import evaluate, readout_counts, resolve_arch
+from rsnn2chip.readout import READOUTS
+from rsnn2chip.train import evaluate, resolve_arch
 
 NEURON = {"current_decay": 0.5, "voltage_decay": 0.2, "threshold": 1.0, "bias": 0.0}
 
@@ -44,7 +45,10 @@ def train_args(arch_file, output, data="events-digits", seed=0, extra=()) -> lis
 def without_timings(metrics: dict) -> dict:
     metrics = json.loads(json.dumps(metrics))
     metrics.pop("model")
-    for row in metrics["epochs"]:
+    metrics.pop("seconds")
+    metrics.pop("train_samples_per_s")
+    metrics.get("test", {}).pop("samples_per_s", None)
+    for row in metrics["evaluations"]:
         row.pop("seconds")
     return metrics
 
@@ -59,8 +63,10 @@ def trained(tmp_path_factory, arch_file):
 
 def test_train_writes_checkpoint_and_metrics(trained):
     metrics = json.loads(trained.with_name("model.metrics.json").read_text())
-    assert metrics["format"] == "rsnn2chip.metrics" and len(metrics["epochs"]) == 1
-    row = metrics["epochs"][0]
+    # 96 samples: the batch is capped at 96 // 8 = 12 so that an epoch is 8 optimizer steps
+    assert metrics["budget"]["batch_size"] == 12 and metrics["budget"]["total_steps"] == 8
+    assert metrics["format"] == "rsnn2chip.metrics" and [r["step"] for r in metrics["evaluations"]] == [8]
+    row = metrics["evaluations"][0]
     for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "mean_spike_rate"):
         assert math.isfinite(row[key])
     assert set(row["spike_rate"]) == {"hidden", "output"}
@@ -69,7 +75,9 @@ def test_train_writes_checkpoint_and_metrics(trained):
     assert payload["arch"]["input_size"] == 200 and payload["arch"]["layers"][-1]["size"] == 10
     meta = payload["meta"]
     assert meta["encoding"]["kind"] == "saccade_events" and meta["readout"]["kind"] == "spike_count"
-    assert meta["dataset"]["name"] == "events-digits" and meta["training"]["epochs_done"] == 1
+    assert meta["dataset"]["name"] == "events-digits" and meta["training"]["steps_done"] == 8
+    assert 0 <= metrics["test"]["accuracy"] <= 1 and metrics["test"]["samples"] == 96
+    assert meta["training"]["test_accuracy"] == metrics["test"]["accuracy"]
 
 
 def test_training_is_deterministic_under_a_seed(tmp_path, arch_file, capsys):
@@ -79,10 +87,10 @@ def test_training_is_deterministic_under_a_seed(tmp_path, arch_file, capsys):
         assert code == 0
         runs.append(without_timings(json.loads((tmp_path / f"{name}.metrics.json").read_text())))
     assert runs[0] == runs[1]
-    assert runs[0]["epochs"] != runs[2]["epochs"]
+    assert runs[0]["evaluations"] != runs[2]["evaluations"]
     a, b = (model_from_checkpoint(tmp_path / f"{n}.pt").state_dict() for n in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert runs[0]["dataset"]["name"] == "fsdd" and runs[0]["arch"]["input_size"] == 78
+    assert runs[0]["dataset"]["name"] == "fsdd" and runs[0]["arch"]["input_size"] == 13  # graded: one channel per MFCC
 
 
 def test_eval_float_matches_direct_evaluation(trained, capsys):
@@ -160,4 +168,9 @@ def test_resolve_arch_and_readout_window():
     with pytest.raises(InputError, match="fewer neurons than the dataset has classes"):
         resolve_arch(example_arch("a", 12, (8, 3)), 12, 5)
     spikes = torch.ones(2, 6, 3)
-    assert readout_counts(spikes, torch.tensor([1, 3]), depth=2).tolist() == [[3, 3, 3], [5, 5, 5]]
+    lengths = torch.tensor([1, 3])
+    assert READOUTS["spike_count"].logits(spikes, lengths, depth=2).tolist() == [[3, 3, 3], [5, 5, 5]]
+    # membrane: the mean over the window, so the trace's level, whatever the window's length
+    voltage = torch.arange(6.0)[None, :, None].expand(2, 6, 3)
+    assert READOUTS["membrane"].logits(voltage, lengths, depth=2).tolist() == [[1.0] * 3, [2.0] * 3]
+    assert READOUTS["membrane"].scores(voltage.numpy(), lengths.numpy(), depth=2).tolist() == [[3] * 3, [10] * 3]

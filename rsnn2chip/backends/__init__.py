@@ -45,16 +45,34 @@ def prepare_inputs(net: LoweredNetwork, inputs: np.ndarray, steps: int) -> np.nd
         raise InputError("input has the wrong number of channels", resource="input channels",
                          found=x.shape[2], allowed=net.n_input,
                          fix=f"give one column per input channel ({net.n_input}), time along axis -2")
-    if not np.all(np.isin(x, (0, 1))):
-        bad = np.unique(x[~np.isin(x, (0, 1))])[:5]
-        raise InputError("input spikes must be 0 or 1", found=f"values {bad.tolist()}", allowed="0/1",
-                         fix="encode analog inputs as spikes first (see docs/data.md)")
     if steps < 1:
         raise InputError("steps must be >= 1", found=steps, allowed=">= 1")
-    out = np.zeros((x.shape[0], steps, net.n_input), np.int8)
+    out = np.zeros((x.shape[0], steps, net.n_input), np.int32 if net.graded else np.int8)
     t = min(steps, x.shape[1])
-    out[:, :t] = x[:, :t]
+    for name, (lo, hi) in net.input_slices.items():
+        out[:, :t, lo:hi] = input_payloads(x[:, :t, lo:hi], net.input_graded.get(name), name)
     return out
+
+
+def input_payloads(x: np.ndarray, graded, population: str) -> np.ndarray:
+    """One input population's values as the integers the chip receives: 0/1 spikes or graded payloads."""
+    if graded is None:
+        if not np.all(np.isin(x, (0, 1))):
+            bad = np.unique(x[~np.isin(x, (0, 1))])[:5]
+            raise InputError("input spikes must be 0 or 1", where=f"input population {population!r}",
+                             found=f"values {bad.tolist()}", allowed="0/1",
+                             fix="encode analog inputs as spikes first (see docs/data.md)")
+        return x
+    payload = np.asarray(x, np.float64) * graded.scale
+    exact = np.isfinite(payload) & (payload == np.rint(payload)) & (np.abs(payload) <= graded.max_payload)
+    if not exact.all():
+        bad = np.asarray(x)[~exact][:5]
+        raise InputError("graded input values must be payloads / 2**frac_bits within the payload range",
+                         where=f"input population {population!r}", found=f"values {bad.tolist()}",
+                         allowed=f"multiples of 1/{int(graded.scale)} in [-{graded.max_payload / graded.scale:g}, "
+                                 f"{graded.max_payload / graded.scale:g}] ({graded.bits}-bit payloads)",
+                         fix="encode the features with the encoding recorded in the artifact (docs/data.md)")
+    return np.rint(payload).astype(np.int32)
 
 
 def split_by_population(net: LoweredNetwork, array: np.ndarray) -> dict[str, np.ndarray]:

@@ -162,7 +162,7 @@ def _sparse_for(group, net):
     n_source = net.n_input if group[0].source == "input" else net.n_lif
     weights = block_matrix(group, (net.n_lif, n_source))
     return Sparse(weights=weights, weight_exp=group[0].weight_exp, num_weight_bits=8,
-                  sign_mode=SignMode[group[0].sign_mode.upper()])
+                  sign_mode=SignMode[group[0].sign_mode.upper()], num_message_bits=group[0].payload_bits)
 
 
 def block_matrix(group: list[LoweredProjection], shape: tuple[int, int]) -> sp.csr_matrix:
@@ -175,7 +175,7 @@ def block_matrix(group: list[LoweredProjection], shape: tuple[int, int]) -> sp.c
 
 
 def _group_key(proj: LoweredProjection):
-    return proj.source, proj.weight_exp, proj.sign_mode
+    return proj.source, proj.weight_exp, proj.sign_mode, proj.payload_bits
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:

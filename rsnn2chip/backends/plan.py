@@ -26,6 +26,9 @@ class LoweredProjection:
     weights: sp.csr_matrix  # int64 (rows, cols), already as Lava will use them
     weight_exp: int
     sign_mode: str
+    # Graded source: bits of the integer payload each presynaptic channel sends (Lava's num_message_bits);
+    # 0 for 0/1 spikes.
+    payload_bits: int = 0
 
 
 @dataclass
@@ -36,6 +39,12 @@ class LoweredNetwork:
     lif_slices: dict[str, tuple[int, int]]
     params: dict[str, np.ndarray]  # du, dv, vth, bias_mant, bias_exp; each (n_lif,) int64
     projections: list[LoweredProjection]
+    # Per input channel: the graded payload format, None for 0/1 spikes.
+    input_graded: dict[str, ir.GradedInput | None] = None
+
+    @property
+    def graded(self) -> bool:
+        return any(g is not None for g in (self.input_graded or {}).values())
 
     @property
     def vth_eff(self) -> np.ndarray:
@@ -74,6 +83,7 @@ def lower(graph: nx.DiGraph) -> LoweredNetwork:
         projections.append(LoweredProjection(
             proj.name, source, lif_slices[proj.post], cols,
             fx.lava_weights(proj.quant.mantissa, proj.quant.sign_mode),
-            int(proj.quant.weight_exp), proj.quant.sign_mode))
+            int(proj.quant.weight_exp), proj.quant.sign_mode, pre.graded.bits if pre.graded else 0))
+    graded = {pop.name: pop.graded for pop in ir.populations(graph, "input")}
     return LoweredNetwork(sum(hi - lo for lo, hi in input_slices.values()), n_lif, input_slices, lif_slices,
-                          params, projections)
+                          params, projections, graded)

@@ -16,7 +16,7 @@ from rsnn2chip.backends.plan import LoweredNetwork
 def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=()) -> tuple[np.ndarray, dict]:
     """Run ``steps`` steps for a batch.
 
-    ``inputs`` is ``(B, steps, n_input)`` of 0/1. Returns spikes ``(B, steps, n_lif)``
+    ``inputs`` is ``(B, steps, n_input)`` of 0/1 spikes or integer graded payloads. Returns spikes ``(B, steps, n_lif)``
     and the requested probes (``"u"``, ``"v"``) as ``(B, steps, n_lif)`` int32.
     """
     batch = inputs.shape[0]

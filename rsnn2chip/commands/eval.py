@@ -1,7 +1,6 @@
 import time
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 from rich.table import Table
 
@@ -11,7 +10,9 @@ from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoi
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError, Problem
+from rsnn2chip.data.encoding import graded_input_of
 from rsnn2chip.nn import prepare_torch
+from rsnn2chip.readout import compiled_readout, readout_depth, run_probes, trace_of
 from rsnn2chip.train import evaluate
 
 HELP = "measure accuracy, spike rate and speed of a model (float/qat) or compiled network (reference/lava)"
@@ -108,7 +109,7 @@ def enable_qat_for_eval(model, meta: dict) -> None:
     from rsnn2chip.passes.quantize import QuantizationConfig
     from rsnn2chip.targets import load_target
     target = (meta.get("qat") or {}).get("target") or "loihi2-sim"
-    enable_qat(model, load_target(target), QuantizationConfig())
+    enable_qat(model, load_target(target), QuantizationConfig(), input_graded=graded_input_of(meta.get("encoding")))
 
 
 # --------------------------------------------------------------------------- .r2c
@@ -130,28 +131,6 @@ def training_meta_for_artifact(art, notes: list) -> dict:
     return {"encoding": None, "dataset": None}
 
 
-def output_population(graph) -> str:
-    lif = [p.name for p in ir.populations(graph, "lif")]
-    if not lif:
-        raise InputError("the compiled network has no LIF population to read a class from")
-    out = graph.graph.get("output")
-    return out if out in lif else lif[-1]
-
-
-def readout_depth(graph, output: str) -> int:
-    """Steps from an input spike to the output population (sum of projection delays on the shortest path)."""
-    inputs = [p.name for p in ir.populations(graph, "input")]
-    lengths = []
-    for src in inputs:
-        try:
-            lengths.append(nx.shortest_path_length(graph, src, output, weight=lambda u, v, d: d["proj"].delay))
-        except nx.NetworkXNoPath:
-            continue
-    if not lengths:
-        raise InputError("the output population is not reachable from any input", where=output)
-    return int(min(lengths))
-
-
 def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
     from rsnn2chip.backends import run as run_backend
     art = artifact_io.load(path)
@@ -160,18 +139,18 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
     data = load_for(args, trained["encoding"], dataset.get("name") if isinstance(dataset, dict) else dataset, path)
     n_input = ir.total_neurons(art.graph, "input")
     check_channels(data, n_input, path)
-    output = output_population(art.graph)
+    readout, output = compiled_readout(art.graph)
     depth = readout_depth(art.graph, output)
     correct, spikes, slots, start = 0, {}, {}, time.perf_counter()
     with out.err.status(f"running {len(data)} samples on the {backend} backend", spinner="dots") \
             if not args.json else _Null():
         for batch in data.batches(args.batch_size, extra_steps=depth):
-            x = batch.x.numpy().astype(np.int8)
-            result = run_backend(art, x, x.shape[1], backend=backend)
+            x = batch.x.numpy()
+            result = run_backend(art, x, x.shape[1], backend=backend, probes=run_probes(readout))
             lengths = batch.lengths.numpy()
             window = np.arange(x.shape[1])[None, :] < (lengths[:, None] + depth)  # (B, T)
-            counts = (result.spikes[output] * window[:, :, None]).sum(axis=1)
-            correct += int((counts.argmax(axis=1) == batch.y.numpy()).sum())
+            scores = readout.scores(trace_of(readout, result, output), lengths, depth)
+            correct += int((scores.argmax(axis=1) == batch.y.numpy()).sum())
             for name, s in result.spikes.items():
                 spikes[name] = spikes.get(name, 0) + int((s * window[:, :, None]).sum())
                 slots[name] = slots.get(name, 0) + int(window.sum()) * s.shape[2]
@@ -181,7 +160,7 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
             "spike_rate": {k: spikes[k] / slots[k] if slots[k] else 0.0 for k in spikes},
             "mean_spike_rate": sum(spikes.values()) / max(sum(slots.values()), 1),
             "samples_per_s": len(data) / wall if wall > 0 else float("inf"), "output_population": output,
-            "readout_depth": depth}
+            "readout": readout.name, "readout_depth": depth}
 
 
 def load_for(args, encoding: dict | None, trained_on: str | None, path: Path) -> SpikeData:

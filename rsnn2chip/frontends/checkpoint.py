@@ -5,7 +5,10 @@ from pathlib import Path
 
 import networkx as nx
 
+from rsnn2chip import ir
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
+from rsnn2chip.data.encoding import graded_input_of
+from rsnn2chip.nn.network import INPUT_NAME
 
 NAME = "rsnn2chip checkpoint (model.pt)"
 
@@ -28,4 +31,6 @@ def load(path: str | Path) -> nx.DiGraph:
     graph.graph["source"] = str(path)
     meta = load_checkpoint(path).get("meta", {})
     graph.graph["training"] = {k: meta[k] for k in TRAINING_KEYS if meta.get(k) is not None}
+    # A model trained on graded values payload / 2**frac_bits: the chip receives the payloads.
+    ir.population(graph, INPUT_NAME).graded = graded_input_of(meta.get("encoding"))
     return graph

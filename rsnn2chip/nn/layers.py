@@ -183,6 +183,9 @@ class SpikingLayer(nn.Module):
         self.name = cfg["name"]
         self.size = cfg["size"]
         self.in_features = in_features
+        # False for the output layer of a membrane-potential readout (set by the network): it never fires,
+        # and forward() returns its voltage instead of spikes.
+        self.fires = True
         self.neuron = CubaLIFNeuron(self.size, **cfg["neuron"], learn_voltage_decay=learn_voltage_decay)
         self.w_in = nn.Parameter(self.init_weights(self.size, in_features, fan_in=in_features))
 
@@ -210,7 +213,7 @@ class SpikingLayer(nn.Module):
         return None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, T, in_features)`` -> spikes ``(B, T, size)``."""
+        """``x`` ``(B, T, in_features)`` -> spikes ``(B, T, size)``; the voltage ``v`` when the layer never fires."""
         batch, steps, _ = x.shape
         drive = delayed_one_step(F.linear(x, self.w_in))
         state = self.neuron.initial_state(batch)
@@ -221,8 +224,8 @@ class SpikingLayer(nn.Module):
             feedback = self.recurrent_current(spikes)
             if feedback is not None:
                 current = current + feedback
-            spikes, state = self.neuron.step(state, current)
-            outputs.append(spikes)
+            spikes, state = self.neuron.step(state, current, fire=self.fires)
+            outputs.append(spikes if self.fires else state.v)
         return torch.stack(outputs, dim=1)
 
     # ---- IR
@@ -249,7 +252,7 @@ class SpikingLayer(nn.Module):
 
     def ir_population(self) -> ir.Population:
         return ir.Population(self.name, self.size, layer=self.name, neuron=ir.CubaLIF(**self.neuron.float_params()),
-                             motif_size=None)
+                             motif_size=None, fires=self.fires)
 
 
 def delayed_one_step(drive: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ Arch schema (version 1)::
      "layers": [{"type": <a key of LAYER_TYPES>, "name": str, "size": int,
                  "neuron": {"current_decay", "voltage_decay", "threshold", "bias"},
                  ...type-specific keys (see each layer class's OPTIONS)}, ...],
-     "readout": "spike_count"}
+     "readout": "spike_count" | "membrane"}
 
 Layers are chained input -> layers[0] -> layers[1] -> ...; each neuron
 parameter is one number or a list with one value per neuron. The arch
@@ -24,20 +24,15 @@ from torch import nn
 from rsnn2chip import ir
 from rsnn2chip.errors import InputError, ModelError, Problem
 from rsnn2chip.nn.layers import LAYER_TYPES, check_layer_cfg, is_positive_int
+from rsnn2chip.readout import READOUTS, Readout
 
 ARCH_FORMAT = "rsnn2chip.arch"
 ARCH_VERSION = 1
 INPUT_NAME = "input"
 LOGITS_KEY = "logits"
+# Under this key the forward pass returns the output layer's voltage (B, T, n) when the readout reads it.
+VOLTAGE_KEY = "output_v"
 ARCH_KEYS = ("format", "version", "name", "input_size", "layers", "readout")
-
-
-def spike_count(spikes: torch.Tensor) -> torch.Tensor:
-    return spikes.sum(dim=1)
-
-
-# readout name -> (B, T, n) spikes of the final layer -> (B, n) logits
-READOUTS = {"spike_count": spike_count}
 
 
 def check_arch(arch) -> list[Problem]:
@@ -90,7 +85,57 @@ def check_unique_names(layers: list) -> list[Problem]:
     return problems
 
 
-class RSNN(nn.Module):
+class LayerChain(nn.Module):
+    """Layers chained input -> layers[0] -> layers[1] ...; the output is read by the arch's readout.
+
+    Shared by :class:`RSNN` and the architecture-search supernet, so both run and read out identically.
+    Subclasses set ``name``, ``input_size``, ``readout_name`` and fill ``layers``, then call
+    :meth:`set_output_firing`.
+    """
+
+    layers: nn.ModuleDict
+
+    @property
+    def output_layer(self) -> str:
+        return next(reversed(self.layers.keys()))
+
+    @property
+    def readout(self) -> Readout:
+        return READOUTS[self.readout_name]
+
+    def set_output_firing(self) -> None:
+        self.layers[self.output_layer].fires = self.readout.output_fires
+
+    def readout_trace(self, outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """What the readout reads from a forward pass's outputs: output spikes or output voltage."""
+        return outputs[self.output_layer] if self.readout.output_fires else outputs[VOLTAGE_KEY]
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``x`` ``(B, T, input_size)`` -> ``{layer name: spikes (B, T, size), "logits": (B, n_out)}``.
+
+        ``x`` holds 0/1 spikes or, for graded input, the payload values. With a membrane readout the output
+        layer's entry is all zeros (it never fires) and its voltage is under ``VOLTAGE_KEY``. ``logits`` read
+        the whole sequence; training reads each sample's own window (rsnn2chip/readout.py).
+        """
+        self.check_input(x)
+        outputs = {}
+        trace = x
+        for name, layer in self.layers.items():
+            trace = layer(trace)
+            outputs[name] = trace if layer.fires else torch.zeros_like(trace)
+        if not self.readout.output_fires:
+            outputs[VOLTAGE_KEY] = trace
+        full = torch.full((x.shape[0],), x.shape[1], dtype=torch.int64, device=x.device)
+        outputs[LOGITS_KEY] = self.readout.logits(trace, full, 0)
+        return outputs
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise InputError("input spikes have the wrong shape", where=f"network {self.name!r}",
+                             found=tuple(x.shape), allowed=f"(batch, steps, {self.input_size})")
+
+
+class RSNN(LayerChain):
     """Spiking network built from an arch; see the module docstring for the schema."""
 
     def __init__(self, arch: dict, learn_voltage_decay: bool = False):
@@ -107,30 +152,11 @@ class RSNN(nn.Module):
             layer = LAYER_TYPES[cfg["type"]].from_arch(cfg, in_features, learn_voltage_decay)
             self.layers[layer.name] = layer
             in_features = layer.size
+        self.set_output_firing()
 
     def arch(self) -> dict:
         return {"format": ARCH_FORMAT, "version": ARCH_VERSION, "name": self.name, "input_size": self.input_size,
                 "layers": [layer.arch() for layer in self.layers.values()], "readout": self.readout_name}
-
-    @property
-    def output_layer(self) -> str:
-        return next(reversed(self.layers.keys()))
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """``x`` ``(B, T, input_size)`` of 0/1 -> ``{layer name: spikes (B, T, size), "logits": (B, n_out)}``."""
-        self.check_input(x)
-        outputs = {}
-        spikes = x
-        for name, layer in self.layers.items():
-            spikes = layer(spikes)
-            outputs[name] = spikes
-        outputs[LOGITS_KEY] = READOUTS[self.readout_name](spikes)
-        return outputs
-
-    def check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 3 or x.shape[-1] != self.input_size:
-            raise InputError("input spikes have the wrong shape", where=f"network {self.name!r}",
-                             found=tuple(x.shape), allowed=f"(batch, steps, {self.input_size})")
 
     def to_ir(self) -> nx.DiGraph:
         return chain_to_ir(self)

@@ -97,10 +97,15 @@ class CubaLIFNeuron(nn.Module):
         zeros = self.threshold.new_zeros((batch, self.size))
         return NeuronState(zeros, zeros.clone())
 
-    def step(self, state: NeuronState, current: torch.Tensor) -> tuple[torch.Tensor, NeuronState]:
-        """Advance one time step; ``current`` is the summed synaptic input ``(B, size)``."""
+    def step(self, state: NeuronState, current: torch.Tensor, fire: bool = True) -> tuple[torch.Tensor, NeuronState]:
+        """Advance one time step; ``current`` is the summed synaptic input ``(B, size)``.
+
+        ``fire=False`` makes a leaky integrator (a membrane-potential readout): no threshold, no reset.
+        """
         u = state.u * (1 - self.current_decay) + self.input_gain * current
         v = state.v * (1 - self.voltage_decay) + u + self.bias
+        if not fire:
+            return v.new_zeros(v.shape), NeuronState(u, v)
         spikes = spike_fn(v, self.threshold, self.surrogate_slope)
         # The reset is kept out of the gradient: differentiating through it
         # couples each spike to the next and destabilises BPTT for little gain.

@@ -24,6 +24,7 @@ keeps its surrogate derivative. The forward spikes are bit for bit those of
 """
 from __future__ import annotations
 
+import dataclasses
 import types
 from dataclasses import dataclass
 
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
+from rsnn2chip.backends import input_payloads
 from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, lower
 from rsnn2chip.errors import InputError
 from rsnn2chip.nn.layers import SpikingLayer, delayed_one_step
@@ -72,6 +74,8 @@ def straight_through(shadow: torch.Tensor, exact) -> torch.Tensor:
 class QATSettings:
     target: Target
     qcfg: QuantizationConfig
+    # The payload format of the layer's input when it is the network's graded input, else None (0/1 spikes).
+    input_graded: ir.GradedInput | None = None
 
 
 @dataclass
@@ -86,16 +90,21 @@ class QuantizedLayer:
 
 # --------------------------------------------------------------------------- public API
 
-def enable_qat(model: RSNN, target: Target | str, qcfg: QuantizationConfig = QuantizationConfig()) -> RSNN:
+def enable_qat(model: RSNN, target: Target | str, qcfg: QuantizationConfig = QuantizationConfig(),
+               input_graded: ir.GradedInput | None = None) -> RSNN:
     """Switch every layer of ``model`` to the exact fixed-point forward pass for ``target``.
 
+    ``input_graded``: the payload format when the network's input is graded (rsnn2chip.data.encoding).
     Raises the compiler's ``ModelError`` at once if a parameter cannot be quantized.
     """
-    settings = QATSettings(load_target(target) if isinstance(target, str) else target, qcfg)
-    for layer in model.layers.values():
-        quantize_layer(layer, settings)  # fail before switching any layer
-    for layer in model.layers.values():
-        layer.qat = settings
+    shared = QATSettings(load_target(target) if isinstance(target, str) else target, qcfg)
+    first = next(iter(model.layers))
+    settings = {name: dataclasses.replace(shared, input_graded=input_graded if name == first else None)
+                for name in model.layers}
+    for name, layer in model.layers.items():
+        quantize_layer(layer, settings[name])  # fail before switching any layer
+    for name, layer in model.layers.items():
+        layer.qat = settings[name]
         layer.forward = types.MethodType(qat_forward, layer)
     return model
 
@@ -116,10 +125,10 @@ def qat_enabled(module: RSNN | SpikingLayer) -> bool:
 
 # --------------------------------------------------------------------------- quantization
 
-def layer_graph(layer: SpikingLayer) -> nx.DiGraph:
+def layer_graph(layer: SpikingLayer, input_graded: ir.GradedInput | None = None) -> nx.DiGraph:
     """The layer alone as an IR: a stand-in presynaptic input, the layer, its incoming projections."""
     graph = ir.new_graph(layer.name)
-    ir.add_population(graph, ir.Population(PRE, layer.in_features, layer=PRE))
+    ir.add_population(graph, ir.Population(PRE, layer.in_features, layer=PRE, graded=input_graded))
     ir.add_population(graph, layer.ir_population())
     for projection in layer.ir_projections(PRE):
         ir.add_projection(graph, projection)
@@ -127,13 +136,16 @@ def layer_graph(layer: SpikingLayer) -> nx.DiGraph:
 
 
 def quantize_layer(layer: SpikingLayer, settings: QATSettings) -> QuantizedLayer:
-    graph = quantize(layer_graph(layer), settings.target, settings.qcfg)
+    graph = quantize(layer_graph(layer, settings.input_graded), settings.target, settings.qcfg)
     net = lower(graph)
     scale = ir.population(graph, layer.name).state_scale
     float_weights = {f"{pre}->{layer.name}": weight for pre, weight in layer.folded_weights(PRE)}
     feedforward, recurrent = [], []
+    payload_scale = settings.input_graded.scale if settings.input_graded is not None else 1.0
     for proj in net.projections:
-        shadow = straight_through(float_weights[proj.name], dequantized(proj, scale))
+        # A graded input's integer weights act on payload = value * 2**frac_bits.
+        value_scale = scale / payload_scale if proj.source == "input" else scale
+        shadow = straight_through(float_weights[proj.name], dequantized(proj, value_scale))
         (feedforward if proj.source == "input" else recurrent).append((proj, shadow))
     return QuantizedLayer(net, scale, feedforward, recurrent)
 
@@ -180,16 +192,25 @@ class ShadowNeuron:
 
 
 def qat_forward(self: SpikingLayer, x: torch.Tensor) -> torch.Tensor:
-    """``x`` ``(B, T, in_features)`` of 0/1 -> spikes ``(B, T, size)``, exactly as the reference backend."""
+    """``x`` ``(B, T, in_features)`` -> spikes ``(B, T, size)`` (v when the layer never fires), exactly as the
+    reference backend; ``x`` is 0/1, or graded values for the network's graded input."""
     q = quantize_layer(self, self.qat)
-    x_int = binary_spikes(x, f"layer {self.name!r}")
+    if self.qat.input_graded is None:
+        x_int = binary_spikes(x, f"layer {self.name!r}")
+    else:
+        x_int = input_payloads(x.detach().cpu().numpy(), self.qat.input_graded, f"input of layer {self.name!r}")
+        x_int = x_int.astype(np.int64)
     drive_int = delayed_int(sum(integer_drive(p, x_int) for p, _ in q.feedforward))
     drive = delayed_one_step(sum(F.linear(x.to(w.dtype), w) for _, w in q.feedforward))
-    return run_steps(q, ShadowNeuron(self, q), drive, drive_int)
+    return run_steps(q, ShadowNeuron(self, q), drive, drive_int, self.fires)
 
 
-def run_steps(q: QuantizedLayer, shadow: ShadowNeuron, drive: torch.Tensor, drive_int: np.ndarray) -> torch.Tensor:
-    """Integer and shadow dynamics side by side; each shadow value is replaced by its integer twin."""
+def run_steps(q: QuantizedLayer, shadow: ShadowNeuron, drive: torch.Tensor, drive_int: np.ndarray,
+              fires: bool = True) -> torch.Tensor:
+    """Integer and shadow dynamics side by side; each shadow value is replaced by its integer twin.
+
+    Returns the spikes, or for a layer that never fires (a membrane readout) its voltage after each step.
+    """
     batch, steps, size = drive.shape
     params, scale = q.net.params, q.state_scale
     u_int = v_int = spikes_int = np.zeros((batch, size), np.int64)
@@ -206,5 +227,6 @@ def run_steps(q: QuantizedLayer, shadow: ShadowNeuron, drive: torch.Tensor, driv
         spikes = straight_through(spike_fn(v, shadow.threshold, shadow.slope), fired)
         v = v * (1 - spikes.detach())
         spikes_int = fired.astype(np.int64)
-        outputs.append(spikes)
+        # v after the reset: what Lava's v probe and the reference record.
+        outputs.append(spikes if fires else straight_through(v, v_int / scale))
     return torch.stack(outputs, dim=1)

@@ -6,6 +6,9 @@ keeps the threshold mantissa ``vth * S / 64`` at or below
 ``threshold_mantissa_target``; powers of two keep float <-> integer conversions
 exact, which the quantization-aware training path relies on.
 
+Graded inputs send the integer ``value * 2**frac_bits`` instead of a 0/1 spike, so the weights of their
+projections are quantized as if the post scale were ``S / 2**frac_bits``.
+
 Weights. Lava adds ``(sum of mantissas) * 2**weight_exp`` to ``a_in`` and
 shifts ``a_in`` left by 6 into u, so a float weight w becomes the effective
 integer ``w * S_post / 64 = mantissa * 2**weight_exp``. Each projection gets one
@@ -165,12 +168,20 @@ def quantize(graph: nx.DiGraph, target: Target, cfg: QuantizationConfig = Quanti
             continue
         pop.state_scale = state_scale_for(pop.neuron.threshold, cfg)
         pop.fixed, losses = quantize_neuron(pop.neuron, pop.state_scale)
+        if not pop.fires:
+            # A membrane readout: the largest threshold Loihi has. v saturates at 2**23 - 1, so the
+            # population could fire only within 64 units of saturation; every backend models that exactly.
+            pop.fixed.vth = np.array([fx.VTH_RANGE[1]], np.int64)
+            losses = [loss for loss in losses if loss["param"] != "threshold"]
         pop.quant_stats = {"state_scale": pop.state_scale, "params": losses}
     exp_range = (target["quantization"]["weight_exp_min"], target["quantization"]["weight_exp_max"])
     for proj in ir.projections(graph):
         if proj.quant is not None and is_prequantized(proj.quant.stats):
             continue
-        post = ir.population(graph, proj.post)
-        proj.quant = quantize_weights(proj.weight, post.state_scale, exp_range, cfg.weight_clip_percentile)
+        post, pre = ir.population(graph, proj.post), ir.population(graph, proj.pre)
+        # A graded input sends payload = value * 2**frac_bits, so its weights carry 2**-frac_bits.
+        payload_scale = pre.graded.scale if pre.graded is not None else 1.0
+        proj.quant = quantize_weights(proj.weight, post.state_scale / payload_scale, exp_range,
+                                      cfg.weight_clip_percentile)
     return graph
 

@@ -36,7 +36,7 @@ from rsnn2chip.nn import prepare_torch
 from rsnn2chip.search.ip import ip_layer_names, ip_step, mean_of, rate_stats, sample_rates
 from rsnn2chip.search.space import Space
 from rsnn2chip.search.supernet import Supernet, synapse_count
-from rsnn2chip.train import (TrainConfig, depth_of, deterministic, evaluate, readout_counts, seed_everything, train,
+from rsnn2chip.train import (TrainConfig, depth_of, deterministic, evaluate, readout_logits, seed_everything, train,
                              write_json)
 
 STATE_FORMAT = "rsnn2chip.search-state"
@@ -90,7 +90,7 @@ def supervised_loss(net, model, data: SpikeData, index: np.ndarray, env: distrib
     batch = data.make_batch(part if len(part) else index[:1], extra_steps=depth)
     y, lengths = batch.y.to(env.device), batch.lengths.to(env.device)
     outputs = net(batch.x.to(env.device))
-    counts = readout_counts(outputs[model.output_layer], lengths, depth)
+    counts = readout_logits(model, outputs, lengths, depth)
     summed = F.cross_entropy(counts, y, reduction="sum")
     loss = summed * ((env.world_size / len(index)) if len(part) else 0.0)
     stats = [float(summed.detach()), int((counts.argmax(1) == y).sum()), len(y)] if len(part) else [0.0, 0, 0]
@@ -324,7 +324,8 @@ def run_hrmas(space: Space, data: tuple[SpikeData, SpikeData, SpikeData], out_di
               "neurons": sum(cfg["size"] for cfg in arch["layers"]),
               "search_seconds": outcome.seconds, "search_steps": outcome.steps,
               "retrain_seconds": retrain_seconds,
-              "retrain_epoch_seconds": sum(e["seconds"] for e in trained.metrics["epochs"]),
+              # The cost unit of the search: one pass over the training split at the retraining's speed.
+              "retrain_epoch_seconds": len(train_data) / trained.metrics["train_samples_per_s"],
               "final_val": trained.metrics["final"], "best_val": trained.metrics["best_val"],
               "test": None if test is None else {k: test[k] for k in ("accuracy", "loss", "mean_spike_rate",
                                                                        "spike_rate", "samples")}}

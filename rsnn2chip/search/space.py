@@ -37,7 +37,8 @@ import yaml
 
 from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.nn.layers import LAYER_NAME, RESERVED_NAMES, check_layer_cfg, check_neuron, is_positive_int
-from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION, READOUTS
+from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION
+from rsnn2chip.readout import READOUTS
 
 SPACE_FORMAT = "rsnn2chip.search-space"
 SPACE_VERSION = 1
@@ -94,10 +95,11 @@ class IPConfig:
 
 @dataclass
 class RetrainConfig:
-    """The discretised network, trained from re-initialised weights with `rsnn2chip train`'s loop."""
+    """The discretised network, trained from re-initialised weights with `rsnn2chip train`'s recipe."""
 
-    epochs: int = 8
-    batch_size: int = 64
+    # None: the training recipe's budget in optimizer steps with early stopping (rsnn2chip/train.py).
+    epochs: int | None = None
+    batch_size: int = 32
     lr: float = 3e-3
     # Keep the intrinsic parameters (voltage_decay, input_gain) that IP adapted during the search
     # instead of the space's initial values; weights are re-initialised either way.
@@ -226,6 +228,8 @@ def _section(cls, raw, where: str) -> tuple[object, list[Problem]]:
         elif isinstance(default, float):
             ok = _numeric(value) and value >= 0
             value = float(value) if ok else value
+        elif default is None:  # an optional count: None means "the training recipe decides"
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
         else:
             ok = isinstance(value, type(default))
         if not ok:
@@ -275,9 +279,11 @@ def space_from_dict(raw, file: str | None = None) -> Space:
     if not 0 < ip.target_rate < 1:
         problems.append(Problem("ip.target_rate must lie in (0, 1) spikes per step", where="space.ip.target_rate",
                                 found=ip.target_rate))
-    for key in ("epochs", "batch_size"):
-        if getattr(sections["search"], key) < 1 or getattr(sections["retrain"], key) < 1:
-            problems.append(Problem(f"{key} must be >= 1", where=f"space.search/retrain.{key}"))
+    for section, key in (("search", "epochs"), ("search", "batch_size"), ("retrain", "epochs"),
+                         ("retrain", "batch_size")):
+        value = getattr(sections[section], key)
+        if value is not None and value < 1:
+            problems.append(Problem(f"{key} must be >= 1", where=f"space.{section}.{key}", found=value))
     for key in ("log_every", "checkpoint_every", "probe_samples"):
         if getattr(sections["search"], key) < 1:
             problems.append(Problem(f"search.{key} must be >= 1", where=f"space.search.{key}",

@@ -31,7 +31,7 @@ from torch import nn
 
 from rsnn2chip.errors import ModelError
 from rsnn2chip.nn.layers import LAYER_TYPES, SpikingLayer, with_defaults
-from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION, LOGITS_KEY, READOUTS, chain_to_ir
+from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION, LayerChain, chain_to_ir
 from rsnn2chip.nn.scml import inverse_softplus, motif_synapses
 from rsnn2chip.search.space import SEARCH_LAYER_TYPES, Space
 
@@ -204,7 +204,7 @@ def is_alpha(name: str) -> bool:
     return any(part.startswith(ALPHA_PREFIX) for part in name.split("."))
 
 
-class Supernet(nn.Module):
+class Supernet(LayerChain):
     """A chain of layers like :class:`rsnn2chip.nn.RSNN`, searched layers mixed; built from a resolved Space.
 
     It quacks like an RSNN where training code needs it to (``forward`` -> dict with ``logits``,
@@ -225,21 +225,10 @@ class Supernet(nn.Module):
                 layer = LAYER_TYPES[cfg["type"]].from_arch(cfg, in_features)
             self.layers[layer.name] = layer
             in_features = layer.size
-
-    @property
-    def output_layer(self) -> str:
-        return next(reversed(self.layers.keys()))
+        self.set_output_firing()
 
     def searched(self) -> dict[str, SearchLayer]:
         return {name: layer for name, layer in self.layers.items() if isinstance(layer, SearchLayer)}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs, spikes = {}, x
-        for name, layer in self.layers.items():
-            spikes = layer(spikes)
-            outputs[name] = spikes
-        outputs[LOGITS_KEY] = READOUTS[self.readout_name](spikes)
-        return outputs
 
     def alpha_parameters(self) -> list[nn.Parameter]:
         return [p for name, p in self.named_parameters() if is_alpha(name)]

@@ -33,6 +33,7 @@ from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError
 from rsnn2chip.nn import RSNN, prepare_torch
 from rsnn2chip.nn.network import LOGITS_KEY
+from rsnn2chip.seeds import stream_seed
 
 READOUT = {"kind": "spike_count", "window": "length + depth",
            "doc": "class = argmax over output neurons of spikes in steps [0, length + depth); depth = layers"}
@@ -279,7 +280,7 @@ def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch
     loss_sum, correct, seen, totals = 0.0, 0, 0, {}
     task = progress.add_task(f"epoch {epoch}", total=len(data)) if progress else None
     # The batch order depends on (seed, epoch) only, so a rerun (or every rank) sees the same batches.
-    for index in data.batch_order(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch):
+    for index in data.batch_order(cfg.batch_size, shuffle=True, seed=stream_seed(cfg.seed, epoch)):
         part = distributed.shard(index, env)
         # A rank whose slice is empty still joins the gradient all-reduce, with a zero-weight sample.
         batch = data.make_batch(part if len(part) else index[:1], extra_steps=depth)

@@ -37,7 +37,7 @@ import yaml
 
 from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.nn.layers import LAYER_NAME, RESERVED_NAMES, check_layer_cfg, check_neuron, is_positive_int
-from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION, READOUTS
+from rsnn2chip.nn.network import READOUTS
 
 SPACE_FORMAT = "rsnn2chip.search-space"
 SPACE_VERSION = 1
@@ -307,8 +307,3 @@ def load_space(path: str | Path) -> Space:
     except yaml.YAMLError as err:
         raise InputError(f"search-space file is not valid YAML: {err}", file=str(path)) from None
     return space_from_dict(raw, str(path))
-
-
-def arch_header(name: str, input_size: int, readout: str) -> dict:
-    return {"format": ARCH_FORMAT, "version": ARCH_VERSION, "name": name, "input_size": input_size,
-            "layers": [], "readout": readout}

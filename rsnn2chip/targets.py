@@ -181,7 +181,7 @@ class Target:
     energy: Energy
     time: Time
     drc: DesignRules
-    path: str
+    path: str = field(compare=False)  # where it was read from; two files with the same content are equal
     data: dict = field(compare=False, hash=False, repr=False)
 
     @property

@@ -23,7 +23,7 @@ from rsnn2chip.passes.quantize import QuantizationConfig, quantize
 from rsnn2chip.passes.resources import network_demand
 from rsnn2chip.targets import load_target, load_target_file
 
-from test_mapping import lif, small_target
+from conftest import lif, small_target
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,33 +18,16 @@ from rsnn2chip.passes.place import (build_core_graph, place_cores, placement_cos
 from rsnn2chip.passes.quantize import quantize
 from rsnn2chip.passes.resources import (RESOURCES, core_usage, lower_bound, network_demand, over_limit,
                                         range_demand)
-from rsnn2chip.targets import load_target, load_target_file, target_from_dict
+from rsnn2chip.targets import load_target, load_target_file
+
+from conftest import lif, small_target
 
 REPO = Path(__file__).resolve().parent.parent
 CORE_LIMITS = ("neurons", "synapse_memory_bits", "input_axons", "output_axons", "neuron_profiles",
                "threshold_profiles")
 
 
-# --------------------------------------------------------------------------- builders (also used by test_checks)
-
-def small_target(name: str = "tiny", *, chip: dict | None = None, enc: dict | None = None, quant: dict | None = None,
-                 **core) -> "Target":  # noqa: F821
-    """loihi2-sim with small, easily hit limits; keyword arguments override [core] keys."""
-    data = copy.deepcopy(load_target("loihi2-sim").data)
-    data["target"]["name"] = name
-    data["chip"].update({"cores": 64, "chips": 1, "mesh": [8, 8]})
-    data["core"].update({"neurons": 64, "synapse_memory_bits": 40_000, "input_axons": 160, "output_axons": 160,
-                         "neuron_profiles": 4, "threshold_profiles": 2})
-    data["chip"].update(chip or {})
-    data["core"].update(core)
-    data["synapse_encoding"].update(enc or {})
-    data["quantization"].update(quant or {})
-    return target_from_dict(data, f"test target {name}")
-
-
-def lif(threshold=1.0, current_decay=0.3, voltage_decay=0.1, bias=0.0):
-    return ir.CubaLIF(current_decay, voltage_decay, threshold, bias)
-
+# --------------------------------------------------------------------------- builders
 
 def scml_graph(seed: int = 0, n_in: int = 12, sizes=(64, 64), k: int = 4, ff_density: float = 0.3,
                readout: int = 4, voltage_decay=0.1, window: int | None = None) -> ir.nx.DiGraph:

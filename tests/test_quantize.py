@@ -11,7 +11,7 @@ from rsnn2chip.passes.quantize import (QuantizationConfig, quantize, quantize_bi
                                        quantize_weights, state_scale_for)
 from rsnn2chip.targets import load_target
 
-from helpers import small_graph
+from conftest import small_graph
 
 TARGET = load_target("loihi2-sim")
 

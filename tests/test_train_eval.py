@@ -16,6 +16,8 @@ from rsnn2chip.errors import InputError
 from rsnn2chip.nn import example_arch
 from rsnn2chip.train import evaluate, readout_counts, resolve_arch
 
+from conftest import cli_json
+
 NEURON = {"current_decay": 0.5, "voltage_decay": 0.2, "threshold": 1.0, "bias": 0.0}
 
 
@@ -28,12 +30,6 @@ def arch_file(tmp_path_factory):
     path.write_text(yaml.safe_dump(arch))
     return path
 
-
-def cli_json(capsys, argv: list[str]) -> tuple[int, dict]:
-    capsys.readouterr()
-    code = main(argv + ["--json"])
-    out = capsys.readouterr().out
-    return code, json.loads(out) if out.strip() else {}
 
 
 def train_args(arch_file, output, data="events-digits", seed=0, extra=()) -> list[str]:

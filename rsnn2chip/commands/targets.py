@@ -28,7 +28,8 @@ def run(args, out) -> int:
     for col in ("name", "chips", "cores/chip", "neurons/core", "synapse KB/core", "neuron models", "description"):
         table.add_column(col)
     for r in rows:
+        # One neuron model per line keeps the column narrow.
         table.add_row(r["name"], str(r["chips"]), str(r["cores_per_chip"]), str(r["neurons_per_core"]),
-                      f"{r['synapse_memory_bits'] / 8192:g}", ", ".join(r["neuron_models"]), r["description"])
+                      f"{r['synapse_memory_bits'] / 8192:g}", "\n".join(r["neuron_models"]), r["description"])
     out.console.print(table)
     return 0

@@ -124,8 +124,8 @@ def core_rows(art: CompiledNetwork) -> list[dict]:
     rows = []
     for c in sorted(cores.nodes):
         d = cores.nodes[c]
-        res = {r: {"used": int(d["used"][r]), "limit": int(limits[r]),
-                   "percent": 100.0 * d["used"][r] / limits[r] if limits[r] else 0.0}
+        res = {r: {"used": int(d["used"][r]), "limit": limits.limit(r),
+                   "percent": 100.0 * d["used"][r] / limits.limit(r)}
                for r in cores.graph["resources"]}
         worst = max(res, key=lambda r: res[r]["percent"]) if res else None
         rows.append({"core": c, "chip": d["chip"], "position": list(d["position"]),

@@ -268,14 +268,16 @@ def _parse(data: dict) -> tuple[dict[str, object], list[str]]:
     for section, cls in SECTIONS.items():
         raw = data.get(section, {} if section in OPTIONAL_SECTIONS else None)
         if not isinstance(raw, dict):
-            problems.append(f"missing section [{section}]")
+            problems.append(f"missing section [{section}]" if raw is None else
+                            f"[{section}] must be a table of keys, found {raw!r}")
             continue
         values, ok = {}, True
         for f in fields(cls):
             if f.name not in raw:
                 if f.default is MISSING:
-                    problems.append(f"missing key {section}.{f.name} ({f.metadata['kind']}"
-                                    f"{', ' + _range_text(f.metadata) if f.metadata['kind'] in ('int', 'float') else ''})")
+                    kind = f.metadata["kind"]
+                    bounds = f", {_range_text(f.metadata)}" if kind in ("int", "float") else ""
+                    problems.append(f"missing key {section}.{f.name} ({kind}{bounds})")
                     ok = False
                 continue
             value, problem = _check_value(section, f.name, raw[f.name], f.metadata)

@@ -216,44 +216,58 @@ def _range_text(meta: dict) -> str:
     return f">= {lo}" if lo is not None else "any"
 
 
-def _check_value(section: str, key: str, value, meta: dict) -> tuple[object, str | None]:
-    """``(parsed value, problem or None)`` for one key."""
-    kind, lo, hi = meta["kind"], meta["lo"], meta["hi"]
-    name = f"{section}.{key}"
-    if kind == "int":
-        if not isinstance(value, int) or isinstance(value, bool):
-            return None, f"key {name} must be an int in {_range_text(meta)}, found {value!r}"
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            return None, f"key {name} must be in {_range_text(meta)}, found {value!r}"
-        return value, None
-    if kind == "float":
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return None, f"key {name} must be a number {_range_text(meta)}, found {value!r}"
-        if not math.isfinite(value):
-            return None, f"key {name} must be a finite number {_range_text(meta)}, found {value!r}"
-        if (lo is not None and value < lo) or (hi is not None and value > hi):
-            return None, f"key {name} must be {_range_text(meta)}, found {value!r}"
-        return float(value), None
-    if kind == "bool":
-        return (value, None) if isinstance(value, bool) else (None, f"key {name} must be true or false, "
-                                                                    f"found {value!r}")
-    if kind == "str":
-        if not isinstance(value, str):
-            return None, f"key {name} must be a string, found {value!r}"
-        if meta["allowed"] and value not in meta["allowed"]:
-            return None, f"key {name} must be one of {', '.join(meta['allowed'])}, found {value!r}"
-        return value, None
-    if kind == "names":
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value) \
-                or len(set(value)) != len(value):
-            return None, f"key {name} must be a non-empty list of distinct names, found {value!r}"
-        return tuple(value), None
-    if kind == "mesh":
-        if not isinstance(value, list) or len(value) != 2 or \
-                any(not isinstance(m, int) or isinstance(m, bool) or not lo <= m <= hi for m in value):
-            return None, f"key {name} must be [rows, cols], each in {lo}..{hi}, found {value!r}"
-        return tuple(value), None
-    raise AssertionError(kind)
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _in_range(value, meta: dict) -> bool:
+    return (meta["lo"] is None or value >= meta["lo"]) and (meta["hi"] is None or value <= meta["hi"])
+
+
+def _int_value(name: str, value, meta: dict):
+    if not _is_int(value):
+        return None, f"key {name} must be an int in {_range_text(meta)}, found {value!r}"
+    if not _in_range(value, meta):
+        return None, f"key {name} must be in {_range_text(meta)}, found {value!r}"
+    return value, None
+
+
+def _float_value(name: str, value, meta: dict):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None, f"key {name} must be a finite number {_range_text(meta)}, found {value!r}"
+    if not _in_range(value, meta):
+        return None, f"key {name} must be {_range_text(meta)}, found {value!r}"
+    return float(value), None
+
+
+def _bool_value(name: str, value, meta: dict):
+    return (value, None) if isinstance(value, bool) else (None, f"key {name} must be true or false, found {value!r}")
+
+
+def _str_value(name: str, value, meta: dict):
+    if not isinstance(value, str):
+        return None, f"key {name} must be a string, found {value!r}"
+    if meta["allowed"] and value not in meta["allowed"]:
+        return None, f"key {name} must be one of {', '.join(meta['allowed'])}, found {value!r}"
+    return value, None
+
+
+def _names_value(name: str, value, meta: dict):
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value) \
+            or len(set(value)) != len(value):
+        return None, f"key {name} must be a non-empty list of distinct names, found {value!r}"
+    return tuple(value), None
+
+
+def _mesh_value(name: str, value, meta: dict):
+    if not isinstance(value, list) or len(value) != 2 or not all(_is_int(m) and _in_range(m, meta) for m in value):
+        return None, f"key {name} must be [rows, cols], each in {_range_text(meta)}, found {value!r}"
+    return tuple(value), None
+
+
+# schema kind -> checker returning (parsed value, problem or None)
+_CHECKERS = {"int": _int_value, "float": _float_value, "bool": _bool_value, "str": _str_value,
+             "names": _names_value, "mesh": _mesh_value}
 
 
 def _parse(data: dict) -> tuple[dict[str, object], list[str]]:
@@ -280,7 +294,7 @@ def _parse(data: dict) -> tuple[dict[str, object], list[str]]:
                     problems.append(f"missing key {section}.{f.name} ({kind}{bounds})")
                     ok = False
                 continue
-            value, problem = _check_value(section, f.name, raw[f.name], f.metadata)
+            value, problem = _CHECKERS[f.metadata["kind"]](f"{section}.{f.name}", raw[f.name], f.metadata)
             if problem:
                 problems.append(problem)
                 ok = False

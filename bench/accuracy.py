@@ -126,7 +126,8 @@ def run_anchor(name: str, kind: str, seed: int) -> dict:
     import torch
     import torch.nn.functional as F
     from torch import nn
-    from rsnn2chip.train import TrainConfig, batch_seed, lr_factor, plan_budget, seed_everything
+    from rsnn2chip.seeds import stream_seed
+    from rsnn2chip.train import TrainConfig, lr_factor, plan_budget, seed_everything
     train_data, val, test = load_splits(name, None)
     cfg = TrainConfig(seed=seed)
     budget = plan_budget(len(train_data), cfg)
@@ -160,7 +161,7 @@ def run_anchor(name: str, kind: str, seed: int) -> dict:
     best, best_state, since, step, epoch, start = None, None, 0, 0, 0, time.perf_counter()
     while step < budget.total_steps and since < cfg.patience:
         epoch += 1
-        for index in train_data.batch_order(budget.batch_size, shuffle=True, seed=batch_seed(seed, epoch)):
+        for index in train_data.batch_order(budget.batch_size, shuffle=True, seed=stream_seed(seed, epoch)):
             b = train_data.make_batch(index)
             loss = F.cross_entropy(model(b.x, b.lengths), b.y)
             optimizer.zero_grad()

@@ -227,10 +227,10 @@ def run_case(family: str, n: int, mappers: list[str], seed: int = 0) -> dict:
         demand.cache.clear()  # each mapper timed from scratch, as one compile would run it
         times = {"quantize": quantize_s, "demand": demand_s}
         t = time.perf_counter()
-        assignment = partition(demand, target, name)
+        mapping = partition(demand, target, name)
         times["partition"] = time.perf_counter() - t
         t = time.perf_counter()
-        cores = build_core_graph(demand, assignment, target, name)
+        cores = build_core_graph(demand, mapping, target)
         times["place"] = time.perf_counter() - t
         t = time.perf_counter()
         problems = checks.run_checks(checks.CheckContext(graph, demand, cores, target))

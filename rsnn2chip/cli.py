@@ -12,6 +12,7 @@ import importlib
 import json
 import pkgutil
 import sys
+from contextlib import AbstractContextManager, nullcontext
 
 from rich.console import Console
 from rich.markup import escape
@@ -37,6 +38,11 @@ class Output:
 
     def json(self, payload) -> None:
         sys.stdout.write(json.dumps(payload, indent=1, default=str) + "\n")
+
+    def status(self, message: str, quiet: bool | None = None) -> AbstractContextManager:
+        """A spinner with ``message`` on stderr while a block runs; nothing when ``quiet`` (default: --json)."""
+        quiet = self.json_mode if quiet is None else quiet
+        return nullcontext() if quiet else self.err.status(message, spinner="dots")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Callable
 
 import networkx as nx
-import numpy as np
 
 from rsnn2chip.artifact import CompiledNetwork, provenance_for
 from rsnn2chip.errors import DesignRuleError, Problem
 from rsnn2chip.frontends import load_network
 from rsnn2chip.passes import checks
+from rsnn2chip.passes.mapping import MappingResult
 from rsnn2chip.passes.partition import partition
 from rsnn2chip.passes.place import build_core_graph
 from rsnn2chip.passes.quantize import QuantizationConfig, quantize
@@ -32,7 +32,7 @@ class CompileState:
     qcfg: QuantizationConfig
     spike_counts: object = None  # optional measured spikes per neuron; mappers then weigh traffic by them
     demand: NetworkDemand | None = None
-    core_of_unit: np.ndarray | None = None
+    mapping: MappingResult | None = None  # partition's result, which place reads
     cores: nx.DiGraph | None = None
     problems: list[Problem] = field(default_factory=list)
 
@@ -46,11 +46,11 @@ def _demand(s: CompileState) -> None:
 
 
 def _partition(s: CompileState) -> None:
-    s.core_of_unit = partition(s.demand, s.target, s.mapper)
+    s.mapping = partition(s.demand, s.target, s.mapper)
 
 
 def _place(s: CompileState) -> None:
-    s.cores = build_core_graph(s.demand, s.core_of_unit, s.target, s.mapper)
+    s.cores = build_core_graph(s.demand, s.mapping, s.target)
 
 
 def _check(s: CompileState) -> None:
@@ -74,6 +74,7 @@ def compile_graph(graph: nx.DiGraph, target: Target, *, mapper: str = "greedy",
     ``spike_counts``: measured spikes per neuron (flat array over LIF neurons in
     IR order, or a dict population -> array); see ``resources.network_demand``.
     """
+    checks.rules_for(target)  # a target naming an unknown rule fails before any work
     state = CompileState(graph, target, mapper, qcfg, spike_counts)
     for name, run_pass in PASSES:
         if on_pass:

@@ -39,7 +39,7 @@ from rsnn2chip.passes.place import core_of_neuron, hop_distance
 from rsnn2chip.passes.resources import network_demand
 from rsnn2chip.targets import Target
 
-# operation -> (energy key, time key) in the target's [energy] and [time] sections.
+# operation -> (energy field, time field) of the target's ``energy`` and ``time`` sections.
 OPERATIONS = {
     "synaptic_ops": ("synaptic_op_pj", "synaptic_op_ns"),
     "neuron_updates_idle": ("neuron_update_pj", "neuron_update_ns"),
@@ -151,8 +151,8 @@ def input_messages(lay: ChipLayout, spikes: np.ndarray) -> float:
 
 
 def _figures(target) -> tuple[dict, dict]:
-    energy = {op: float(target["energy"][e]) for op, (e, _) in OPERATIONS.items()}
-    time = {op: float(target["time"][t]) for op, (_, t) in OPERATIONS.items()}
+    energy = {op: float(getattr(target.energy, e)) for op, (e, _) in OPERATIONS.items()}
+    time = {op: float(getattr(target.time, t)) for op, (_, t) in OPERATIONS.items()}
     return energy, time
 
 
@@ -186,10 +186,8 @@ def _summarise(target, counts, barrier_ns, serial_ns, batch, steps, e_pj, t_ns) 
         "per_inference": {"energy_pj": energy_pj, "time_ns": barrier_ns / batch, "serial_time_ns": serial_ns / batch},
         "per_step": {"energy_pj": energy_pj / max(steps, 1), "time_ns": barrier_ns / batch / max(steps, 1),
                      "serial_time_ns": serial_ns / batch / max(steps, 1)},
-        "sources": {"energy": target["energy"].get("source", "not given"),
-                    "energy_uncertain": target["energy"].get("uncertain"),
-                    "time": target["time"].get("source", "not given"),
-                    "time_uncertain": target["time"].get("uncertain")},
+        "sources": {"energy": target.energy.source or "not given", "energy_uncertain": target.energy.uncertain,
+                    "time": target.time.source or "not given", "time_uncertain": target.time.uncertain},
         "model": "counts x per-operation figures of the target; time = sum over steps of the busiest core's "
                  "work (barrier per step); serial_time = every operation one after another. See docs/reports.md.",
     }

@@ -30,6 +30,22 @@ BIAS_EXP_RANGE = (0, 7)
 WEIGHT_RANGE = {"excitatory": (0, 255), "inhibitory": (-255, 0), "mixed": (-256, 254)}
 
 
+def weight_grid(sign_mode: str, weight_bits: int = 8) -> tuple[int, int, int]:
+    """``(lo, hi, step)``: the mantissas a ``weight_bits``-bit synapse holds exactly, for a sign mode.
+
+    Lava's ``truncate_weights`` keeps ``weight_bits`` bits of the 8-bit
+    mantissa (one fewer for mixed signs, whose sign takes a bit), rounding
+    magnitudes down (mixed: toward -inf) to multiples of
+    ``step = 2**(8 - weight_bits + mixed)``;
+    multiples of ``step`` inside the clip range of :data:`WEIGHT_RANGE` pass
+    through unchanged, so a mantissa on this grid means the same at every
+    ``num_weight_bits >= weight_bits``. At 8 bits the grid is ``WEIGHT_RANGE``.
+    """
+    step = 1 << (8 - weight_bits + (sign_mode == "mixed"))
+    lo, hi = WEIGHT_RANGE[sign_mode]
+    return -((-lo) // step) * step, (hi // step) * step, step
+
+
 def trunc_shift(x: np.ndarray, shift: int) -> np.ndarray:
     """``sign(x) * (|x| >> shift)``: a right shift that truncates toward zero."""
     return np.sign(x) * np.right_shift(np.abs(x), shift)

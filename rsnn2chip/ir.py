@@ -26,7 +26,6 @@ import numpy as np
 import scipy.sparse as sp
 
 IR_VERSION = 1
-SIGN_MODES = ("excitatory", "inhibitory", "mixed")
 
 
 def param_array(value, dtype=np.float64) -> np.ndarray:
@@ -154,15 +153,6 @@ class Projection:
     @property
     def n_synapses(self) -> int:
         return int(self.weight.nnz)
-
-    @property
-    def sign(self) -> str:
-        data = self.weight.data
-        if data.size == 0 or data.min() >= 0:
-            return "excitatory"
-        if data.max() <= 0:
-            return "inhibitory"
-        return "mixed"
 
 
 def new_graph(name: str) -> nx.DiGraph:

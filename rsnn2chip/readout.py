@@ -17,14 +17,19 @@ voltage over the window for ``membrane`` (the sum divided by the window length, 
 scale independent of the sample's length and leaves the argmax unchanged).
 
 Steps after a sample's window (batch padding) never count, so a prediction does not depend on which other
-samples share its batch.
+samples share its batch. ``rsnn2chip eval`` on a .r2c and soft-LIF training classify compiled networks with
+:func:`classify`, the same rule on a backend's run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import networkx as nx
 import numpy as np
 import torch
+
+from rsnn2chip import ir
+from rsnn2chip.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -73,16 +78,19 @@ def predict(scores: np.ndarray | torch.Tensor):
     return scores.argmax(axis=1) if isinstance(scores, np.ndarray) else scores.argmax(dim=1)
 
 
-def compiled_readout(graph) -> tuple[Readout, str]:
+def output_population(graph: nx.DiGraph) -> str:
+    """The population the class is read from: the graph's ``output``, else the last LIF one."""
+    lif = [p.name for p in ir.populations(graph, "lif")]
+    if not lif:
+        raise InputError("the compiled network has no LIF population to read a class from")
+    out = graph.graph.get("output")
+    return out if out in lif else lif[-1]
+
+
+def compiled_readout(graph: nx.DiGraph) -> tuple[Readout, str]:
     """The readout of a compiled network and its output population: ``membrane`` when that population
     never fires (its v is read), else ``spike_count``."""
-    from rsnn2chip import ir
-    lif = [p.name for p in ir.populations(graph, "lif")]
-    output = graph.graph.get("output")
-    output = output if output in lif else (lif[-1] if lif else None)
-    if output is None:
-        from rsnn2chip.errors import InputError
-        raise InputError("the compiled network has no LIF population to read a class from")
+    output = output_population(graph)
     return READOUTS["spike_count" if ir.population(graph, output).fires else "membrane"], output
 
 
@@ -96,11 +104,8 @@ def trace_of(readout: Readout, result, output: str) -> np.ndarray:
     return result.spikes[output] if readout.output_fires else result.probes["v"][output]
 
 
-def readout_depth(graph, output: str) -> int:
+def readout_depth(graph: nx.DiGraph, output: str) -> int:
     """Steps from an input spike to the output population (sum of projection delays on the shortest path)."""
-    import networkx as nx
-    from rsnn2chip import ir
-    from rsnn2chip.errors import InputError
     lengths = []
     for src in (p.name for p in ir.populations(graph, "input")):
         try:
@@ -117,3 +122,50 @@ def predicted_classes(graph, result) -> tuple[np.ndarray, Readout]:
     readout, output = compiled_readout(graph)
     trace = trace_of(readout, result, output)
     return readout.scores(trace, np.full(trace.shape[0], trace.shape[1]), 0).argmax(axis=1), readout
+
+
+# --------------------------------------------------------------------------- classifying compiled runs
+
+@dataclass
+class Tally:
+    """Correct answers and spikes counted over the samples classified so far."""
+
+    readout: Readout
+    output: str
+    depth: int
+    samples: int = 0
+    correct: int = 0
+    spikes: dict[str, int] = field(default_factory=dict)  # population -> spikes inside the windows
+    slots: dict[str, int] = field(default_factory=dict)  # population -> neuron-steps inside the windows
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.samples, 1)
+
+    def spike_rate(self) -> dict[str, float]:
+        return {k: self.spikes[k] / self.slots[k] if self.slots[k] else 0.0 for k in self.spikes}
+
+    @property
+    def mean_spike_rate(self) -> float:
+        return sum(self.spikes.values()) / max(sum(self.slots.values()), 1)
+
+
+def tally_for(art) -> Tally:
+    readout, output = compiled_readout(art.graph)
+    return Tally(readout, output, readout_depth(art.graph, output))
+
+
+def classify(art, x: np.ndarray, lengths: np.ndarray, labels: np.ndarray, tally: Tally,
+             backend: str = "reference") -> np.ndarray:
+    """Run one batch ``x`` (B, T, channels; T covers each length plus ``tally.depth``) on ``backend``, add it to
+    ``tally`` and return the predicted classes. A sample's window is its first ``length + depth`` steps."""
+    from rsnn2chip.backends import run as run_backend  # backends sit above this rule, which nn also reads
+    result = run_backend(art, x, x.shape[1], backend=backend, probes=run_probes(tally.readout))
+    window = np.arange(x.shape[1])[None, :] < (np.asarray(lengths)[:, None] + tally.depth)  # (B, T)
+    predicted = tally.readout.scores(trace_of(tally.readout, result, tally.output), lengths, tally.depth).argmax(1)
+    tally.samples += len(labels)
+    tally.correct += int((predicted == np.asarray(labels)).sum())
+    for name, s in result.spikes.items():
+        tally.spikes[name] = tally.spikes.get(name, 0) + int((s * window[:, :, None]).sum())
+        tally.slots[name] = tally.slots.get(name, 0) + int(window.sum()) * s.shape[2]
+    return predicted

@@ -124,8 +124,8 @@ def core_rows(art: CompiledNetwork) -> list[dict]:
     rows = []
     for c in sorted(cores.nodes):
         d = cores.nodes[c]
-        res = {r: {"used": int(d["used"][r]), "limit": int(limits[r]),
-                   "percent": 100.0 * d["used"][r] / limits[r] if limits[r] else 0.0}
+        res = {r: {"used": int(d["used"][r]), "limit": limits.limit(r),
+                   "percent": 100.0 * d["used"][r] / limits.limit(r)}
                for r in cores.graph["resources"]}
         worst = max(res, key=lambda r: res[r]["percent"]) if res else None
         rows.append({"core": c, "chip": d["chip"], "position": list(d["position"]),
@@ -244,9 +244,9 @@ def populations(graph) -> list[dict]:
 def mapping(art: CompiledNetwork) -> dict:
     g = art.cores.graph
     keys = ("mapper", "mapper_chosen", "n_cores", "lower_bound", "cores_over_lb", "chips_used", "placement")
-    chip = art.target["chip"]
-    return {**{k: g[k] for k in keys if k in g}, "mesh": list(chip["mesh"]), "cores_per_chip": chip["cores"],
-            "chips": chip["chips"]}
+    chip = art.target.chip
+    return {**{k: g[k] for k in keys if k in g}, "mesh": list(chip.mesh), "cores_per_chip": chip.cores,
+            "chips": chip.chips}
 
 
 def sources(target) -> list[dict]:
@@ -264,10 +264,10 @@ def build(art: CompiledNetwork, act: Activity | None = None) -> dict:
     layers = layer_diagnostics(g)
     report = {
         "format": FORMAT, "version": VERSION, "network": g.graph.get("name"), "target": art.target.name,
-        "target_description": art.target["target"].get("description", ""), "provenance": art.provenance,
+        "target_description": art.target.description, "provenance": art.provenance,
         "totals": {"neurons": ir.total_neurons(g, "lif"), "inputs": ir.total_neurons(g, "input"),
                    "synapses": sum(p.n_synapses for p in ir.projections(g)), "cores": len(rows)},
-        "mapping": mapping(art), "limits": {r: art.target.core[r] for r in art.cores.graph["resources"]},
+        "mapping": mapping(art), "limits": {r: art.target.core.limit(r) for r in art.cores.graph["resources"]},
         "cores": rows, "core_summary": core_summary(rows), "populations": populations(g),
         "layers": layers, "projections": [p for layer in layers for p in layer["projections"]],
         "traffic": traffic(lay, act),

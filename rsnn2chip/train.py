@@ -39,6 +39,7 @@ from rsnn2chip.errors import InputError
 from rsnn2chip.nn import RSNN, prepare_torch
 from rsnn2chip.nn.network import LOGITS_KEY, VOLTAGE_KEY
 from rsnn2chip.readout import window_mask
+from rsnn2chip.seeds import stream_seed
 
 METRICS_FORMAT = "rsnn2chip.metrics"
 AUTO = "auto"
@@ -210,11 +211,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def batch_seed(seed: int, epoch: int) -> int:
-    """The batch order of an epoch depends on (seed, epoch) only, so a rerun (or every rank) sees the same."""
-    return seed * 100_003 + epoch
 
 
 @contextmanager
@@ -425,7 +421,7 @@ class TrainingLoop:
         window = RunningStats()
         while self.step < self.budget.total_steps:
             epoch += 1
-            for index in self.data.batch_order(self.budget.batch_size, shuffle=True, seed=batch_seed(self.cfg.seed, epoch)):
+            for index in self.data.batch_order(self.budget.batch_size, shuffle=True, seed=stream_seed(self.cfg.seed, epoch)):
                 tick = time.perf_counter()
                 window.add(self.one_step(index, epoch))
                 self.train_seconds += time.perf_counter() - tick

@@ -10,7 +10,7 @@ from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import ArtifactError
 from rsnn2chip.targets import load_target
 
-from helpers import small_graph
+from conftest import small_graph
 
 
 @pytest.fixture()

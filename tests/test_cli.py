@@ -11,7 +11,7 @@ from rsnn2chip.cli import COMMANDS, build_parser, main
 from rsnn2chip.nn import RSNN
 from rsnn2chip.nn.network import example_arch
 
-from helpers import random_spikes
+from conftest import random_spikes
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,33 +18,16 @@ from rsnn2chip.passes.place import (build_core_graph, place_cores, placement_cos
 from rsnn2chip.passes.quantize import quantize
 from rsnn2chip.passes.resources import (RESOURCES, core_usage, lower_bound, network_demand, over_limit,
                                         range_demand)
-from rsnn2chip.targets import load_target, load_target_file, target_from_dict
+from rsnn2chip.targets import load_target, load_target_file
+
+from conftest import lif, small_target
 
 REPO = Path(__file__).resolve().parent.parent
 CORE_LIMITS = ("neurons", "synapse_memory_bits", "input_axons", "output_axons", "neuron_profiles",
                "threshold_profiles")
 
 
-# --------------------------------------------------------------------------- builders (also used by test_checks)
-
-def small_target(name: str = "tiny", *, chip: dict | None = None, enc: dict | None = None, quant: dict | None = None,
-                 **core) -> "Target":  # noqa: F821
-    """loihi2-sim with small, easily hit limits; keyword arguments override [core] keys."""
-    data = copy.deepcopy(load_target("loihi2-sim").data)
-    data["target"]["name"] = name
-    data["chip"].update({"cores": 64, "chips": 1, "mesh": [8, 8]})
-    data["core"].update({"neurons": 64, "synapse_memory_bits": 40_000, "input_axons": 160, "output_axons": 160,
-                         "neuron_profiles": 4, "threshold_profiles": 2})
-    data["chip"].update(chip or {})
-    data["core"].update(core)
-    data["synapse_encoding"].update(enc or {})
-    data["quantization"].update(quant or {})
-    return target_from_dict(data, f"test target {name}")
-
-
-def lif(threshold=1.0, current_decay=0.3, voltage_decay=0.1, bias=0.0):
-    return ir.CubaLIF(current_decay, voltage_decay, threshold, bias)
-
+# --------------------------------------------------------------------------- builders
 
 def scml_graph(seed: int = 0, n_in: int = 12, sizes=(64, 64), k: int = 4, ff_density: float = 0.3,
                readout: int = 4, voltage_decay=0.1, window: int | None = None) -> ir.nx.DiGraph:
@@ -141,13 +124,13 @@ def brute_usage(graph, demand, core_of_unit, target) -> list[dict]:
             core = core_of_neuron[lif[pop.name][0] + i]
             profiles[core].add((p["du"][i], p["dv"][i], p["bias_exp"][i]))
             thresholds[core].add(p["vth"][i])
-    enc, core_cfg = target["synapse_encoding"], target.core
-    bps = enc["weight_bits"] + enc["index_bits"] + enc["delay_bits"]
+    enc, core_cfg = target.synapse_encoding, target.core
+    bps = enc.weight_bits + enc.index_bits + enc.delay_bits
     rows = []
     for c in range(n_cores):
         neurons = int(np.count_nonzero(core_of_neuron == c))
-        memory = syn[c] * bps + len(sources[c]) * enc["header_bits_per_axon"]
-        memory += neurons * core_cfg["neuron_state_bits"] if core_cfg["shared_memory"] else 0
+        memory = syn[c] * bps + len(sources[c]) * enc.header_bits_per_axon
+        memory += neurons * core_cfg.neuron_state_bits if core_cfg.shared_memory else 0
         rows.append({"neurons": neurons, "synapses": syn[c], "synapse_memory_bits": memory,
                      "input_axons": len(sources[c]), "output_axons": out_axons[c],
                      "neuron_profiles": len(profiles[c]), "threshold_profiles": len(thresholds[c])})
@@ -165,14 +148,14 @@ def test_mappers_respect_every_limit_and_never_split_a_motif(mapper, net):
     target = small_target()
     graph = NETWORKS[net]()
     demand = demand_for(graph, target)
-    assignment = partition(demand, target, mapper)
+    assignment = partition(demand, target, mapper).core_of_unit
     assert assignment.shape == (demand.n_units,) and assignment.min() == 0
     assert set(np.unique(assignment)) == set(range(assignment.max() + 1))  # cores numbered densely
     usage = brute_usage(graph, demand, assignment, target)
     assert len(usage) > 1  # the limits are tight enough to need several cores
     for core, used in enumerate(usage):
         for r in CORE_LIMITS:
-            assert used[r] <= target.core[r], (mapper, net, core, r, used[r])
+            assert used[r] <= target.core.limit(r), (mapper, net, core, r, used[r])
     core_of_neuron = np.repeat(assignment, np.diff(demand.unit_bounds))
     for pop in demand.populations:
         if pop.motif_size:
@@ -207,7 +190,7 @@ def test_the_packer_fills_each_core_until_the_next_unit_would_not_fit():
         units = np.flatnonzero(assignment == c)
         assert np.array_equal(units, np.arange(units[0], units[-1] + 1)), "greedy cores are contiguous"
         used = range_demand(demand, int(b[units[0]]), int(b[units[-1] + 2]), target)
-        assert any(used[r] > target.core[r] for r in used if r in target.core)
+        assert any(used[r] > target.core.limit(r) for r in used if r in CORE_LIMITS)
 
 
 def test_repair_splits_cores_over_the_output_axon_limit():
@@ -251,7 +234,7 @@ def test_lower_bound_matches_hand_computed_values():
                   "input_axons": 4,              # ceil(54 / 16)
                   "output_axons": 3,             # ceil(24 / 10)
                   "neuron_profiles": 1, "threshold_profiles": 1, "cores": 7}
-    compiled_cores = build_core_graph(demand, partition(demand, target, "greedy"), target, "greedy")
+    compiled_cores = build_core_graph(demand, partition(demand, target, "greedy"), target)
     assert compiled_cores.graph["n_cores"] >= 7
     assert compiled_cores.graph["cores_over_lb"] == compiled_cores.graph["n_cores"] / 7
 
@@ -286,8 +269,8 @@ def test_auto_keeps_the_better_candidate_and_records_every_cost():
     target = small_target(neurons=64, synapse_memory_bits=1_000_000, input_axons=4096, output_axons=4096)
     graph = scml_graph(7, n_in=8, sizes=(256, 256), k=4, ff_density=0.5, readout=2, window=16)
     demand = demand_for(graph, target)
-    assignment = partition(demand, target, "auto")
-    cores = build_core_graph(demand, assignment, target, "auto")
+    mapping = partition(demand, target, "auto")
+    cores = build_core_graph(demand, mapping, target)
     cand = cores.graph["mapper_candidates"]
     assert set(cand) == {"greedy", "rcm", "metis"}
     chosen = cores.graph["mapper_chosen"]
@@ -296,7 +279,8 @@ def test_auto_keeps_the_better_candidate_and_records_every_cost():
     assert cand[chosen]["cores"] == cand["greedy"]["cores"]
     assert cores.graph["mapper"] == "auto" and cores.graph["hop_weighted_synapses"] == \
         cand[chosen]["hop_weighted_traffic"]
-    greedy = build_core_graph(demand, partition(demand, target, "greedy"), target, "greedy")
+    assert mapping.mapper == "auto" and mapping.chosen == chosen and mapping.candidates == cand
+    greedy = build_core_graph(demand, partition(demand, target, "greedy"), target)
     assert "mapper_candidates" not in greedy.graph  # notes belong to the run that made them
 
 
@@ -329,7 +313,7 @@ def test_spills_onto_a_second_chip_and_otherwise_names_the_chips_needed():
 
 def test_shipped_two_chip_target_is_loihi2_sim_with_two_chips():
     one, two = load_target("loihi2-sim"), load_target("loihi2-sim-2chip")
-    assert two.name == "loihi2-sim-2chip" and two["chip"]["chips"] == 2 and two.total_cores == 240
+    assert two.name == "loihi2-sim-2chip" and two.chip.chips == 2 and two.total_cores == 240
     a, b = copy.deepcopy(one.data), copy.deepcopy(two.data)
     for d in (a, b):
         d["chip"].pop("chips")
@@ -374,8 +358,8 @@ def test_mapping_and_placement_are_deterministic():
         for _ in range(2):
             graph = scml_graph(8)
             demand = demand_for(graph, target)
-            assignment = partition(demand, target, mapper)
-            graphs.append((assignment, build_core_graph(demand, assignment, target, mapper)))
+            mapping = partition(demand, target, mapper)
+            graphs.append((mapping.core_of_unit, build_core_graph(demand, mapping, target)))
         (a1, g1), (a2, g2) = graphs
         assert np.array_equal(a1, a2), mapper
         assert [g1.nodes[c]["position"] for c in g1] == [g2.nodes[c]["position"] for c in g2], mapper
@@ -391,7 +375,7 @@ def test_spike_counts_weigh_traffic_and_are_validated():
     spikes = np.zeros(n_lif)
     spikes[:64] = 5.0  # only layer l0 fires
     demand = demand_for(graph, target, spike_counts=spikes)
-    cores = build_core_graph(demand, partition(demand, target, "auto"), target, "auto")
+    cores = build_core_graph(demand, partition(demand, target, "auto"), target)
     assert "hop_weighted_spikes" in cores.graph
     # Spikes sent from core s to core d: each firing neuron on s counts once per destination core.
     from rsnn2chip.passes.place import core_of_neuron
@@ -461,10 +445,9 @@ def test_auto_scores_each_candidate_as_it_would_run_alone():
     # Shared caches (unit graph, greedy packing) must not change a candidate's result.
     target = small_target()
     demand = demand_for(scml_graph(11, sizes=(128, 128), window=16), target)
-    partition(demand, target, "auto")
-    costs = demand.cache["mapper_notes"]["candidates"]
+    costs = partition(demand, target, "auto").candidates
     for name, cost in costs.items():
         alone = demand_for(scml_graph(11, sizes=(128, 128), window=16), target)
-        cores = build_core_graph(alone, partition(alone, target, name), target, name)
+        cores = build_core_graph(alone, partition(alone, target, name), target)
         assert (cores.graph["n_cores"], cores.graph["hop_weighted_synapses"]) == \
             (cost["cores"], cost["hop_weighted_traffic"]), name

@@ -23,7 +23,7 @@ from rsnn2chip.exporters import netx as netx_export
 from rsnn2chip.frontends import load_network, netx
 from rsnn2chip.nn import RSNN, example_arch
 from rsnn2chip.passes.quantize import QuantizationConfig
-from rsnn2chip.targets import Target, load_target
+from rsnn2chip.targets import Target, load_target, target_from_dict
 
 from lava.lib.dl import slayer  # noqa: E402  (a hard dependency: its absence must fail, not skip)
 
@@ -63,7 +63,8 @@ def netx_target() -> Target:
     t = load_target("loihi2-sim")
     data = copy.deepcopy(t.data)
     data["quantization"].update(weight_exp_min=0, weight_exp_max=0)
-    return Target("loihi2-netx", data, t.path)
+    data["target"]["name"] = "loihi2-netx"
+    return target_from_dict(data, t.path)
 
 
 def netx_friendly_artifact(seed=0):

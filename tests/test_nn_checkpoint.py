@@ -13,14 +13,12 @@ from rsnn2chip.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_from
 from rsnn2chip.errors import CheckpointError, ModelError
 from rsnn2chip.frontends import checkpoint as checkpoint_frontend
 from rsnn2chip.frontends import load_network
-from rsnn2chip.nn import LAYER_TYPES, RSNN, SpikingLayer, example_arch, prepare_torch, register_layer
+from rsnn2chip.nn import LAYER_TYPES, RSNN, SpikingLayer, example_arch, register_layer
 
 STEPS = 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def torch_settings():
-    prepare_torch()
+pytestmark = pytest.mark.usefixtures("torch_settings")
 
 
 def mixed_arch() -> dict:

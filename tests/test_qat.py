@@ -11,7 +11,7 @@ from rsnn2chip import backends, ir
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import InputError, ModelError
-from rsnn2chip.nn import RSNN, example_arch, matching_random_sparse, prepare_torch
+from rsnn2chip.nn import RSNN, example_arch, matching_random_sparse
 from rsnn2chip.nn.qat import disable_qat, enable_qat, qat_enabled, straight_through
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.targets import load_target
@@ -23,9 +23,7 @@ INTRA = [[1, -1, 0, 1], [1, 1, 0, 0], [0, -1, 1, 1], [-1, 0, 1, 1]]
 INTER = [[1, -1, 0, 1], [0, 1, -1, 1]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def torch_settings():
-    prepare_torch()
+pytestmark = pytest.mark.usefixtures("torch_settings")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from rsnn2chip.passes.quantize import (QuantizationConfig, quantize, quantize_bi
                                        quantize_weights, state_scale_for)
 from rsnn2chip.targets import load_target
 
-from helpers import small_graph
+from conftest import small_graph
 
 TARGET = load_target("loihi2-sim")
 
@@ -108,4 +108,4 @@ def test_quantize_fills_every_population_and_projection():
         assert pop.fixed is not None and pop.state_scale > 0 and pop.quant_stats["params"]
     for proj in ir.projections(g):
         assert proj.quant is not None
-        assert TARGET["quantization"]["weight_exp_min"] <= proj.quant.weight_exp <= TARGET["quantization"]["weight_exp_max"]
+        assert TARGET.quantization.weight_exp_min <= proj.quant.weight_exp <= TARGET.quantization.weight_exp_max

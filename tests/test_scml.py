@@ -10,7 +10,7 @@ import torch
 from rsnn2chip import ir
 from rsnn2chip.checkpoint import model_from_checkpoint, save_checkpoint
 from rsnn2chip.errors import ModelError
-from rsnn2chip.nn import RSNN, example_arch, matching_random_sparse, prepare_torch, scml_synapse_count
+from rsnn2chip.nn import RSNN, example_arch, matching_random_sparse, scml_synapse_count
 
 K = 4
 INTRA = [[1, 0, -1, 0],
@@ -22,9 +22,7 @@ INTER = [[1, 0, -1, 0],  # neuron i of motif m -> neuron i of motif m + 1
 PER_MOTIF = 8 + 2 + 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def torch_settings():
-    prepare_torch()
+pytestmark = pytest.mark.usefixtures("torch_settings")
 
 
 def scml_cfg(size: int = 12, motif_size: int = K, intra=INTRA, inter=INTER, name: str = "hidden0") -> dict:

@@ -14,7 +14,7 @@ from rsnn2chip.checkpoint import load_checkpoint, model_from_checkpoint
 from rsnn2chip.cli import main
 from rsnn2chip.data import load_dataset
 from rsnn2chip.errors import InputError
-from rsnn2chip.nn import RSNN, check_arch, motif_synapses, prepare_torch
+from rsnn2chip.nn import RSNN, check_arch, motif_synapses
 from rsnn2chip.search import Interrupted, Supernet, run_hrmas, space_from_dict
 from rsnn2chip.search.ip import from_intrinsic, ip_step, rate_stats, sample_rates, to_intrinsic
 from rsnn2chip.search.space import IPConfig
@@ -40,9 +40,7 @@ def tiny_space(**overrides) -> dict:
     return space
 
 
-@pytest.fixture(autouse=True, scope="module")
-def torch_settings():
-    prepare_torch()
+pytestmark = pytest.mark.usefixtures("torch_settings")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from rsnn2chip.softlif import (Deployment, RateNet, RateNeuron, SoftLIFParams, c
                                to_rsnn)
 from rsnn2chip.targets import load_target
 
+from conftest import cli_json
+
 P = SoftLIFParams()
 DT = 0.001
 
@@ -168,12 +170,6 @@ def arch_file(tmp_path, layer_type="lif_dense"):
     path.write_text(yaml.safe_dump(arch))
     return path
 
-
-def cli_json(capsys, argv):
-    capsys.readouterr()
-    code = main(argv + ["--json"])
-    out = capsys.readouterr().out
-    return code, json.loads(out) if out.strip() else {}
 
 
 def test_train_compile_eval_beats_chance(tmp_path, capsys):

@@ -17,6 +17,8 @@ from rsnn2chip.nn import example_arch
 from rsnn2chip.readout import READOUTS
 from rsnn2chip.train import evaluate, resolve_arch
 
+from conftest import cli_json
+
 NEURON = {"current_decay": 0.5, "voltage_decay": 0.2, "threshold": 1.0, "bias": 0.0}
 
 
@@ -29,12 +31,6 @@ def arch_file(tmp_path_factory):
     path.write_text(yaml.safe_dump(arch))
     return path
 
-
-def cli_json(capsys, argv: list[str]) -> tuple[int, dict]:
-    capsys.readouterr()
-    code = main(argv + ["--json"])
-    out = capsys.readouterr().out
-    return code, json.loads(out) if out.strip() else {}
 
 
 def train_args(arch_file, output, data="events-digits", seed=0, extra=()) -> list[str]:
@@ -65,8 +61,8 @@ def test_train_writes_checkpoint_and_metrics(trained):
     metrics = json.loads(trained.with_name("model.metrics.json").read_text())
     # 96 samples: the batch is capped at 96 // 8 = 12 so that an epoch is 8 optimizer steps
     assert metrics["budget"]["batch_size"] == 12 and metrics["budget"]["total_steps"] == 8
-    assert metrics["format"] == "rsnn2chip.metrics" and [r["step"] for r in metrics["evaluations"]] == [8]
-    row = metrics["evaluations"][0]
+    assert metrics["format"] == "rsnn2chip.metrics" and [r["step"] for r in metrics["evaluations"]] == list(range(1, 9))
+    row = metrics["evaluations"][-1]
     for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "mean_spike_rate"):
         assert math.isfinite(row[key])
     assert set(row["spike_rate"]) == {"hidden", "output"}

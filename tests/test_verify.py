@@ -23,7 +23,7 @@ from rsnn2chip.nn import RSNN
 from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION, example_arch
 from rsnn2chip.targets import load_target, load_target_file
 
-from helpers import random_spikes
+from conftest import random_spikes
 
 pytestmark = pytest.mark.lava
 STEPS = 25

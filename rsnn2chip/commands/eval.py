@@ -1,18 +1,16 @@
 import time
 from pathlib import Path
 
-import numpy as np
 from rich.table import Table
 
 from rsnn2chip import artifact as artifact_io
-from rsnn2chip import ir
+from rsnn2chip import ir, readout
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.data.encoding import graded_input_of
 from rsnn2chip.nn import prepare_torch
-from rsnn2chip.readout import compiled_readout, readout_depth, run_probes, trace_of
 from rsnn2chip.train import evaluate
 
 HELP = "measure accuracy, spike rate and speed of a model (float/qat) or compiled network (reference/lava)"
@@ -93,8 +91,7 @@ def eval_checkpoint(path: Path, args, backend: str, out) -> dict:
         enable_qat_for_eval(model, meta)
     data = load_for(args, meta.get("encoding") or None, (meta.get("dataset") or {}).get("name"), path)
     check_channels(data, model.input_size, path)
-    with out.err.status(f"evaluating {len(data)} samples ({backend})", spinner="dots") if not args.json \
-            else _Null():
+    with out.status(f"evaluating {len(data)} samples ({backend})"):
         stats = evaluate(model, data, args.batch_size)
     stats.pop("predictions")
     return {"dataset": data.describe(), **stats}
@@ -132,35 +129,23 @@ def training_meta_for_artifact(art, notes: list) -> dict:
 
 
 def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
-    from rsnn2chip.backends import run as run_backend
     art = artifact_io.load(path)
     trained = training_meta_for_artifact(art, notes)
     dataset = trained["dataset"]
     data = load_for(args, trained["encoding"], dataset.get("name") if isinstance(dataset, dict) else dataset, path)
     n_input = ir.total_neurons(art.graph, "input")
     check_channels(data, n_input, path)
-    readout, output = compiled_readout(art.graph)
-    depth = readout_depth(art.graph, output)
-    correct, spikes, slots, start = 0, {}, {}, time.perf_counter()
-    with out.err.status(f"running {len(data)} samples on the {backend} backend", spinner="dots") \
-            if not args.json else _Null():
-        for batch in data.batches(args.batch_size, extra_steps=depth):
-            x = batch.x.numpy()
-            result = run_backend(art, x, x.shape[1], backend=backend, probes=run_probes(readout))
-            lengths = batch.lengths.numpy()
-            window = np.arange(x.shape[1])[None, :] < (lengths[:, None] + depth)  # (B, T)
-            scores = readout.scores(trace_of(readout, result, output), lengths, depth)
-            correct += int((scores.argmax(axis=1) == batch.y.numpy()).sum())
-            for name, s in result.spikes.items():
-                spikes[name] = spikes.get(name, 0) + int((s * window[:, :, None]).sum())
-                slots[name] = slots.get(name, 0) + int(window.sum()) * s.shape[2]
+    tally = readout.tally_for(art)
+    start = time.perf_counter()
+    with out.status(f"running {len(data)} samples on the {backend} backend"):
+        for batch in data.batches(args.batch_size, extra_steps=tally.depth):
+            readout.classify(art, batch.x.numpy(), batch.lengths.numpy(), batch.y.numpy(), tally,
+                             backend)
     wall = time.perf_counter() - start
-    n = max(len(data), 1)
-    return {"dataset": data.describe(), "samples": len(data), "accuracy": correct / n,
-            "spike_rate": {k: spikes[k] / slots[k] if slots[k] else 0.0 for k in spikes},
-            "mean_spike_rate": sum(spikes.values()) / max(sum(slots.values()), 1),
-            "samples_per_s": len(data) / wall if wall > 0 else float("inf"), "output_population": output,
-            "readout": readout.name, "readout_depth": depth}
+    return {"dataset": data.describe(), "samples": len(data), "accuracy": tally.accuracy,
+            "spike_rate": tally.spike_rate(), "mean_spike_rate": tally.mean_spike_rate,
+            "samples_per_s": len(data) / wall if wall > 0 else float("inf"), "output_population": tally.output,
+            "readout": tally.readout.name, "readout_depth": tally.depth}
 
 
 def load_for(args, encoding: dict | None, trained_on: str | None, path: Path) -> SpikeData:
@@ -181,11 +166,3 @@ def check_channels(data: SpikeData, n_input: int, path: Path) -> None:
         raise InputError("the dataset's channel count does not match the model's input", file=str(path),
                          found=f"{data.n_channels} channels ({data.name})", allowed=n_input,
                          fix="evaluate on the dataset (and encoding) the model was trained on")
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -39,7 +39,7 @@ def run(args, out) -> int:
         raise InputError("-o must be a directory", file=str(output))
     env = distributed.setup()
     quiet = args.json or not env.is_main
-    with out.err.status(f"loading {args.data}", spinner="dots") if not quiet else _Null():
+    with out.status(f"loading {args.data}", quiet):
         train_data = load_dataset(args.data, "train", limit=args.limit)
         val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
         test_data = load_dataset(args.data, "test", encoding=train_data.encoding, limit=args.limit)
@@ -81,11 +81,3 @@ def run(args, out) -> int:
                       f"{result['search_cost_ratio']:.2f} x one retraining; wrote {output}/ "
                       "(arch.yaml, model.pt, search_log.jsonl, result.json, *.png)")
     return 0
-
-
-class _Null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -79,18 +79,23 @@ def check_positive(name: str, value) -> None:
         raise InputError(f"{name} must be >= 1", found=value)
 
 
-def run(args, out) -> int:
-    if args.neuron == "softlif":
-        from rsnn2chip.softlif.cli import run_train
-        return run_train(args, out)
-    if args.noise:
-        raise InputError("--noise applies only to --neuron softlif", found=args.noise)
-    for name in ("epochs", "steps", "batch_size", "limit"):
-        check_positive("--" + name.replace("_", "-"), getattr(args, name))
-    if args.epochs and args.steps:
-        raise InputError("give --epochs or --steps, not both", found=f"--epochs {args.epochs} --steps {args.steps}")
+def check_common(args) -> None:
+    """Options both neuron kinds read."""
     if not 0 < args.lr <= 1:
         raise InputError("--lr out of range", found=args.lr, allowed="0 < lr <= 1", fix="try the default, 3e-3")
+    for name in ("epochs", "batch_size", "limit"):
+        check_positive("--" + name.replace("_", "-"), getattr(args, name))
+
+
+def run(args, out) -> int:
+    if args.neuron == "softlif":
+        return run_softlif(args, out)
+    if args.noise:
+        raise InputError("--noise applies only to --neuron softlif", found=args.noise)
+    check_common(args)
+    check_positive("--steps", args.steps)
+    if args.epochs and args.steps:
+        raise InputError("give --epochs or --steps, not both", found=f"--epochs {args.epochs} --steps {args.steps}")
     if args.patience < 0:
         raise InputError("--patience must be >= 0", found=args.patience)
     if not 0 <= args.rate_reg < 1e6:
@@ -101,7 +106,7 @@ def run(args, out) -> int:
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       limit=args.limit, qat=args.qat, target=args.target, patience=args.patience,
                       rate_reg=args.rate_reg, device=args.device)
-    with out.err.status(f"loading {args.data}", spinner="dots") if not args.json else _Null():
+    with out.status(f"loading {args.data}"):
         train_data = load_dataset(args.data, "train", limit=args.limit, input_encoding=args.encoding)
         # val and test are encoded with the train split's encoder, as eval will be.
         val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
@@ -153,9 +158,46 @@ def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-class _Null:
-    def __enter__(self):
-        return self
+def run_softlif(args, out) -> int:
+    """``--neuron softlif``: train a soft-LIF rate net on static images and convert it (docs/softlif.md)."""
+    from rsnn2chip.softlif.ann import ANNConfig
+    from rsnn2chip.softlif.training import train_softlif
 
-    def __exit__(self, *exc):
-        return False
+    if args.qat:
+        raise InputError("--qat does not apply to --neuron softlif: the converted network is quantized by "
+                         "`rsnn2chip compile`, and its rate model has no fixed-point forward pass")
+    if args.noise < 0:
+        raise InputError("--noise must be >= 0 (sigma in Hz)", found=args.noise)
+    check_common(args)
+    output = Path(args.output)
+    metrics_path = Path(args.metrics) if args.metrics else metrics_path_for(output)
+    cfg = ANNConfig(activation="softlif", noise=args.noise, epochs=args.epochs, batch_size=args.batch_size,
+                    lr=args.lr, seed=args.seed)
+    with out.status("training") as status:
+        def on_epoch(row: dict) -> None:
+            if status:
+                status.update(f"epoch {row['epoch']}/{cfg.epochs}: val acc {row.get('val_accuracy', 0.0):.3f}")
+
+        result = train_softlif(read_arch(args.arch), args.data, output, metrics_path, cfg, target=args.target,
+                               limit=args.limit, arch_file=str(args.arch), on_epoch=on_epoch)
+    metrics, spiking = result.metrics, result.spiking
+    if args.json:
+        out.json({"model": str(output), "metrics": str(metrics_path), "final": metrics["final"],
+                  "best_val": metrics["best_val"], "val_spiking": spiking, "seconds": result.seconds,
+                  "notes": result.notes})
+        return 0
+    table = Table(title=f"soft-LIF ({result.dataset}, sigma {args.noise:g} Hz): {result.n_train} train / "
+                        f"{result.n_val} val images")
+    for col in ("epoch", "train loss", "train acc", "val loss", "val acc"):
+        table.add_column(col, justify="right")
+    for e in metrics["epochs"]:
+        table.add_row(str(e["epoch"]), f"{e['train_loss']:.4f}", f"{e['train_accuracy']:.3f}",
+                      f"{e.get('val_loss', float('nan')):.4f}", f"{e.get('val_accuracy', float('nan')):.3f}")
+    out.console.print(table)
+    acc = spiking.get("accuracy")
+    out.console.print(f"spiking val accuracy (reference backend, {result.steps} steps): "
+                      + (f"{acc:.3f}" if acc is not None else f"n/a ({spiking.get('reason')})"))
+    for note in result.notes:
+        out.console.print(f"[yellow]note:[/] {note}")
+    out.console.print(f"wrote {output} and {metrics_path}")
+    return 0

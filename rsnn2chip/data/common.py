@@ -178,9 +178,3 @@ class SpikeData:
         """The whole split as one padded ``(N, T, C)`` tensor and its lengths (for small sets)."""
         batch = self.make_batch(np.arange(len(self)), extra_steps)
         return batch.x, batch.lengths
-
-
-def check_binary(name: str, array: np.ndarray) -> None:
-    """Loaders promise 0/1; a violation is a bug in the loader, so it is not an InputError."""
-    if array.size and not np.isin(array, (0, 1)).all():
-        raise AssertionError(f"{name}: encoder produced values other than 0/1")

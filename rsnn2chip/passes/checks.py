@@ -2,8 +2,12 @@
 
 Each rule takes a :class:`CheckContext` and returns a list of
 :class:`~rsnn2chip.errors.Problem` naming the layer/motif/core, the resource,
-the amount used, the limit and a concrete fix. :func:`run_checks` runs every
-rule in :data:`RULES`; the compiler fails if any problem has severity "error".
+the amount used, the limit and a concrete fix. Rules are registered by name in
+:data:`RULES`; each target lists the ones its compiles must pass (``[drc]
+rules``, every rule when absent), in the manner of Rockpool's per-device DRC
+lists, but :func:`run_checks` runs all of them and collects every problem
+instead of stopping at the first. The compiler fails if any problem has
+severity "error". Every limit a rule applies comes from the target.
 """
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ import networkx as nx
 import numpy as np
 
 
+from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
-from rsnn2chip.errors import Problem
-from rsnn2chip.passes.resources import NetworkDemand
+from rsnn2chip.errors import Problem, TargetError
+from rsnn2chip.passes.resources import RESOURCES, NetworkDemand
 from rsnn2chip.targets import Target
 
 
@@ -28,12 +33,29 @@ class CheckContext:
     target: Target
 
 
-RULES: list[Callable[[CheckContext], list[Problem]]] = []
+Rule = Callable[[CheckContext], list[Problem]]
+RULES: dict[str, Rule] = {}
 
 
-def rule(fn):
-    RULES.append(fn)
+def rule(fn: Rule) -> Rule:
+    RULES[fn.__name__] = fn
     return fn
+
+
+def rules_for(target: Target) -> list[Rule]:
+    """The rules ``target`` lists, in its order (all registered rules when it lists none)."""
+    names = target.drc.rules if target.drc.rules is not None else tuple(RULES)
+    unknown = [n for n in names if n not in RULES]
+    if unknown:
+        raise TargetError("unknown design rule in the target's drc.rules", file=target.path,
+                          found=", ".join(unknown), allowed=", ".join(RULES),
+                          fix="remove or correct the name; docs/mapping.md describes every rule")
+    return [RULES[n] for n in names]
+
+
+def neuron_model_name(pop: ir.Population) -> str:
+    """The registered name of a population's neuron model (populations without one are CUBA-LIF)."""
+    return getattr(pop.neuron, "MODEL", "cuba_lif")
 
 
 def describe_core(ctx: CheckContext, core: int, max_parts: int = 4) -> str:
@@ -77,7 +99,7 @@ def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
     if data["units"] != 1 or len(data["slices"]) != 1:
         return None
     pop = ir.population(ctx.graph, data["slices"][0][0])
-    used, limit = data["used"], ctx.target.core[resource]
+    used, limit = data["used"], ctx.target.core.limit(resource)
     n = max(used["neurons"], 1)
     what = f"one {pop.motif_size}-neuron motif of layer {pop.layer}" if pop.motif_size else \
         f"one neuron of layer {pop.layer}"
@@ -85,11 +107,10 @@ def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
     if resource == "neurons":
         return f"{what} exceeds a core's {limit} neurons: use motifs of <= {limit} neurons in layer {pop.layer}"
     if resource == "synapse_memory_bits":
-        core = ctx.target.core
-        enc = ctx.target["synapse_encoding"]
-        bps = enc["weight_bits"] + enc["index_bits"] + enc["delay_bits"]
-        state = core["neuron_state_bits"] if core["shared_memory"] else 0
-        header = enc["header_bits_per_axon"] * used["input_axons"]
+        core, enc = ctx.target.core, ctx.target.synapse_encoding
+        bps = enc.bits_per_synapse
+        state = core.neuron_state_bits if core.shared_memory else 0
+        header = enc.header_bits_per_axon * used["input_axons"]
         fan_in = used["synapses"] / n
         # Smaller motif: the same sources (headers) shared by fewer neurons.
         fit = int((limit - header) // max(fan_in * bps + state, 1))
@@ -118,7 +139,7 @@ def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
 
 def _core_limit_rule(resource: str):
     def check(ctx: CheckContext) -> list[Problem]:
-        limit = ctx.target.core[resource]
+        limit = ctx.target.core.limit(resource)
         problems = []
         for core, data in ctx.cores.nodes(data=True):
             used = data["used"][resource]
@@ -133,24 +154,23 @@ def _core_limit_rule(resource: str):
     return rule(check)
 
 
-for _resource in ("neurons", "synapse_memory_bits", "input_axons", "output_axons", "neuron_profiles",
-                  "threshold_profiles"):
+for _resource in RESOURCES:
     _core_limit_rule(_resource)
 
 
 @rule
 def chip_cores(ctx: CheckContext) -> list[Problem]:
-    chip = ctx.target["chip"]
+    chip = ctx.target.chip
     n_cores = ctx.cores.graph["n_cores"]
-    available = chip["cores"] * chip["chips"]
+    available = ctx.target.total_cores
     if n_cores <= available:
         return []
-    chips_needed = -(-n_cores // chip["cores"])
+    chips_needed = -(-n_cores // chip.cores)
     lb = ctx.cores.graph.get("lower_bound", {}).get("cores")
     example = "targets/loihi2-sim-2chip.toml is loihi2-sim with chips = 2" if chips_needed == 2 else \
         f"e.g. a copy of targets/loihi2-sim-2chip.toml with chips = {chips_needed}"
     return [Problem(f"network needs {n_cores} cores ({chips_needed} chips); the target has {available} "
-                    f"({chip['chips']} chip{'s' if chip['chips'] != 1 else ''} of {chip['cores']})",
+                    f"({chip.chips} chip{'s' if chip.chips != 1 else ''} of {chip.cores})",
                     where=f"target {ctx.target.name} ({ctx.target.path})", resource="cores", found=n_cores,
                     allowed=available, rule="chip_cores",
                     fix=f"use a target with chip.chips >= {chips_needed} ({example}), "
@@ -160,15 +180,36 @@ def chip_cores(ctx: CheckContext) -> list[Problem]:
 
 @rule
 def weight_exponent_range(ctx: CheckContext) -> list[Problem]:
-    q = ctx.target["quantization"]
+    q = ctx.target.quantization
     problems = []
     for proj in ir.projections(ctx.graph):
         e = proj.quant.weight_exp
-        if not q["weight_exp_min"] <= e <= q["weight_exp_max"]:
+        if not q.weight_exp_min <= e <= q.weight_exp_max:
             problems.append(Problem("weight exponent out of range", where=f"projection {proj.name}",
                                     resource="weight_exp", found=e,
-                                    allowed=f"{q['weight_exp_min']}..{q['weight_exp_max']}", rule="weight_exponent_range",
+                                    allowed=f"{q.weight_exp_min}..{q.weight_exp_max}", rule="weight_exponent_range",
                                     fix="rescale the layer's weights or its threshold"))
+    return problems
+
+
+@rule
+def weight_bits(ctx: CheckContext) -> list[Problem]:
+    """Every weight mantissa fits the target's ``synapse_encoding.weight_bits`` (compile quantizes onto that
+    grid; networks read already quantized, e.g. from netx, may not be on it)."""
+    bits = ctx.target.synapse_encoding.weight_bits
+    problems = []
+    for proj in ir.projections(ctx.graph):
+        lo, hi, step = fx.weight_grid(proj.quant.sign_mode, bits)
+        data = proj.quant.mantissa.data
+        bad = (data < lo) | (data > hi) | (data % step != 0)
+        if bad.any():
+            problems.append(Problem(f"weight mantissas need more than the target's {bits} weight bits",
+                                    where=f"projection {proj.name}", resource="weight mantissa",
+                                    found=f"{int(bad.sum())} of {data.size} (e.g. {int(data[bad][0])})",
+                                    allowed=f"multiples of {step} in {lo}..{hi} ({proj.quant.sign_mode})",
+                                    rule="weight_bits",
+                                    fix="re-quantize the weights for this target (compile a float model), or use a "
+                                        "target with more synapse_encoding.weight_bits"))
     return problems
 
 
@@ -192,8 +233,21 @@ def _row_sums(m, values: np.ndarray) -> np.ndarray:
 
 
 @rule
-def activation_16bit(ctx: CheckContext) -> list[Problem]:
-    """Loihi's dendritic accumulator is 16 bits; Lava's CPU model does not wrap it, so hardware could differ."""
+def neuron_models(ctx: CheckContext) -> list[Problem]:
+    """Every population's neuron model is one the target's cores run."""
+    supported = ctx.target.core.neuron_models
+    return [Problem(f"neuron model {neuron_model_name(pop)!r} not supported by target {ctx.target.name}",
+                    where=f"layer {pop.layer} (population {pop.name})", resource="neuron model",
+                    found=neuron_model_name(pop), allowed=", ".join(supported), rule="neuron_models",
+                    fix=f"use one of {', '.join(supported)} for this layer, or a target whose core.neuron_models "
+                        f"lists {neuron_model_name(pop)!r}")
+            for pop in ir.populations(ctx.graph, "lif") if neuron_model_name(pop) not in supported]
+
+
+@rule
+def accumulator_range(ctx: CheckContext) -> list[Problem]:
+    """The worst-case synaptic input of a step fits the target's signed dendritic accumulator
+    (``core.accumulator_bits``); Lava's CPU model does not wrap it, so hardware could differ."""
     worst = np.zeros(ctx.demand.n_lif)
     lif = ir.neuron_offsets(ctx.graph, "lif")
     for proj in ir.projections(ctx.graph):
@@ -206,16 +260,17 @@ def activation_16bit(ctx: CheckContext) -> list[Problem]:
             (0 if mode == "excitatory" else -_row_sums(m, np.minimum(data, 0)))
         lo, hi = lif[proj.post]
         worst[lo:hi] += np.maximum(pos, neg) * 2.0 ** proj.quant.weight_exp
-    limit = (1 << 15) - 1
+    bits = ctx.target.core.accumulator_bits
+    limit = (1 << (bits - 1)) - 1
     if worst.size == 0 or worst.max() <= limit:
         return []
     n = int((worst > limit).sum())
     k = int(np.argmax(worst))
     pop = ctx.demand.populations[ctx.demand.population_of[k]]
     local = k - lif[pop.name][0]
-    return [Problem("worst-case synaptic input may exceed Loihi's 16-bit accumulator", severity="warning",
+    return [Problem(f"worst-case synaptic input may exceed the {bits}-bit dendritic accumulator", severity="warning",
                     where=f"{n} neurons; worst is layer {pop.layer} ({pop.name} neuron {local})", resource="a_in",
-                    found=int(worst[k]), allowed=limit, rule="activation_16bit",
+                    found=int(worst[k]), allowed=limit, rule="accumulator_range",
                     fix="lower threshold_mantissa_target or the weights feeding these neurons")]
 
 
@@ -233,11 +288,9 @@ def weight_clipping(ctx: CheckContext) -> list[Problem]:
 
 
 def run_checks(ctx: CheckContext) -> list[Problem]:
-    return [p for check in RULES for p in check(ctx)]
+    """Every problem found by every rule the target lists."""
+    return [p for check in rules_for(ctx.target) for p in check(ctx)]
 
 
 def errors_only(problems: list[Problem]) -> list[Problem]:
     return [p for p in problems if p.severity == "error"]
-
-
-

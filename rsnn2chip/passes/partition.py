@@ -1,8 +1,9 @@
 """Partitioning: assign atomic units (motifs, neurons of non-motif populations) to cores.
 
 Mappers are registered by name in :data:`MAPPERS` and chosen with ``--mapper``.
-Each takes the network's demand and a target and returns the core index of
-every unit; a motif is one unit, so no mapper can split it.
+Each takes the network's demand and a target and returns a
+:class:`~rsnn2chip.passes.mapping.MappingResult`: the core index of every unit
+(a motif is one unit, so no mapper can split it) and how it was chosen.
 
 * ``greedy``: fills cores with consecutive units in IR order, as many as fit
   exactly (every per-core limit but output axons, which depend on where the
@@ -24,19 +25,22 @@ See docs/mapping.md.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 from rsnn2chip.errors import ModelError
-from rsnn2chip.passes.resources import (NetworkDemand, bits_per_synapse, gather_ranges, lower_bound, over_limit,
-                                        unit_core_usage)
+from rsnn2chip.passes.mapping import MappingResult
+from rsnn2chip.passes.place import backbone, placement
+from rsnn2chip.passes.resources import NetworkDemand, gather_ranges, lower_bound, over_limit, unit_core_usage
 from rsnn2chip.targets import Target
 
-MAPPERS: dict[str, Callable[[NetworkDemand, Target], np.ndarray]] = {}
+MAPPERS: dict[str, Callable[[NetworkDemand, Target], MappingResult]] = {}
 
 
 def register_mapper(name: str):
@@ -78,11 +82,11 @@ class Packer:
     def __init__(self, demand: NetworkDemand, target: Target):
         self.demand, self.target = demand, target
         core = target.core
-        self.cap = {r: core[r] for r in ("neurons", "synapse_memory_bits", "input_axons", "neuron_profiles",
-                                         "threshold_profiles")}
-        self.bps = bits_per_synapse(target)
-        self.header = target["synapse_encoding"]["header_bits_per_axon"]
-        self.state = core["neuron_state_bits"] if core["shared_memory"] else 0
+        self.cap = {r: core.limit(r) for r in ("neurons", "synapse_memory_bits", "input_axons", "neuron_profiles",
+                                               "threshold_profiles")}
+        self.bps = target.synapse_encoding.bits_per_synapse
+        self.header = target.synapse_encoding.header_bits_per_axon
+        self.state = core.neuron_state_bits if core.shared_memory else 0
         self.u_neurons = demand.unit_neurons()
         self.u_synapses = demand.unit_synapses()
         # Profile limits only bind when the network has more distinct profiles than a core allows.
@@ -163,8 +167,7 @@ class Packer:
     def load(self, units: np.ndarray) -> float:
         """Fraction of a core the units fill by neurons or header-free synapse memory, whichever is more."""
         mem = (self.u_synapses[units] * self.bps + self.u_neurons[units] * self.state).sum()
-        return max(self.u_neurons[units].sum() / max(self.cap["neurons"], 1),
-                   mem / max(self.cap["synapse_memory_bits"], 1))
+        return max(self.u_neurons[units].sum() / self.cap["neurons"], mem / self.cap["synapse_memory_bits"])
 
 
 def renumber(core_of_unit: np.ndarray) -> np.ndarray:
@@ -208,9 +211,9 @@ def repair(demand: NetworkDemand, target: Target, core_of_unit: np.ndarray, max_
 
 
 @register_mapper("greedy")
-def greedy_contiguous(demand: NetworkDemand, target: Target) -> np.ndarray:
+def greedy_contiguous(demand: NetworkDemand, target: Target) -> MappingResult:
     """Fill cores with consecutive units, as many as fit (locality from IR order)."""
-    return repair(demand, target, greedy_packing(demand, target))
+    return MappingResult.single("greedy", repair(demand, target, greedy_packing(demand, target)))
 
 
 # --------------------------------------------------------------------------- METIS
@@ -236,7 +239,7 @@ def _blocks(demand: NetworkDemand, target: Target) -> np.ndarray:
     pop_change = np.flatnonzero(np.diff(demand.unit_population) != 0) + 1
     starts = np.concatenate([[0], pop_change])
     stops = np.concatenate([pop_change, [n_units]])
-    max_neurons = max(1, target.core["neurons"] // 16)
+    max_neurons = max(1, target.core.neurons // 16)
     for lo, hi in zip(starts, stops):
         size = int(np.max(demand.unit_neurons()[lo:hi]))
         g = max(1, min(group, max_neurons // max(size, 1)))
@@ -299,14 +302,19 @@ def _metis_parts(w: sp.csr_matrix, vweights: np.ndarray, n_parts: int, seed: int
 
 def greedy_packing(demand: NetworkDemand, target: Target) -> np.ndarray:
     """The plain sequential packing of IR order, cached (``metis`` and ``auto`` both need it)."""
-    key = ("greedy_pack", repr(target["core"]), repr(target["synapse_encoding"]))
+    key = ("greedy_pack", target.limits_key())
     if key not in demand.cache:
         demand.cache[key] = Packer(demand, target).pack()
     return demand.cache[key]
 
 
 @register_mapper("metis")
-def metis(demand: NetworkDemand, target: Target) -> np.ndarray:
+def metis(demand: NetworkDemand, target: Target) -> MappingResult:
+    """METIS k-way partition made to fit exactly; see :func:`_metis_assignment`."""
+    return MappingResult.single("metis", _metis_assignment(demand, target))
+
+
+def _metis_assignment(demand: NetworkDemand, target: Target) -> np.ndarray:
     """METIS k-way partition of the unit graph, made to fit exactly, then repaired.
 
     METIS decides which units belong together: minimum edge cut, balanced by
@@ -332,8 +340,7 @@ def metis(demand: NetworkDemand, target: Target) -> np.ndarray:
     # One balance constraint: METIS's multi-constraint mode balanced neurons and memory together so poorly
     # here (one part 39x the mean at ufactor 10) that the cut was useless. A block's load is its share of
     # whichever of a core's neurons or synapse memory it fills more; scaled so the total fits int32.
-    load = np.maximum(block_neurons / max(target.core["neurons"], 1),
-                      memory / max(target.core["synapse_memory_bits"], 1))
+    load = np.maximum(block_neurons / target.core.neurons, memory / target.core.synapse_memory_bits)
     vweights = np.maximum(1, np.rint(load * (1e9 / max(load.sum(), 1e-12)))).astype(np.int64)
     parts = _metis_parts(w, vweights, min(n_parts, n_blocks))
     block_of_unit = np.repeat(np.arange(n_blocks), np.diff(block_units))
@@ -397,26 +404,16 @@ def _place_leftovers(demand: NetworkDemand, packer: Packer, w: sp.csr_matrix, bl
     return core_of_unit
 
 
-def backbone(w: sp.csr_matrix, fraction: float) -> sp.csr_matrix:
-    """``w`` without edges lighter than ``fraction`` of the heaviest edge at either end.
-
-    Cuthill-McKee orders by breadth-first levels; light edges (a readout fed by
-    every core, a lateral link beside a feed-forward bundle) put everything
-    within a few levels and erase the locality the heavy edges carry.
-    """
-    if w.nnz == 0:
-        return w
-    rowmax = np.asarray(w.max(axis=1).todense()).ravel()
-    coo = w.tocoo()
-    keep = coo.data >= fraction * np.maximum(rowmax[coo.row], rowmax[coo.col])
-    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=w.shape)
-
-
 RCM_BACKBONE = 0.3
 
 
 @register_mapper("rcm")
-def rcm(demand: NetworkDemand, target: Target) -> np.ndarray:
+def rcm(demand: NetworkDemand, target: Target) -> MappingResult:
+    """The exact packer over a reverse Cuthill-McKee order; see :func:`_rcm_assignment`."""
+    return MappingResult.single("rcm", _rcm_assignment(demand, target))
+
+
+def _rcm_assignment(demand: NetworkDemand, target: Target) -> np.ndarray:
     """Units in reverse Cuthill-McKee order of the unit graph's heavy edges, then the exact packer.
 
     A locality order from the graph instead of from the IR: with stacked layers
@@ -425,8 +422,6 @@ def rcm(demand: NetworkDemand, target: Target) -> np.ndarray:
     tight as greedy's. On a single ring it folds the ring (cores hold two arcs),
     where greedy is better; ``auto`` compares.
     """
-    from scipy.sparse.csgraph import reverse_cuthill_mckee
-
     if demand.n_units == 0:
         return np.zeros(0, np.int64)
     block_units = _blocks(demand, target)
@@ -453,13 +448,11 @@ def mapping_cost(demand: NetworkDemand, core_of_unit: np.ndarray, target: Target
     Traffic is synapses (or spikes sent, when spike counts were given) times
     mesh hops, after :func:`rsnn2chip.passes.place.placement`.
     """
-    from rsnn2chip.passes.place import placement
-
     placed = placement(demand, core_of_unit, target)
     usage = unit_core_usage(demand, core_of_unit, target)["usage"]
     violations = int(np.count_nonzero(over_limit(usage, target) > 1))
     cores = int(core_of_unit.max()) + 1 if core_of_unit.size else 0
-    return {"violating_cores": violations, "chips": -(-cores // max(target["chip"]["cores"], 1)), "cores": cores,
+    return {"violating_cores": violations, "chips": -(-cores // target.chip.cores), "cores": cores,
             "hop_weighted_traffic": placed["cost"], "intercore_traffic": placed["intercore"]}
 
 
@@ -480,24 +473,21 @@ def choose(costs: dict[str, dict]) -> str:
 
 
 @register_mapper("auto")
-def auto(demand: NetworkDemand, target: Target) -> np.ndarray:
-    """Runs every candidate mapper and keeps the cheapest by :func:`choose`; all costs go into the core graph."""
-    results = {name: MAPPERS[name](demand, target) for name in AUTO_CANDIDATES}
+def auto(demand: NetworkDemand, target: Target) -> MappingResult:
+    """Runs every candidate mapper and keeps the cheapest by :func:`choose`; all costs go into the result."""
+    results = {name: MAPPERS[name](demand, target).core_of_unit for name in AUTO_CANDIDATES}
     costs = {name: mapping_cost(demand, a, target) for name, a in results.items()}
     best = choose(costs)
-    demand.cache["mapper_notes"] = {
-        "chosen": best,
-        "cost_order": ["violating_cores", "chips", f"cores (within {AUTO_CORE_SLACK:.0%} of the fewest, rounded down)",
-                       "hop_weighted_traffic", "cores"],
-        "candidates": costs,
-    }
-    return results[best]
+    return MappingResult("auto", results[best], best, candidates=costs,
+                         cost_order=("violating_cores", "chips",
+                                     f"cores (within {AUTO_CORE_SLACK:.0%} of the fewest, rounded down)",
+                                     "hop_weighted_traffic", "cores"))
 
 
-def partition(demand: NetworkDemand, target: Target, mapper: str = "greedy") -> np.ndarray:
+def partition(demand: NetworkDemand, target: Target, mapper: str = "greedy") -> MappingResult:
     if mapper not in MAPPERS:
         raise ModelError("unknown mapper", found=mapper, allowed=", ".join(sorted(MAPPERS)),
                          fix="pass --mapper with one of the listed names")
-    demand.cache.pop("mapper_notes", None)
     lower_bound(demand, target)  # cached for the core graph
-    return np.asarray(MAPPERS[mapper](demand, target), np.int64)
+    result = MAPPERS[mapper](demand, target)
+    return dataclasses.replace(result, mapper=mapper, core_of_unit=np.asarray(result.core_of_unit, np.int64))

@@ -27,9 +27,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-from rsnn2chip.passes.partition import backbone
-from rsnn2chip.passes.resources import (RESOURCES, NetworkDemand, assignment_key, core_usage,  # noqa: F401
-                                        lower_bound, unit_core_usage)
+from rsnn2chip.passes.mapping import MappingResult
+from rsnn2chip.passes.resources import RESOURCES, NetworkDemand, assignment_key, lower_bound, unit_core_usage
 from rsnn2chip.targets import Target
 
 MAX_PASSES = 8
@@ -39,8 +38,8 @@ MIN_GAIN = 0.002  # stop when a pass lowers the cost by less than this fraction
 
 def snake_positions(n_cores: int, target: Target) -> np.ndarray:
     """(chip, row, col) of each core index."""
-    rows, cols = target["chip"]["mesh"]
-    per_chip = target["chip"]["cores"]
+    rows, cols = target.chip.mesh
+    per_chip = target.chip.cores
     k = np.arange(n_cores)
     chip, local = k // per_chip, k % per_chip
     row = local // cols
@@ -50,7 +49,7 @@ def snake_positions(n_cores: int, target: Target) -> np.ndarray:
 
 def hop_distance(pos_a: np.ndarray, pos_b: np.ndarray, target: Target) -> np.ndarray:
     """Mesh hops between cores; crossing chips costs a full mesh span per chip step."""
-    rows, cols = target["chip"]["mesh"]
+    rows, cols = target.chip.mesh
     within = np.abs(pos_a[..., 1] - pos_b[..., 1]) + np.abs(pos_a[..., 2] - pos_b[..., 2])
     return within + np.abs(pos_a[..., 0] - pos_b[..., 0]) * (rows + cols)
 
@@ -76,7 +75,7 @@ class _LocalSearch:
 
     def __init__(self, w: sp.csr_matrix, slots: np.ndarray, slot_of: np.ndarray, target: Target):
         self.w = w
-        rows, cols = target["chip"]["mesh"]
+        rows, cols = target.chip.mesh
         self.span = rows + cols
         self.shape = (int(slots[:, 0].max()) + 1, rows, cols)
         self.chip, self.row, self.col = (slots[:, i].astype(np.int64) for i in range(3))
@@ -165,6 +164,22 @@ class _LocalSearch:
         return {"passes": passes, "visits": visits, "moves": swaps}
 
 
+def backbone(w: sp.csr_matrix, fraction: float) -> sp.csr_matrix:
+    """``w`` without edges lighter than ``fraction`` of the heaviest edge at either end.
+
+    Cuthill-McKee orders by breadth-first levels; light edges (a readout fed by
+    every core, a lateral link beside a feed-forward bundle) put everything
+    within a few levels and erase the locality the heavy edges carry. Used here
+    on the core graph and by the ``rcm`` mapper on the unit graph.
+    """
+    if w.nnz == 0:
+        return w
+    rowmax = np.asarray(w.max(axis=1).todense()).ravel()
+    coo = w.tocoo()
+    keep = coo.data >= fraction * np.maximum(rowmax[coo.row], rowmax[coo.col])
+    return sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])), shape=w.shape)
+
+
 # A readout hub fed by every core would otherwise put all cores two BFS levels apart.
 BACKBONE_FRACTION = 0.05
 
@@ -174,7 +189,7 @@ def place_cores(w: sp.csr_matrix, n_cores: int, target: Target, refine: bool = T
     w = sp.csr_matrix(w)
     w.sum_duplicates()  # the local search looks partners up by binary search
     w.sort_indices()
-    per_chip = target["chip"]["cores"]
+    per_chip = target.chip.cores
     n_chips = max(1, math.ceil(n_cores / per_chip))
     slots = snake_positions(n_chips * per_chip, target)
     snake = np.arange(n_cores)
@@ -200,7 +215,7 @@ def place_cores(w: sp.csr_matrix, n_cores: int, target: Target, refine: bool = T
 
 def placement(demand: NetworkDemand, core_of_unit: np.ndarray, target: Target) -> dict:
     """Positions of the cores of a unit -> core assignment, cached on the demand (``auto`` scores candidates)."""
-    key = ("placement",) + assignment_key(core_of_unit, target)[1:] + (repr(target["chip"]),)
+    key = ("placement",) + assignment_key(core_of_unit, target)[1:] + (target.chip,)
     if key not in demand.cache:
         stats = unit_core_usage(demand, core_of_unit, target)
         n_cores = int(core_of_unit.max()) + 1 if core_of_unit.size else 0
@@ -228,8 +243,9 @@ def _slices(demand: NetworkDemand, cores: np.ndarray, n_cores: int) -> list[list
     return out
 
 
-def build_core_graph(demand: NetworkDemand, core_of_unit: np.ndarray, target: Target, mapper: str) -> nx.DiGraph:
-    core_of_unit = np.asarray(core_of_unit, np.int64)
+def build_core_graph(demand: NetworkDemand, mapping: MappingResult, target: Target) -> nx.DiGraph:
+    """The core graph of ``mapping``: contents, position and resource use of every core, traffic between them."""
+    core_of_unit = np.asarray(mapping.core_of_unit, np.int64)
     core_of_neuron = np.repeat(core_of_unit, np.diff(demand.unit_bounds))
     n_cores = int(core_of_unit.max()) + 1 if core_of_unit.size else 0
     stats = unit_core_usage(demand, core_of_unit, target)
@@ -257,7 +273,7 @@ def build_core_graph(demand: NetworkDemand, core_of_unit: np.ndarray, target: Ta
     crossing = int(count[off].sum())
     info = dict(placed["info"])
     info.pop("intercore", None)
-    g.graph.update(target=target.name, mapper=mapper, n_cores=n_cores, lower_bound=lb,
+    g.graph.update(target=target.name, mapper=mapping.mapper, n_cores=n_cores, lower_bound=lb,
                    cores_over_lb=(n_cores / lb["cores"]) if lb["cores"] else 1.0,
                    chips_used=int(positions[:, 0].max()) + 1 if n_cores else 0,
                    intercore_synapses=crossing,
@@ -266,11 +282,10 @@ def build_core_graph(demand: NetworkDemand, core_of_unit: np.ndarray, target: Ta
                    placement=info, resources=list(RESOURCES))
     if "spike_traffic" in stats:
         g.graph["hop_weighted_spikes"] = float(np.sum(stats["spike_traffic"][2][off] * hops))
-    notes = demand.cache.get("mapper_notes")
-    if notes:
-        g.graph["mapper_chosen"] = notes["chosen"]
-        g.graph["mapper_cost_order"] = notes["cost_order"]
-        g.graph["mapper_candidates"] = notes["candidates"]
+    if mapping.candidates is not None:
+        g.graph["mapper_chosen"] = mapping.chosen
+        g.graph["mapper_cost_order"] = list(mapping.cost_order)
+        g.graph["mapper_candidates"] = mapping.candidates
     return g
 
 

@@ -13,7 +13,8 @@ Weights. Lava adds ``(sum of mantissas) * 2**weight_exp`` to ``a_in`` and
 shifts ``a_in`` left by 6 into u, so a float weight w becomes the effective
 integer ``w * S_post / 64 = mantissa * 2**weight_exp``. Each projection gets one
 exponent: the smallest that fits its largest magnitude (or the given
-percentile of magnitudes) into the 8-bit mantissa of its sign mode.
+percentile of magnitudes) into the mantissa of its sign mode, on the grid the
+target's ``synapse_encoding.weight_bits`` can hold (``fixedpoint.weight_grid``).
 """
 from __future__ import annotations
 
@@ -116,8 +117,9 @@ def _magnitude_at(values: np.ndarray, percentile: float) -> float:
     return float(values.max()) if percentile >= 100 else float(np.percentile(values, percentile))
 
 
-def weight_exponent(w_eff: np.ndarray, sign_mode: str, percentile: float, exp_range: tuple[int, int]) -> int:
-    lo, hi = fx.WEIGHT_RANGE[sign_mode]
+def weight_exponent(w_eff: np.ndarray, sign_mode: str, percentile: float, exp_range: tuple[int, int],
+                    weight_bits: int = 8) -> int:
+    lo, hi, _ = fx.weight_grid(sign_mode, weight_bits)
     pos = _magnitude_at(w_eff[w_eff > 0], percentile) / hi if hi > 0 else 0.0
     neg = _magnitude_at(-w_eff[w_eff < 0], percentile) / -lo if lo < 0 else 0.0
     need = max(pos, neg)
@@ -125,14 +127,13 @@ def weight_exponent(w_eff: np.ndarray, sign_mode: str, percentile: float, exp_ra
 
 
 def quantize_weights(weight: sp.csr_matrix, post_scale: float, exp_range: tuple[int, int],
-                     percentile: float = 100.0) -> ir.WeightQuant:
+                     percentile: float = 100.0, weight_bits: int = 8) -> ir.WeightQuant:
     weight = sp.csr_matrix(weight)
     to_int = post_scale / (1 << fx.ACT_SHIFT)  # float weight -> effective integer weight
     w_eff = weight.data * to_int
     sign_mode = fx.sign_mode_of(weight.data)
-    exp = weight_exponent(w_eff, sign_mode, percentile, exp_range)
-    lo, hi = fx.WEIGHT_RANGE[sign_mode]
-    step = 2 if sign_mode == "mixed" else 1  # mixed mantissas are even on Loihi
+    exp = weight_exponent(w_eff, sign_mode, percentile, exp_range, weight_bits)
+    lo, hi, step = fx.weight_grid(sign_mode, weight_bits)  # e.g. 8 bits: mixed mantissas are even on Loihi
     exact = np.multiply(w_eff, 2.0 ** -exp, out=w_eff)  # w_eff is not needed after this
     clipped = int(np.count_nonzero((exact > hi + step / 2) | (exact < lo - step / 2)))
     mant = np.divide(exact, step)
@@ -174,7 +175,7 @@ def quantize(graph: nx.DiGraph, target: Target, cfg: QuantizationConfig = Quanti
             pop.fixed.vth = np.array([fx.VTH_RANGE[1]], np.int64)
             losses = [loss for loss in losses if loss["param"] != "threshold"]
         pop.quant_stats = {"state_scale": pop.state_scale, "params": losses}
-    exp_range = (target["quantization"]["weight_exp_min"], target["quantization"]["weight_exp_max"])
+    exp_range = (target.quantization.weight_exp_min, target.quantization.weight_exp_max)
     for proj in ir.projections(graph):
         if proj.quant is not None and is_prequantized(proj.quant.stats):
             continue
@@ -182,6 +183,6 @@ def quantize(graph: nx.DiGraph, target: Target, cfg: QuantizationConfig = Quanti
         # A graded input sends payload = value * 2**frac_bits, so its weights carry 2**-frac_bits.
         payload_scale = pre.graded.scale if pre.graded is not None else 1.0
         proj.quant = quantize_weights(proj.weight, post.state_scale / payload_scale, exp_range,
-                                      cfg.weight_clip_percentile)
+                                      cfg.weight_clip_percentile, target.synapse_encoding.weight_bits)
     return graph
 

@@ -23,19 +23,10 @@ import scipy.sparse as sp
 
 from rsnn2chip import ir
 from rsnn2chip.errors import ModelError
-from rsnn2chip.targets import Target
+from rsnn2chip.targets import CORE_RESOURCES, Target
 
-RESOURCES = ("neurons", "synapse_memory_bits", "input_axons", "output_axons", "neuron_profiles",
-             "threshold_profiles")
-
-
-@dataclass
-class Unit:
-    """An atomic placement unit: a motif, or one neuron of a non-motif population."""
-
-    population: str
-    start: int  # global LIF index range
-    stop: int
+# The per-core resources every core's usage reports and every target limits (``target.core.limit``).
+RESOURCES = CORE_RESOURCES
 
 
 @dataclass
@@ -53,8 +44,9 @@ class NetworkDemand:
     # Measured spikes per source (LIF neurons, then input channels), when given: mappers then weigh
     # traffic by spikes sent instead of by synapse count.
     source_weight: np.ndarray | None = None
-    # Scratch space shared by passes over one demand (per-assignment core usage, mapper notes), so the
-    # placement pass does not recount what a mapper already counted.
+    # Memoised results over this demand (per-assignment core usage, packings, placements), keyed by their
+    # inputs, so the placement pass does not recount what a mapper already counted. Results that passes hand
+    # on to each other go through the compile state (see compiler.py), never through here.
     cache: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -65,11 +57,6 @@ class NetworkDemand:
     def n_sources(self) -> int:
         return self.n_lif + self.n_input
 
-    def units(self):
-        for k in range(self.n_units):
-            yield Unit(self.populations[self.unit_population[k]].name, int(self.unit_bounds[k]),
-                       int(self.unit_bounds[k + 1]))
-
     def unit_synapses(self) -> np.ndarray:
         """Synapses onto each unit."""
         indptr = self.incoming.indptr
@@ -77,11 +64,6 @@ class NetworkDemand:
 
     def unit_neurons(self) -> np.ndarray:
         return np.diff(self.unit_bounds)
-
-
-def bits_per_synapse(target: Target) -> int:
-    enc = target["synapse_encoding"]
-    return enc["weight_bits"] + enc["index_bits"] + enc["delay_bits"]
 
 
 def _synapse_structure(proj: ir.Projection) -> sp.csr_matrix:
@@ -228,15 +210,14 @@ def _unit_bounds(pops: list[ir.Population]) -> tuple[np.ndarray, np.ndarray]:
 
 def range_demand(demand: NetworkDemand, lo: int, hi: int, target: Target) -> dict[str, int]:
     """Exact demand of global neurons ``[lo, hi)`` placed together on one core (output axons excluded)."""
-    enc = target["synapse_encoding"]
-    core = target.core
+    enc, core = target.synapse_encoding, target.core
     indptr = demand.incoming.indptr
     sources = demand.incoming.indices[indptr[lo]:indptr[hi]]
     n_syn = int(indptr[hi] - indptr[lo])
     in_axons = int(np.unique(sources).size)
-    memory = n_syn * bits_per_synapse(target) + in_axons * enc["header_bits_per_axon"]
-    if core["shared_memory"]:
-        memory += (hi - lo) * core["neuron_state_bits"]
+    memory = n_syn * enc.bits_per_synapse + in_axons * enc.header_bits_per_axon
+    if core.shared_memory:
+        memory += (hi - lo) * core.neuron_state_bits
     return {
         "neurons": hi - lo,
         "synapses": n_syn,
@@ -247,13 +228,8 @@ def range_demand(demand: NetworkDemand, lo: int, hi: int, target: Target) -> dic
     }
 
 
-def fits(used: dict[str, int], target: Target) -> bool:
-    core = target.core
-    return all(used[r] <= core[r] for r in RESOURCES if r in used)
-
-
 def _ceil_div(a: int, b: int) -> int:
-    return -(-int(a) // int(b)) if b > 0 else 0
+    return -(-int(a) // int(b))
 
 
 def lower_bound(demand: NetworkDemand, target: Target) -> dict[str, int]:
@@ -263,31 +239,30 @@ def lower_bound(demand: NetworkDemand, target: Target) -> dict[str, int]:
     on ``f`` distinct neurons reaches at least ``ceil(f / core.neurons)`` cores,
     so it needs that many input axons (each with a header in synapse memory)
     and, for a LIF source, that many output axons. Profiles: every distinct
-    profile lives on at least one core. Resources with capacity 0 are left to
-    the design rules.
+    profile lives on at least one core. Targets guarantee every capacity is >= 1.
     """
-    key = ("lower_bound", repr(target["core"]), repr(target["synapse_encoding"]))
+    key = ("lower_bound", target.limits_key())
     if key in demand.cache:
         return dict(demand.cache[key])
-    core = target.core
+    core, enc = target.core, target.synapse_encoding
     inc = demand.incoming
     n_syn = int(inc.nnz)
     fanout = np.bincount(inc.indices, minlength=demand.n_sources)
-    reach = -(-fanout // max(core["neurons"], 1))  # cores each source must reach at least
+    reach = -(-fanout // core.neurons)  # cores each source must reach at least
     min_in_axons = int(reach.sum())
     min_out_axons = int(reach[:demand.n_lif].sum())
-    memory = n_syn * bits_per_synapse(target) + min_in_axons * target["synapse_encoding"]["header_bits_per_axon"]
-    if core["shared_memory"]:
-        memory += demand.n_lif * core["neuron_state_bits"]
+    memory = n_syn * enc.bits_per_synapse + min_in_axons * enc.header_bits_per_axon
+    if core.shared_memory:
+        memory += demand.n_lif * core.neuron_state_bits
     n_profiles = int(demand.profile_key.max(initial=-1)) + 1
     n_thresholds = int(demand.threshold_key.max(initial=-1)) + 1
     per_resource = {
-        "neurons": _ceil_div(demand.n_lif, core["neurons"]),
-        "synapse_memory_bits": _ceil_div(memory, core["synapse_memory_bits"]),
-        "input_axons": _ceil_div(min_in_axons, core["input_axons"]),
-        "output_axons": _ceil_div(min_out_axons, core["output_axons"]),
-        "neuron_profiles": _ceil_div(n_profiles, core["neuron_profiles"]),
-        "threshold_profiles": _ceil_div(n_thresholds, core["threshold_profiles"]),
+        "neurons": _ceil_div(demand.n_lif, core.neurons),
+        "synapse_memory_bits": _ceil_div(memory, core.synapse_memory_bits),
+        "input_axons": _ceil_div(min_in_axons, core.input_axons),
+        "output_axons": _ceil_div(min_out_axons, core.output_axons),
+        "neuron_profiles": _ceil_div(n_profiles, core.neuron_profiles),
+        "threshold_profiles": _ceil_div(n_thresholds, core.threshold_profiles),
     }
     per_resource["cores"] = max(per_resource.values(), default=0)
     demand.cache[key] = dict(per_resource)
@@ -392,9 +367,10 @@ def core_usage(demand: NetworkDemand, core_of_neuron: np.ndarray, n_cores: int, 
                                n_cores)
     thresholds = _distinct_pairs(core_of_neuron, demand.threshold_key,
                                  int(demand.threshold_key.max(initial=0)) + 1, n_cores)
-    memory = synapses * bits_per_synapse(target) + input_axons * target["synapse_encoding"]["header_bits_per_axon"]
-    if target.core["shared_memory"]:
-        memory = memory + neurons * target.core["neuron_state_bits"]
+    enc = target.synapse_encoding
+    memory = synapses * enc.bits_per_synapse + input_axons * enc.header_bits_per_axon
+    if target.core.shared_memory:
+        memory = memory + neurons * target.core.neuron_state_bits
     usage = {"neurons": neurons, "synapses": synapses, "synapse_memory_bits": memory, "input_axons": input_axons,
              "output_axons": output_axons, "neuron_profiles": profiles, "threshold_profiles": thresholds}
     out = {"usage": usage, "traffic": _triplets(t_src, t_dst, t_syn), "axon_traffic": _triplets(t_src, t_dst, t_axon)}
@@ -405,8 +381,7 @@ def core_usage(demand: NetworkDemand, core_of_neuron: np.ndarray, n_cores: int, 
 
 def assignment_key(core_of_unit: np.ndarray, target: Target) -> tuple:
     core_of_unit = np.ascontiguousarray(core_of_unit, np.int64)
-    return ("usage", hashlib.blake2b(core_of_unit.tobytes(), digest_size=16).hexdigest(), target.name,
-            repr(target["core"]), repr(target["synapse_encoding"]))
+    return ("usage", hashlib.blake2b(core_of_unit.tobytes(), digest_size=16).hexdigest(), target.limits_key())
 
 
 def unit_core_usage(demand: NetworkDemand, core_of_unit: np.ndarray, target: Target) -> dict:
@@ -421,11 +396,10 @@ def unit_core_usage(demand: NetworkDemand, core_of_unit: np.ndarray, target: Tar
 
 def over_limit(usage: dict, target: Target) -> np.ndarray:
     """(n_cores,) worst ratio of used / limit over every per-core resource (> 1: violated)."""
-    core = target.core
     n = usage["neurons"].size
     worst = np.zeros(n)
     for r in RESOURCES:
         used = usage[r].astype(np.float64)
-        limit = core[r]
-        worst = np.maximum(worst, used / limit if limit > 0 else np.where(used > 0, np.inf, 0.0))
+        limit = target.core.limit(r)
+        worst = np.maximum(worst, used / limit)
     return worst

@@ -36,6 +36,7 @@ from rsnn2chip.nn import prepare_torch
 from rsnn2chip.search.ip import ip_layer_names, ip_step, mean_of, rate_stats, sample_rates
 from rsnn2chip.search.space import Space
 from rsnn2chip.search.supernet import Supernet, synapse_count
+from rsnn2chip.seeds import stream_seed
 from rsnn2chip.train import (TrainConfig, depth_of, deterministic, evaluate, readout_logits, seed_everything, train,
                              write_json)
 
@@ -60,11 +61,6 @@ class Interrupted(Exception):
 
 
 # --------------------------------------------------------------------------- batch orders
-
-def train_seed(seed: int, epoch: int) -> int:
-    # The same formula as rsnn2chip.train, so search and retraining see the same kind of order.
-    return seed * 100_003 + epoch
-
 
 class CyclicOrder:
     """Batches of a split, reshuffled every pass, addressed by a running counter (so resumable)."""
@@ -157,11 +153,11 @@ def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_d
         depth = depth_of(model)
         ip_names = ip_layer_names(model, ip_cfg)
         hidden = list(model.layers)[:-1]
-        train_orders = CyclicOrder(train_data, cfg.batch_size, cfg.seed * 100_003 + 1)
+        train_orders = CyclicOrder(train_data, cfg.batch_size, stream_seed(cfg.seed, 1))
         steps_per_epoch = train_orders.n
         total = cfg.epochs * steps_per_epoch
-        val_orders = CyclicOrder(val_data, cfg.batch_size, cfg.seed * 100_003 + VAL_SEED_OFFSET)
-        ip_orders = CyclicOrder(train_data, cfg.batch_size, cfg.seed * 100_003 + IP_SEED_OFFSET)
+        val_orders = CyclicOrder(val_data, cfg.batch_size, stream_seed(cfg.seed, VAL_SEED_OFFSET))
+        ip_orders = CyclicOrder(train_data, cfg.batch_size, stream_seed(cfg.seed, IP_SEED_OFFSET))
         probe_data = train_data.limit(cfg.probe_samples)
 
         start, seconds_before, done = 0, 0.0, False
@@ -333,7 +329,7 @@ def run_hrmas(space: Space, data: tuple[SpikeData, SpikeData, SpikeData], out_di
     if env.is_main:
         write_json(result_path, result)
         if plots:
-            from rsnn2chip.search import plots as plotting
+            import rsnn2chip.search.plots as plotting
             result["plots"] = plotting.plot_run(out_dir, read_log(out_dir / LOG_FILE), arch, list(searched))
             write_json(result_path, result)
     return result

@@ -313,8 +313,3 @@ def load_space(path: str | Path) -> Space:
     except yaml.YAMLError as err:
         raise InputError(f"search-space file is not valid YAML: {err}", file=str(path)) from None
     return space_from_dict(raw, str(path))
-
-
-def arch_header(name: str, input_size: int, readout: str) -> dict:
-    return {"format": ARCH_FORMAT, "version": ARCH_VERSION, "name": name, "input_size": input_size,
-            "layers": [], "readout": readout}

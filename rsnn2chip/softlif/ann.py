@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rsnn2chip.seeds import stream_seed
 from rsnn2chip.softlif.rates import RateNeuron, SoftLIFParams
 
 ACTIVATIONS = ("softlif", "relu")
@@ -117,10 +118,10 @@ def train(net: RateNet, x: np.ndarray, y: np.ndarray, cfg: ANNConfig, x_val=None
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
         net.train()
-        order = np.random.default_rng(cfg.seed * 100_003 + epoch).permutation(len(y))
+        order = np.random.default_rng(stream_seed(cfg.seed, epoch)).permutation(len(y))
         noise_gen = torch.random.fork_rng()
         with noise_gen:
-            torch.manual_seed(cfg.seed * 100_003 + epoch)
+            torch.manual_seed(stream_seed(cfg.seed, epoch))
             loss_sum, correct = 0.0, 0
             for i in range(0, len(order), cfg.batch_size):
                 idx = torch.as_tensor(order[i:i + cfg.batch_size])

@@ -31,13 +31,14 @@ def step(title: str, argv: list[str], ok_codes=(0,)) -> None:
 
 
 def write_test_sample(model: Path, out: Path, index: int = 0) -> Path:
-    """One FSDD test recording, encoded exactly as in training, as a (T, channels) spike array."""
+    """One FSDD test recording, encoded exactly as in training (graded values by default), as (T, channels)."""
     from rsnn2chip.checkpoint import load_checkpoint
     from rsnn2chip.data import load_dataset
 
     meta = load_checkpoint(model)["meta"]
     data = load_dataset("fsdd", "test", encoding=meta["encoding"])
-    np.save(out, np.asarray(data.samples[index], dtype=np.int8))
+    sample = np.asarray(data.samples[index])
+    np.save(out, sample.astype(np.float32 if data.encoding.get("kind") == "graded" else np.int8))
     print(f"wrote {out}: test recording {index}, digit {int(data.labels[index])}, "
           f"{data.samples[index].shape[0]} steps x {data.n_channels} channels")
     return out
@@ -47,15 +48,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="build/demo", help="output directory")
     parser.add_argument("--arch", default=str(REPO / "examples" / "arch" / "scml_fsdd.yaml"))
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--steps", type=int, help="optimizer steps (default: the training recipe's budget)")
     parser.add_argument("--lava-samples", type=int, default=20, help="test samples to classify in Lava")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, net = out / "model.pt", out / "net.r2c"
 
-    step("train on FSDD (real spoken digits)", ["train", "--arch", args.arch, "--data", "fsdd", "--epochs",
-                                                 str(args.epochs), "--seed", "0", "-o", str(model)])
+    budget = ["--steps", str(args.steps)] if args.steps else []
+    step("train on FSDD (real spoken digits), default recipe", ["train", "--arch", args.arch, "--data", "fsdd",
+                                                                *budget, "--seed", "0", "-o", str(model)])
     step("compile for Loihi 2", ["compile", str(model), "--target", "loihi2-sim", "-o", str(net)])
     step("report", ["report", str(net)])
     step("accuracy of the float model on the test split", ["eval", str(model), "--data", "fsdd", "--backend", "float"])

@@ -162,3 +162,35 @@ def test_delta_encoding_is_still_available(tmp_path, workdir, capsys):
     assert code == 0
     meta = load_checkpoint(tmp_path / "d.pt")["meta"]
     assert meta["encoding"]["kind"] == "delta" and meta["dataset"]["n_channels"] == 12
+
+
+def test_rate_regulariser_lowers_the_spike_rate(tmp_path, workdir, capsys):
+    rates = {}
+    for reg in ("0", "5"):
+        code, out = cli(capsys, ["train", "--arch", str(workdir / "arch.yaml"), "--data", str(workdir / "series.npz"),
+                                 "--steps", "60", "--patience", "0", "--rate-reg", reg, "-o", str(tmp_path / f"{reg}.pt")])
+        assert code == 0
+        rates[reg] = json.loads((tmp_path / f"{reg}.metrics.json").read_text())["test"]["mean_spike_rate"]
+    assert rates["5"] < 0.7 * rates["0"], rates
+
+
+def test_device_cuda_without_a_gpu_is_a_clear_error(tmp_path, workdir, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA; test_training_on_cuda covers it")
+    code, err = cli(capsys, ["train", "--arch", str(workdir / "arch.yaml"), "--data", str(workdir / "series.npz"),
+                             "--steps", "2", "--device", "cuda", "-o", str(tmp_path / "c.pt")])
+    assert code == 2 and "CUDA" in json.dumps(err)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (runs on the GPU machine)")
+def test_training_on_cuda_matches_the_cpu_run_closely(tmp_path, workdir, capsys):
+    accs = {}
+    for device in ("cpu", "cuda"):
+        code, out = cli(capsys, ["train", "--arch", str(workdir / "arch.yaml"), "--data", str(workdir / "series.npz"),
+                                 "--steps", "40", "--patience", "0", "--device", device, "-o",
+                                 str(tmp_path / f"{device}.pt")])
+        assert code == 0
+        metrics = json.loads((tmp_path / f"{device}.metrics.json").read_text())
+        assert metrics["device"].startswith(device)
+        accs[device] = metrics["evaluations"][-1]["train_loss"]
+    assert accs["cuda"] == pytest.approx(accs["cpu"], rel=0.05)

@@ -92,9 +92,14 @@ class Budget:
         return asdict(self)
 
 
+def capped_batch_size(n_samples: int, batch_size: int) -> int:
+    """``batch_size``, made smaller when needed so that an epoch is at least ``MIN_STEPS_PER_EPOCH`` steps."""
+    return max(1, min(batch_size, max(MIN_BATCH, n_samples // MIN_STEPS_PER_EPOCH), n_samples))
+
+
 def plan_budget(n_train: int, cfg: TrainConfig) -> Budget:
     """Batch size and step counts for a training split of ``n_train`` samples."""
-    batch = max(1, min(cfg.batch_size, max(MIN_BATCH, n_train // MIN_STEPS_PER_EPOCH), n_train))
+    batch = capped_batch_size(n_train, cfg.batch_size)
     per_epoch = max(1, math.ceil(n_train / batch))
     if cfg.steps:
         total = cfg.steps

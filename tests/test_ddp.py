@@ -64,7 +64,7 @@ def test_torchrun_search_follows_the_single_process_search(tmp_path, capsys):
              "readout": "spike_count",
              "layers": [{"type": "scml_search", "name": "hidden", "size": 8, "neuron": NEURON, "motif_sizes": [2, 4]},
                         {"type": "lif_dense", "name": "output", "size": "auto", "neuron": NEURON}],
-             "search": {"epochs": 2, "batch_size": 16, "warmup_steps": 1, "log_every": 1, "probe_every": 0,
+             "search": {"epochs": 2, "min_steps": 0, "batch_size": 16, "warmup_steps": 1, "log_every": 1, "probe_every": 0,
                         "alpha_lr": 0.05},
              "ip": {"eta_r": 0.5, "eta_tau": 0.5}, "retrain": {"epochs": 1, "batch_size": 16}}
     space_file = tmp_path / "space.yaml"

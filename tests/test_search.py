@@ -31,7 +31,7 @@ def tiny_space(**overrides) -> dict:
              "layers": [{"type": "scml_search", "name": "hidden", "size": 8, "neuron": dict(NEURON),
                          "motif_sizes": [2, 4]},
                         {"type": "lif_dense", "name": "output", "size": "auto", "neuron": dict(NEURON)}],
-             "search": {"epochs": 3, "batch_size": 16, "warmup_steps": 2, "log_every": 2, "probe_every": 3,
+             "search": {"epochs": 3, "min_steps": 0, "batch_size": 16, "warmup_steps": 2, "log_every": 2, "probe_every": 3,
                         "probe_samples": 32, "checkpoint_every": 3, "alpha_lr": 0.05},
              "ip": {"eta_r": 0.5, "eta_tau": 0.5},
              "retrain": {"epochs": 1, "batch_size": 32}}

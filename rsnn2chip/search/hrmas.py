@@ -18,6 +18,7 @@ exactly the steps the uninterrupted run takes.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from rsnn2chip.search.ip import ip_layer_names, ip_step, mean_of, rate_stats, sa
 from rsnn2chip.search.space import Space
 from rsnn2chip.search.supernet import Supernet, synapse_count
 from rsnn2chip.seeds import stream_seed
-from rsnn2chip.train import (TrainConfig, depth_of, deterministic, evaluate, readout_logits, seed_everything, train,
+from rsnn2chip.train import (TrainConfig, capped_batch_size, depth_of, deterministic, evaluate, readout_logits, seed_everything, train,
                              write_json)
 
 STATE_FORMAT = "rsnn2chip.search-state"
@@ -149,15 +150,20 @@ def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_d
         opt_w = torch.optim.Adam(weights, lr=cfg.lr)
         opt_a = torch.optim.Adam(alphas, lr=cfg.alpha_lr, betas=tuple(cfg.alpha_betas),
                                  weight_decay=cfg.alpha_weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_w, T_max=max(cfg.epochs, 1), eta_min=cfg.lr / 10)
         depth = depth_of(model)
         ip_names = ip_layer_names(model, ip_cfg)
         hidden = list(model.layers)[:-1]
-        train_orders = CyclicOrder(train_data, cfg.batch_size, stream_seed(cfg.seed, 1))
+        # As in training, small data get small batches, and the search at least min_steps steps: a
+        # 40-sample set at batch 64 would otherwise search with one weight step per epoch.
+        batch = capped_batch_size(len(train_data), cfg.batch_size)
+        train_orders = CyclicOrder(train_data, batch, stream_seed(cfg.seed, 1))
         steps_per_epoch = train_orders.n
-        total = cfg.epochs * steps_per_epoch
-        val_orders = CyclicOrder(val_data, cfg.batch_size, stream_seed(cfg.seed, VAL_SEED_OFFSET))
-        ip_orders = CyclicOrder(train_data, cfg.batch_size, stream_seed(cfg.seed, IP_SEED_OFFSET))
+        epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+        total = epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_w, T_max=epochs, eta_min=cfg.lr / 10)
+        val_orders = CyclicOrder(val_data, capped_batch_size(len(val_data), cfg.batch_size),
+                                 stream_seed(cfg.seed, VAL_SEED_OFFSET))
+        ip_orders = CyclicOrder(train_data, batch, stream_seed(cfg.seed, IP_SEED_OFFSET))
         probe_data = train_data.limit(cfg.probe_samples)
 
         start, seconds_before, done = 0, 0.0, False

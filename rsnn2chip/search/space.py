@@ -54,6 +54,8 @@ class SearchConfig:
     """Step 1: first-order DARTS. Weights on the train split, alphas on the val split, alternately."""
 
     epochs: int = 4
+    # At least this many weight steps, whatever epochs says: small data sets get more epochs.
+    min_steps: int = 300
     batch_size: int = 64
     seed: int = 0
     lr: float = 3e-3                 # Adam on weights, cosine-annealed to lr/10 like `rsnn2chip train`

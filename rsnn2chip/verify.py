@@ -213,8 +213,9 @@ def qat_mismatch(model: RSNN, art: CompiledNetwork, qcfg: QuantizationConfig) ->
     bad = []
     for name, layer in model.layers.items():
         q = quantize_layer(layer, settings)
-        lo, hi = net.lif_slices[name]
-        if any(not np.array_equal(v, net.params[k][lo:hi]) for k, v in q.net.params.items()):
+        model, deployed = net.population_params(name)
+        trained = q.net.groups[0]
+        if model is not trained.model or any(not np.array_equal(v, deployed[k]) for k, v in trained.params.items()):
             bad.append(f"{name}: neuron parameters")
         for proj in q.net.projections:
             # QAT names the presynaptic side of a layer's own graph "input"; map it back.

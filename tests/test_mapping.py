@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip import ir
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import DesignRuleError, ModelError, TargetError
@@ -43,7 +44,7 @@ def small_target(name: str = "tiny", *, chip: dict | None = None, enc: dict | No
 
 
 def lif(threshold=1.0, current_decay=0.3, voltage_decay=0.1, bias=0.0):
-    return ir.CubaLIF(current_decay, voltage_decay, threshold, bias)
+    return CubaLIF(current_decay, voltage_decay, threshold, bias)
 
 
 def scml_graph(seed: int = 0, n_in: int = 12, sizes=(64, 64), k: int = 4, ff_density: float = 0.3,

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import rsnn2chip  # noqa: F401 - must precede any lava import
+from rsnn2chip.neurons.cuba_lif import LoihiLIF
 from rsnn2chip import artifact, backends, ir
 from rsnn2chip.backends.watchdog import run_with_watchdog
 from rsnn2chip.cli import main as cli_main
@@ -154,7 +155,7 @@ def test_compile_keeps_netx_parameters(tmp_path):
     artifact.save(art, tmp_path / "net.r2c")
     loaded = artifact.load(tmp_path / "net.r2c").graph
     for pop in ir.populations(loaded, "lif"):
-        for name in ir.LoihiLIF.PARAMS:
+        for name in LoihiLIF.PARAMS:
             assert getattr(pop.fixed, name).tolist() == getattr(before[pop.name], name).tolist()
         assert all(q["max_abs_error"] == 0 for q in pop.quant_stats["params"])
     for proj in ir.projections(loaded):

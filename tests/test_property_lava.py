@@ -23,7 +23,8 @@ import rsnn2chip  # noqa: F401 - must precede any lava import
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip.backends import lava as lava_backend
 from rsnn2chip.backends import reference
-from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
+from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, single_group
+from rsnn2chip.neurons import cuba_lif
 from netgen import population_params
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -93,7 +94,7 @@ def networks(draw):
         mantissa = sp.csr_matrix(values * (rng.random(shape) < p["density"]))
         projections.append(LoweredProjection(f"proj{i}", p["source"], rows, cols,
                                              fx.lava_weights(mantissa, p["sign"]), exp, p["sign"]))
-    net = LoweredNetwork(lo, sum(sizes), input_slices, lif_slices, params, projections)
+    net = LoweredNetwork(lo, sum(sizes), input_slices, lif_slices, single_group(cuba_lif.MODEL, params), projections)
     inputs = (rng.random((1, steps, net.n_input)) < rate).astype(np.int8)
     return net, inputs, steps
 
@@ -146,8 +147,7 @@ def test_wrap_and_saturation_network_matches_reference():
                                5, "excitatory"),
              LoweredProjection("inh", "input", (3, n), (0, n_in), fx.lava_weights(inh[3:], "inhibitory"),
                                5, "inhibitory")]
-    net = LoweredNetwork(n_in, n, {"in": (0, n_in)}, {"a": (0, n)},
-                         {k: np.asarray(v, np.int64) for k, v in params.items()}, projs)
+    net = LoweredNetwork(n_in, n, {"in": (0, n_in)}, {"a": (0, n)}, single_group(cuba_lif.MODEL, params), projs)
     inputs = np.ones((1, steps, n_in), np.int8)
     out = assert_backends_agree(net, inputs, steps)
     assert wraps(out["u"]) and saturates(out["v"])

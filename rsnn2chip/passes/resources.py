@@ -43,8 +43,8 @@ class NetworkDemand:
     n_lif: int
     n_input: int
     incoming: sp.csr_matrix  # (n_lif, n_lif + n_input) 0/1 structure of every synapse
-    profile_key: np.ndarray  # (n_lif,) id of each neuron's (du, dv, bias_exp) profile
-    threshold_key: np.ndarray  # (n_lif,) id of each neuron's vth
+    profile_key: np.ndarray  # (n_lif,) id of each neuron's profile (model and its profile_params)
+    threshold_key: np.ndarray  # (n_lif,) id of each neuron's threshold (model and its threshold_params)
     population_of: np.ndarray  # (n_lif,) index into populations
     populations: list[ir.Population]
     lif_slices: dict[str, tuple[int, int]]
@@ -202,15 +202,24 @@ def _profile_keys(pops: list[ir.Population], n_lif: int) -> tuple[np.ndarray, np
     if n_lif == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # One small integer per parameter, then one per combination: sorting 1-d int64 keys is far
-    # cheaper than np.unique(axis=0) on an (n, 3) array at a million neurons.
-    ids = {}
-    for name in ("du", "dv", "bias_exp", "vth"):
-        ids[name] = _dense_ids([np.broadcast_to(getattr(p.fixed, name), (p.size,)) for p in pops])
-    key = ids["du"][0].astype(np.int64)
-    for name in ("dv", "bias_exp"):
-        key = key * ids[name][1] + ids[name][0]
-    _, profile_key = np.unique(key, return_inverse=True)
-    return profile_key.ravel(), ids["vth"][0]
+    # cheaper than np.unique(axis=0) on an (n, k) array at a million neurons. The neuron model is
+    # one more parameter: neurons of different models never share a profile.
+    names = sorted({p.model.name for p in pops})
+    model_ids = [np.full(p.size, names.index(p.model.name), np.int64) for p in pops]
+    return _combined_key(model_ids, pops, "profile_params"), _combined_key(model_ids, pops, "threshold_params")
+
+
+def _combined_key(model_ids: list[np.ndarray], pops: list[ir.Population], which: str) -> np.ndarray:
+    """Dense id of each neuron's (model, the model's ``which`` parameters) combination."""
+    key, _ = _dense_ids(model_ids)
+    width = max(len(getattr(p.model, which)) for p in pops)
+    for k in range(width):
+        # Parameter k of each model (models with fewer parameters contribute a constant); the key
+        # is made dense again after each one so that it cannot overflow int64.
+        ids, count = _dense_ids([np.broadcast_to(getattr(p.fixed, getattr(p.model, which)[k]), (p.size,))
+                                 if k < len(getattr(p.model, which)) else np.full(p.size, -1) for p in pops])
+        key, _ = _dense_ids([key.astype(np.int64) * count + ids])
+    return key
 
 
 def _unit_bounds(pops: list[ir.Population]) -> tuple[np.ndarray, np.ndarray]:

@@ -150,7 +150,7 @@ def weight_causes(graph, spikes: dict, x: np.ndarray, div) -> list[dict]:
 
 
 def neuron_params(pop: ir.Population, neuron: int) -> list[dict]:
-    """Float parameters of one neuron and the values its fixed-point ones stand for (inverse of quantize.py)."""
+    """Float parameters of one neuron and the values its fixed-point ones stand for (``NeuronModel.dequantize``)."""
     f, q, scale = pop.neuron, pop.fixed, pop.state_scale
     if f is None or q is None or not scale:
         return []
@@ -158,12 +158,10 @@ def neuron_params(pop: ir.Population, neuron: int) -> list[dict]:
     def at(arr):
         return float(arr[neuron] if arr.size > 1 else arr[0])
 
-    represented = {"current_decay": (at(q.du) + 1) / fx.DECAY_UNITY, "voltage_decay": at(q.dv) / fx.DECAY_UNITY,
-                   "threshold": at(q.vth) * (1 << fx.VTH_SHIFT) / scale,
-                   "bias": at(q.bias_mant) * 2.0 ** at(q.bias_exp) / scale}
+    represented = pop.model.dequantize(q.expanded(pop.size), scale)
     out = []
-    for name, value in represented.items():
-        exact = at(getattr(f, name))
+    for name in f.names():
+        value, exact = float(represented[name][neuron]), at(getattr(f, name))
         rel = abs(value - exact) / max(abs(exact), 1e-12)
         out.append({"param": name, "float": exact, "quantized": value, "rel_error": rel})
     return out

@@ -22,7 +22,7 @@ from rsnn2chip.neurons.base import NeuronModel
 
 @dataclass
 class NeuronGroup:
-    """All neurons of one model: their global LIF indices (ascending) and fixed-point parameters."""
+    """Neurons that run in one process of one model: global LIF indices (ascending) and fixed-point parameters."""
 
     model: NeuronModel
     index: np.ndarray  # (n,) int64 global LIF indices
@@ -67,7 +67,7 @@ class LoweredNetwork:
     n_lif: int
     input_slices: dict[str, tuple[int, int]]
     lif_slices: dict[str, tuple[int, int]]
-    groups: list[NeuronGroup]  # one per neuron model, in order of first appearance
+    groups: list[NeuronGroup]  # one per neuron model and process key, in order of first appearance
     projections: list[LoweredProjection]
 
     def population_params(self, name: str) -> tuple[NeuronModel, dict[str, np.ndarray]]:
@@ -83,12 +83,17 @@ class LoweredNetwork:
 def lower(graph: nx.DiGraph) -> LoweredNetwork:
     input_slices = ir.neuron_offsets(graph, "input")
     lif_slices = ir.neuron_offsets(graph, "lif")
-    members: dict[str, list[ir.Population]] = {}
+    members: dict[tuple, list[ir.Population]] = {}
     for pop in ir.populations(graph, "lif"):
         if pop.fixed is None:
             raise ModelError("population has no fixed-point parameters; run the quantize pass first",
                              where=pop.name)
-        members.setdefault(pop.model.name, []).append(pop)
+        varying = [name for name in pop.model.process_params if getattr(pop.fixed, name).size > 1]
+        if varying:
+            raise ModelError(f"{', '.join(varying)} must be one value for the whole population", where=pop.name,
+                             found="one value per neuron", allowed=f"one value ({pop.model.lava_class} holds a scalar)",
+                             fix="give the layer a single value")
+        members.setdefault((pop.model.name, *pop.model.process_key(pop.fixed)), []).append(pop)
     groups = []
     for pops in members.values():
         index = np.concatenate([np.arange(*lif_slices[p.name], dtype=np.int64) for p in pops])

@@ -24,7 +24,9 @@ Fixed point, as ``PyATRLIFModelFixed`` computes it (lava-nc 0.10):
   least 1/4096 and ``current_decay`` must be >= 1/4096. The others decay by
   ``delta / 4096`` with no offset.
 * ``theta_0`` and ``theta_step`` are 12-bit (0..4095) and shifted left by 6,
-  like LIF's ``vth``; ``i`` wraps at 24 bits like LIF's ``u``, ``v`` saturates
+  like LIF's ``vth``. ``theta_step`` must be one value per population: Lava's
+  ``post_spike`` adds it to the spiking neurons only, which works for a scalar
+  alone; ``i`` wraps at 24 bits like LIF's ``u``, ``v`` saturates
   at +-(2**23 - 1); ``theta`` and ``r`` are plain int32 (neither clipped nor
   wrapped at 24 bits, so they wrap at 32 bits as NumPy's int32 does).
 """
@@ -86,19 +88,20 @@ class ATRLIFModel(NeuronModel):
     fixed_type = LoihiATRLIF
     # Defaults give slow adaptation, i.e. long memory: with threshold_decay 1/128
     # a spike's trace lasts ~128 steps (the length of a short utterance at the
-    # shipped encodings), and a step of 0.05 (for thresholds of order 1, as every
-    # shipped arch uses) raises the threshold by ~60% only at a sustained rate of
-    # one spike in ten steps, so adaptation shapes the rate without silencing the
-    # neuron. refractory_decay 0.5 halves r each step: after a spike the neuron
-    # needs twice the threshold one step later, about the threshold two steps
-    # later, a short refractory period like a reset's. All three are exact in
-    # Loihi's 1/4096 decay units.
+    # shipped encodings), and a step of 1/16 (for thresholds of order 1, as every
+    # shipped arch uses) raises the threshold by ~80% only at a sustained rate of
+    # one spike in ten steps (1/16 * 0.1 * 128), so adaptation shapes the rate
+    # over an utterance without silencing the neuron. refractory_decay 0.5 halves
+    # r each step: one step after a spike the neuron needs twice its threshold,
+    # two steps after about 1.5 times, a short refractory period like a reset's.
+    # The decays are exact in Loihi's 1/4096 units and the step is exact at any
+    # power-of-two threshold, so quantization loses nothing on the defaults.
     float_params = (
         FloatParam("current_decay", in_range(1.0 / fx.DECAY_UNITY, 1.0), "[1/4096, 1]"),
         FloatParam("voltage_decay", in_range(0.0, 1.0), "[0, 1]"),
         FloatParam("threshold", above(0.0), "> 0"),
         FloatParam("bias", any_finite, "finite"),
-        FloatParam("threshold_step", at_least(0.0), ">= 0", default=0.05),
+        FloatParam("threshold_step", at_least(0.0), ">= 0", default=1.0 / 16, uniform=True),
         FloatParam("threshold_decay", in_range(0.0, 1.0), "[0, 1]", default=1.0 / 128),
         FloatParam("refractory_decay", in_range(0.0, 1.0), "[0, 1]", default=0.5),
     )
@@ -112,6 +115,7 @@ class ATRLIFModel(NeuronModel):
     state_bits = 112  # i, v, theta, r 24-bit each plus flags, by analogy with LIF's 64 for u, v
     profile_params = ("delta_i", "delta_v", "delta_theta", "delta_r", "theta_step", "bias_exp")
     threshold_params = ("theta_0",)
+    process_params = ("theta_step",)  # post_spike adds theta_step to the spiking neurons only: a scalar
 
     def scale_magnitude(self, params: ATRLIF) -> float:
         # theta_step shares theta_0's 12-bit field, so whichever is larger sets the scale.
@@ -221,7 +225,8 @@ class ATRLIFModel(NeuronModel):
 
         # Lava multiplies each delta by 4096 (and adds 1 for i); k / 4096 is exact in float64.
         deltas = {f"delta_{k}": fixed[f"delta_{k}"] / fx.DECAY_UNITY for k in ("i", "v", "theta", "r")}
-        return LavaATRLIF(shape=(n,), **deltas, theta_0=fixed["theta_0"].copy(), theta_step=fixed["theta_step"].copy(),
+        # theta_step is one of process_params: equal across the process, and Lava needs it scalar.
+        return LavaATRLIF(shape=(n,), **deltas, theta_0=fixed["theta_0"].copy(), theta_step=int(fixed["theta_step"][0]),
                           theta=fixed["theta_0"].copy(), bias_mant=fixed["bias_mant"].copy(),
                           bias_exp=fixed["bias_exp"].copy(), name=name)
 

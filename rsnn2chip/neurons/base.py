@@ -62,6 +62,8 @@ class FloatParam:
     valid: Callable[[np.ndarray], np.ndarray]  # elementwise: True where the value is representable
     allowed: str  # the valid range in words, for error messages
     default: float | None = None  # None: an arch must give it
+    # One value for the whole population: the Lava process holds it as a scalar (see ``process_params``).
+    uniform: bool = False
 
 
 def in_range(lo: float, hi: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -130,6 +132,9 @@ class NeuronModel:
     # Fixed-point parameters that make up a neuron profile / a threshold profile of a core.
     profile_params: tuple[str, ...] = ()
     threshold_params: tuple[str, ...] = ()
+    # Fixed-point parameters the Lava process holds as one scalar: neurons that differ in them
+    # run in separate processes (backends group neurons by model and these values).
+    process_params: tuple[str, ...] = ()
 
     # ---- parameters
     def defaults(self) -> dict[str, float]:
@@ -138,8 +143,9 @@ class NeuronModel:
     def required(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.float_params if p.default is None)
 
-    def param_spec(self, name: str) -> FloatParam:
-        return next(p for p in self.float_params if p.name == name)
+    def process_key(self, fixed: ParamArrays) -> tuple:
+        """What neurons must share to run in one process of this model (their ``process_params``)."""
+        return tuple(int(getattr(fixed, name)[0]) for name in self.process_params)
 
     def float_from(self, values: dict[str, Any]) -> ParamArrays:
         """Float parameters from an arch's neuron mapping (without ``model``), defaults filled in."""

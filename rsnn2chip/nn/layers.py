@@ -109,6 +109,10 @@ def check_neuron(where: str, neuron, size) -> list[Problem]:
                                 allowed=names, fix="check the spelling"))
     for spec in model.float_params:
         if spec.name in neuron:
+            if spec.uniform and isinstance(neuron[spec.name], (list, tuple)):
+                problems.append(Problem(f"neuron.{spec.name} is one value for the whole layer in model {model.name}",
+                                        where=where, found="a list", allowed="one number"))
+                continue
             problems += check_neuron_param(where, spec.name, neuron[spec.name], size, model_range(spec))
     return problems
 

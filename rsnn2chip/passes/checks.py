@@ -14,7 +14,7 @@ import networkx as nx
 import numpy as np
 
 
-from rsnn2chip import ir
+from rsnn2chip import ir, neurons
 from rsnn2chip.errors import Problem
 from rsnn2chip.passes.resources import NetworkDemand
 from rsnn2chip.targets import Target
@@ -230,6 +230,21 @@ def weight_clipping(ctx: CheckContext) -> list[Problem]:
                                     found=f"{frac:.1%} clipped", allowed="<= 1%", rule="weight_clipping",
                                     fix="raise --weight-clip-percentile toward 100 or regularise large weights"))
     return problems
+
+
+def supported_neuron_models(target: Target) -> tuple[str, ...]:
+    """The neuron models a target runs: its ``neuron_models`` list, or every registered model where it has none."""
+    return tuple(target["target"].get("neuron_models", neurons.NEURON_MODELS))
+
+
+@rule
+def neuron_model_supported(ctx: CheckContext) -> list[Problem]:
+    supported = supported_neuron_models(ctx.target)
+    return [Problem(f"target {ctx.target.name} does not support neuron model {pop.model.name}",
+                    where=f"layer {pop.layer} (population {pop.name})", resource="neuron model",
+                    found=pop.model.name, allowed=list(supported), rule="neuron_model_supported",
+                    fix=f"use one of {', '.join(supported)} for this layer, or a target that lists {pop.model.name}")
+            for pop in ir.populations(ctx.graph, "lif") if pop.model.name not in supported]
 
 
 def run_checks(ctx: CheckContext) -> list[Problem]:

@@ -68,6 +68,11 @@ def check_neuron(pop: ir.Population) -> list[Problem]:
                                     found=f"{values[idx]!r} (neuron {idx}, {int(bad.sum())} bad)",
                                     allowed=f"{spec.allowed} ({pop.model.name})",
                                     fix=f"constrain {spec.name} to {spec.allowed} during training"))
+        if spec.uniform and values.size > 1:
+            problems.append(Problem(f"neuron parameter {spec.name} must be one value for the whole population",
+                                    where=f"population {pop.name}", resource=spec.name,
+                                    found=f"{np.unique(values).size} different values",
+                                    allowed=f"one value ({pop.model.name})", fix=f"give {spec.name} a single value"))
     return problems
 
 

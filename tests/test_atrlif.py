@@ -28,12 +28,13 @@ from rsnn2chip.backends import reference
 from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, NeuronGroup, lower
 from rsnn2chip.cli import main
 from rsnn2chip.compiler import compile_graph
-from rsnn2chip.errors import ModelError, R2CError
+from rsnn2chip.errors import ModelError
 from rsnn2chip.neurons import atrlif, cuba_lif
 from rsnn2chip.nn import RSNN, check_arch, example_arch, prepare_torch
 from rsnn2chip.nn.qat import enable_qat
 from rsnn2chip.report import build as build_report
-from rsnn2chip.targets import Target, load_target
+from rsnn2chip.passes.resources import network_demand, range_demand
+from rsnn2chip.targets import load_target
 
 from netgen import population_params
 
@@ -420,16 +421,19 @@ def test_export_refuses_atrlif_by_name(compiled, fmt, tmp_path):
     assert not (tmp_path / "net.out").exists()
 
 
-def test_design_rules_reject_a_model_the_target_lacks(target):
-    data = copy.deepcopy(target.data)
-    data["target"]["neuron_models"] = ["cuba_lif"]
-    lif_only = dataclasses.replace(target, data=data)
-    with pytest.raises(R2CError) as err:
-        compile_graph(build(seed=11).to_ir(), lif_only)
-    text = err.value.render()
-    assert "does not support neuron model atrlif" in text and "layer hidden0" in text
+def test_atrlif_neurons_cost_twice_the_state_memory(compiled, target):
+    demand = network_demand(compiled.graph)
+    hidden, output = compiled.graph.nodes["hidden0"]["pop"], compiled.graph.nodes["output"]["pop"]
+    state = target.core["neuron_state_bits"]
+    for pop, size in ((hidden, 2), (output, 1)):
+        lo, hi = demand.lif_slices[pop.name]
+        with_state = range_demand(demand, lo, hi, target)["synapse_memory_bits"]
+        assert demand.state_between(lo, hi) == size * pop.size
+        assert with_state - (hi - lo) * size * state == range_demand(
+            demand, lo, hi, dataclasses.replace(target, data={**target.data, "core": {
+                **target.core, "shared_memory": False}}))["synapse_memory_bits"]
 
 
 def test_registry_lists_both_models():
     assert set(neurons.NEURON_MODELS) == {"cuba_lif", "atrlif"}
-    assert isinstance(load_target("loihi2-sim"), Target)
+    assert all(neurons.get(name).name == name for name in neurons.NEURON_MODELS)

@@ -1,6 +1,8 @@
 """Design rules: one network per rule that breaks exactly that rule, what an error says, all errors at once."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from rsnn2chip.cli import main
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import DesignRuleError, Problem
 from rsnn2chip.frontends import load_network
+from rsnn2chip.neurons.atrlif import ATRLIF
 from rsnn2chip.nn import RSNN
 from rsnn2chip.nn.network import example_arch
 from rsnn2chip.passes import checks
@@ -62,7 +65,7 @@ def ones(rows, cols, value=0.3):
 def test_every_rule_has_a_test_here():
     tested = {"core_neurons", "core_synapse_memory_bits", "core_input_axons", "core_output_axons",
               "core_neuron_profiles", "core_threshold_profiles", "chip_cores", "weight_exponent_range",
-              "synaptic_delay", "activation_16bit", "weight_clipping"}
+              "synaptic_delay", "activation_16bit", "weight_clipping", "neuron_model_supported"}
     assert {r.__name__ for r in checks.RULES} == tested
 
 
@@ -120,6 +123,21 @@ def test_chip_cores():
     [p] = problems_of(g, small_target(neurons=8, chip={"cores": 2, "chips": 1, "mesh": [1, 2]}))
     assert (p.rule, p.resource, p.found, p.allowed) == ("chip_cores", "cores", 3, 2)
     assert "chip.chips >= 2" in p.fix and "loihi2-sim-2chip" in p.fix
+
+
+def test_neuron_model_supported():
+    # An ATRLIF layer on a target whose neuron_models list holds CUBA-LIF only.
+    data = copy.deepcopy(small_target().data)
+    data["target"]["neuron_models"] = ["cuba_lif"]
+    lif_only = dataclasses.replace(small_target(), data=data)
+    neuron = ATRLIF(0.3, 0.1, 1.0, 0.0, threshold_step=0.1, threshold_decay=0.01, refractory_decay=0.5)
+    g = net("adaptive", 2, [("a", 4, neuron, None), ("b", 2, lif(), None)],
+            [("input", "a", ones(4, 2), 1), ("a", "b", ones(2, 4), 1)])
+    [p] = problems_of(g, lif_only)
+    assert (p.rule, p.resource, p.found, p.allowed) == ("neuron_model_supported", "neuron model", "atrlif",
+                                                        ["cuba_lif"])
+    assert p.where == "layer a (population a)" and "cuba_lif" in p.fix
+    assert problems_of(g, small_target()) == []
 
 
 def test_weight_exponent_range():

@@ -112,7 +112,9 @@ class ATRLIFModel(NeuronModel):
     lava_vars = {"u": "i", "v": "v"}
     lava_class = "lava.proc.atrlif.process:ATRLIF"
     interchange = ()  # neither NIR nor lava-dl netx has an adaptive-threshold-and-refractoriness neuron
-    state_bits = 112  # i, v, theta, r 24-bit each plus flags, by analogy with LIF's 64 for u, v
+    # i, v, theta, r: twice LIF's 24-bit registers. No Loihi 2 figure is published for ATRLIF's
+    # state; this assumes it is laid out like LIF's.
+    state_size = 2
     profile_params = ("delta_i", "delta_v", "delta_theta", "delta_r", "theta_step", "bias_exp")
     threshold_params = ("theta_0",)
     process_params = ("theta_step",)  # post_spike adds theta_step to the spiking neurons only: a scalar

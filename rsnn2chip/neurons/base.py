@@ -127,8 +127,8 @@ class NeuronModel:
     lava_class: str = ""  # "module:Process" of the Lava process it lowers to (reports, docs)
     # Interchange formats that can hold this model (exporters refuse the others by name).
     interchange: tuple[str, ...] = ()
-    # Bits of per-neuron state (24-bit registers plus flags) the model keeps in a core.
-    state_bits: int = 0
+    # Per-neuron state memory in units of a CUBA-LIF neuron's (u and v: the target's neuron_state_bits).
+    state_size: int = 1
     # Fixed-point parameters that make up a neuron profile / a threshold profile of a core.
     profile_params: tuple[str, ...] = ()
     threshold_params: tuple[str, ...] = ()

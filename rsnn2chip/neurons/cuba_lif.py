@@ -64,7 +64,7 @@ class CubaLIFModel(NeuronModel):
     lava_vars = {"u": "u", "v": "v"}
     lava_class = "lava.proc.lif.process:LIF"
     interchange = ("nir", "netx")
-    state_bits = 64  # u, v 24-bit each plus flags
+    state_size = 1  # u, v: the unit of a target's neuron_state_bits
     profile_params = ("du", "dv", "bias_exp")
     threshold_params = ("vth",)
 

@@ -88,7 +88,7 @@ def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
         core = ctx.target.core
         enc = ctx.target["synapse_encoding"]
         bps = enc["weight_bits"] + enc["index_bits"] + enc["delay_bits"]
-        state = core["neuron_state_bits"] if core["shared_memory"] else 0
+        state = core["neuron_state_bits"] * pop.model.state_size if core["shared_memory"] else 0
         header = enc["header_bits_per_axon"] * used["input_axons"]
         fan_in = used["synapses"] / n
         # Smaller motif: the same sources (headers) shared by fewer neurons.

@@ -46,6 +46,7 @@ class NetworkDemand:
     profile_key: np.ndarray  # (n_lif,) id of each neuron's profile (model and its profile_params)
     threshold_key: np.ndarray  # (n_lif,) id of each neuron's threshold (model and its threshold_params)
     population_of: np.ndarray  # (n_lif,) index into populations
+    state_size: np.ndarray  # (n_lif,) state memory of each neuron in units of neuron_state_bits (its model's)
     populations: list[ir.Population]
     lif_slices: dict[str, tuple[int, int]]
     unit_bounds: np.ndarray  # (n_units + 1,) global neuron boundaries of atomic units
@@ -77,6 +78,17 @@ class NetworkDemand:
 
     def unit_neurons(self) -> np.ndarray:
         return np.diff(self.unit_bounds)
+
+    def unit_state(self) -> np.ndarray:
+        """State memory of each unit in units of neuron_state_bits (see ``NeuronModel.state_size``)."""
+        return self.state_between(self.unit_bounds[:-1], self.unit_bounds[1:])
+
+    def state_between(self, lo, hi):
+        """State memory (units of neuron_state_bits) of global neurons ``[lo, hi)``; works on arrays of bounds."""
+        if "state_prefix" not in self.cache:
+            self.cache["state_prefix"] = np.concatenate([[0], np.cumsum(self.state_size, dtype=np.int64)])
+        prefix = self.cache["state_prefix"]
+        return prefix[hi] - prefix[lo]
 
 
 def bits_per_synapse(target: Target) -> int:
@@ -186,10 +198,12 @@ def network_demand(graph: nx.DiGraph, spike_counts=None) -> NetworkDemand:
     profile_key, threshold_key = _profile_keys(pops, n_lif)
     bounds, unit_pop = _unit_bounds(pops)
     population_of = np.repeat(np.arange(len(pops)), [p.size for p in pops])
+    state_size = np.repeat([p.model.state_size for p in pops], [p.size for p in pops]).astype(np.int64)
     weights = None
     if spike_counts is not None:
         weights = spike_weights((lif_slices, input_slices, n_lif, n_input), spike_counts)
-    return NetworkDemand(n_lif, n_input, incoming, profile_key, threshold_key, population_of, pops, lif_slices,
+    return NetworkDemand(n_lif, n_input, incoming, profile_key, threshold_key, population_of, state_size, pops,
+                         lif_slices,
                          bounds, unit_pop, weights)
 
 
@@ -245,7 +259,7 @@ def range_demand(demand: NetworkDemand, lo: int, hi: int, target: Target) -> dic
     in_axons = int(np.unique(sources).size)
     memory = n_syn * bits_per_synapse(target) + in_axons * enc["header_bits_per_axon"]
     if core["shared_memory"]:
-        memory += (hi - lo) * core["neuron_state_bits"]
+        memory += int(demand.state_between(lo, hi)) * core["neuron_state_bits"]
     return {
         "neurons": hi - lo,
         "synapses": n_syn,
@@ -287,7 +301,7 @@ def lower_bound(demand: NetworkDemand, target: Target) -> dict[str, int]:
     min_out_axons = int(reach[:demand.n_lif].sum())
     memory = n_syn * bits_per_synapse(target) + min_in_axons * target["synapse_encoding"]["header_bits_per_axon"]
     if core["shared_memory"]:
-        memory += demand.n_lif * core["neuron_state_bits"]
+        memory += int(demand.state_size.sum()) * core["neuron_state_bits"]
     n_profiles = int(demand.profile_key.max(initial=-1)) + 1
     n_thresholds = int(demand.threshold_key.max(initial=-1)) + 1
     per_resource = {
@@ -403,7 +417,8 @@ def core_usage(demand: NetworkDemand, core_of_neuron: np.ndarray, n_cores: int, 
                                  int(demand.threshold_key.max(initial=0)) + 1, n_cores)
     memory = synapses * bits_per_synapse(target) + input_axons * target["synapse_encoding"]["header_bits_per_axon"]
     if target.core["shared_memory"]:
-        memory = memory + neurons * target.core["neuron_state_bits"]
+        state = np.bincount(core_of_neuron, weights=demand.state_size, minlength=n_cores).astype(np.int64)
+        memory = memory + state * target.core["neuron_state_bits"]
     usage = {"neurons": neurons, "synapses": synapses, "synapse_memory_bits": memory, "input_axons": input_axons,
              "output_axons": output_axons, "neuron_profiles": profiles, "threshold_profiles": thresholds}
     out = {"usage": usage, "traffic": _triplets(t_src, t_dst, t_syn), "axon_traffic": _triplets(t_src, t_dst, t_axon)}

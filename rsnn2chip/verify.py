@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rsnn2chip import fixedpoint as fx, ir
+from rsnn2chip import ir
 from rsnn2chip.artifact import CompiledNetwork, sha256_file
 from rsnn2chip.backends import RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower

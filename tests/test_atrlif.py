@@ -364,13 +364,21 @@ def test_example_arch_is_valid_and_adaptive():
     assert float(model.layers["hidden"].neuron.threshold_step[0]) > 0
 
 
-def test_example_arch_trains_from_the_command_line(tmp_path, capsys):
+def test_example_arch_trains_compiles_and_reports_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "a.pt"
     code = main(["train", "--arch", ARCH_FILE, "--data", "fsdd", "--epochs", "1", "--limit", "40",
                  "--batch-size", "20", "-o", str(out)])
     assert code == 0, capsys.readouterr()
     metrics = json.loads(out.with_name("a.metrics.json").read_text())
     assert np.isfinite(metrics["epochs"][0]["train_loss"]) and metrics["epochs"][0]["spike_rate"]["hidden"] > 0
+    # The checkpoint compiles, and the report names each layer's model.
+    net = tmp_path / "a.r2c"
+    assert main(["compile", str(out), "-o", str(net)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(net), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert {p["name"]: p["neuron_model"] for p in rep["populations"]} == {
+        "input": None, "hidden": "atrlif", "output": "cuba_lif"}
 
 
 # --------------------------------------------------------------------------- artifact, report, export, DRC

@@ -60,8 +60,8 @@ FIXES = {
     "input_axons": "reduce fan-in: fewer distinct presynaptic neurons per core (sparser input projections)",
     "output_axons": "reduce fan-out: keep each neuron's targets on fewer cores (--mapper greedy or auto keep "
                     "consecutive motifs together) or project to fewer postsynaptic layers",
-    "neuron_profiles": "reduce the number of distinct (current decay, voltage decay, bias exponent) "
-                       "combinations per core, e.g. share intrinsic parameters within a motif",
+    "neuron_profiles": "reduce the number of distinct neuron profiles (decays and bias exponent, per neuron "
+                       "model) per core, e.g. share intrinsic parameters within a motif",
     "threshold_profiles": "reduce the number of distinct thresholds per core",
 }
 
@@ -109,8 +109,7 @@ def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
         return (f"{what} sends spikes to {used['output_axons']} (neuron, core) pairs; a core allows "
                 f"{limit}: reduce the fan-out of layer {pop.layer} or make its targets more local")
     if resource in ("neuron_profiles", "threshold_profiles"):
-        kind = "(current decay, voltage decay, bias exponent) combinations" if resource == "neuron_profiles" \
-            else "thresholds"
+        kind = "neuron profiles (decays and bias exponent)" if resource == "neuron_profiles" else "thresholds"
         return (f"{what} uses {used[resource]} distinct {kind}; a core allows {limit}: share them within each "
                 f"motif (at most {limit} distinct values){smaller}")
     return None

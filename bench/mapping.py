@@ -57,8 +57,8 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip import ir  # noqa: E402
+from rsnn2chip.neurons.cuba_lif import CubaLIF  # noqa: E402
 from rsnn2chip.passes import checks  # noqa: E402
 from rsnn2chip.passes.partition import MAPPERS, Packer, partition, repair  # noqa: E402
 from rsnn2chip.passes.place import build_core_graph, place_cores, placement_cost, traffic_matrix  # noqa: E402

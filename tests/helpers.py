@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip import ir
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 
 
 def small_graph(seed: int = 0, n_in: int = 6, n_rec: int = 16, n_out: int = 4, motif_size: int | None = 4,

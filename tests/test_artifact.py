@@ -5,10 +5,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from rsnn2chip.neurons.cuba_lif import LoihiLIF
 from rsnn2chip import artifact, ir
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import ArtifactError
+from rsnn2chip.neurons.cuba_lif import LoihiLIF
 from rsnn2chip.targets import load_target
 
 from helpers import small_graph

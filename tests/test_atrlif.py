@@ -215,6 +215,26 @@ def test_hand_built_atrlif_network_wraps_saturates_adapts_and_matches_lava():
     assert 1 < fired.sum() < steps // 2
 
 
+@pytest.mark.lava
+def test_a_neuron_group_nothing_connects_to_still_runs_in_lava():
+    """A bias-driven ATRLIF population with no synapses at all: Lava runs only processes connected to the
+    one run() is called on, so the backend links it with an empty Sparse."""
+    n_in, steps = 3, 12
+    lif = population_params(np.random.default_rng(1), 4, "random")
+    adaptive = atrlif_params(np.random.default_rng(2), 3, "random")
+    adaptive.update(bias_mant=np.full(3, 1000), bias_exp=np.full(3, 4), theta_0=np.full(3, 200),
+                    delta_v=np.zeros(3, np.int64))
+    exc = fx.lava_weights(sp.csr_matrix(np.full((4, n_in), 200)), "excitatory")
+    net = LoweredNetwork(n_in, 7, {"in": (0, n_in)}, {"a": (0, 4), "b": (4, 7)},
+                         [NeuronGroup(cuba_lif.MODEL, np.arange(4), {k: np.asarray(v, np.int64)
+                                                                     for k, v in lif.items()}),
+                          NeuronGroup(atrlif.MODEL, np.arange(4, 7), adaptive)],
+                         [LoweredProjection("in->a", "input", (0, 4), (0, n_in), exc, 0, "excitatory")])
+    assert lava_backend._unreached(net, lava_backend.group_projections(net)) == [1]
+    out = assert_backends_agree(net, np.ones((1, steps, n_in), np.int8), steps)
+    assert out["spikes"][..., 4:].any()
+
+
 # --------------------------------------------------------------------------- the integer step itself
 
 def test_reference_step_follows_lavas_order():

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import rsnn2chip  # noqa: F401 - must precede any lava import
-from rsnn2chip.neurons.cuba_lif import LoihiLIF
 from rsnn2chip import artifact, backends, ir
 from rsnn2chip.backends.watchdog import run_with_watchdog
 from rsnn2chip.cli import main as cli_main
@@ -22,6 +21,7 @@ from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import ModelError
 from rsnn2chip.exporters import netx as netx_export
 from rsnn2chip.frontends import load_network, netx
+from rsnn2chip.neurons.cuba_lif import LoihiLIF
 from rsnn2chip.nn import RSNN, example_arch
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.targets import Target, load_target

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip import ir
 from rsnn2chip.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_from_checkpoint, save_checkpoint)
 from rsnn2chip.errors import CheckpointError, ModelError
 from rsnn2chip.frontends import checkpoint as checkpoint_frontend
 from rsnn2chip.frontends import load_network
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.nn import LAYER_TYPES, RSNN, SpikingLayer, example_arch, prepare_torch, register_layer
 
 STEPS = 30

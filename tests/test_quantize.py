@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
 from rsnn2chip.errors import ModelError
 from rsnn2chip.neurons.base import quantize_bias
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.passes.quantize import (QuantizationConfig, quantize, quantize_neuron,
                                        quantize_weights, state_scale_for)
 from rsnn2chip.targets import load_target

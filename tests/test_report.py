@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip import activity, artifact, ir, report
 from rsnn2chip.cli import main
 from rsnn2chip.compiler import compile_graph
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.targets import load_target_file
 from rsnn2chip.viz import tables
 

@@ -192,7 +192,8 @@ def _build(net, groups, x, steps, probes):
     from lava.proc.sparse.process import Sparse
 
     where = NeuronLayout(net)
-    neurons = [g.model.lava_process(g.params, g.size, f"rsnn2chip_{g.model.name}") for g in net.groups]
+    neurons = [g.model.lava_process(g.params, g.size, f"rsnn2chip_{g.model.name}_{k}")
+               for k, g in enumerate(net.groups)]
     source = None
     if any(g[0].source == "input" for g in groups):
         source = io.source.RingBuffer(data=np.ascontiguousarray(x.T, dtype=np.int32))

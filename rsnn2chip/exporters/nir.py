@@ -42,10 +42,7 @@ def deployed_values(graph: nx.DiGraph):
         if p.fixed is None or not p.state_scale:
             raise ModelError("values='deployed' needs a compiled network", where=f"population {p.name}",
                              fix="export a .r2c artifact, or use values='float'")
-        f, scale = p.fixed, p.state_scale
-        neurons[p.name] = CubaLIF(current_decay=(f.du + 1) / fx.DECAY_UNITY, voltage_decay=f.dv / fx.DECAY_UNITY,
-                                  threshold=f.vth * (1 << fx.VTH_SHIFT) / scale,
-                                  bias=fx.effective_bias(f.bias_mant, f.bias_exp) / scale)
+        neurons[p.name] = p.model.float_type(**p.model.dequantize(p.fixed.expanded(p.size), p.state_scale))
     for proj in ir.projections(graph):
         q, scale = proj.quant, ir.population(graph, proj.post).state_scale
         m = fx.lava_weights(q.mantissa, q.sign_mode).toarray()

@@ -235,6 +235,22 @@ def test_a_neuron_group_nothing_connects_to_still_runs_in_lava():
     assert out["spikes"][..., 4:].any()
 
 
+@pytest.mark.lava
+def test_spiking_exactly_at_the_threshold_matches_lava():
+    """ATRLIF fires at v - r == theta (>=, unlike LIF's >): memoryless decays make v equal the threshold."""
+    n_in, steps = 3, 10
+    full = np.full(2, fx.DECAY_UNITY - 1)
+    params = {"delta_i": full, "delta_v": full, "delta_theta": full, "delta_r": full, "theta_0": np.array([3, 4]),
+              "theta_step": np.zeros(2, np.int64), "bias_mant": np.zeros(2, np.int64), "bias_exp": np.zeros(2, np.int64)}
+    ones = fx.lava_weights(sp.csr_matrix(np.ones((2, n_in))), "excitatory")
+    net = LoweredNetwork(n_in, 2, {"in": (0, n_in)}, {"a": (0, 2)}, [NeuronGroup(atrlif.MODEL, np.arange(2), params)],
+                         [LoweredProjection("in->a", "input", (0, 2), (0, n_in), ones, 0, "excitatory")])
+    out = assert_backends_agree(net, np.ones((1, steps, n_in), np.int8), steps)
+    # From step 1 on, a_in = 3 each step, so v = 3 * 64: exactly neuron 0's threshold, below neuron 1's.
+    assert out["spikes"][0, 1:, 0].all() and not out["spikes"][0, :, 1].any()
+    assert (out["v"][0, 1:, 0] == 3 << fx.VTH_SHIFT).all()
+
+
 # --------------------------------------------------------------------------- the integer step itself
 
 def test_reference_step_follows_lavas_order():

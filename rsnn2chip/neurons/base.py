@@ -19,7 +19,7 @@ Parameters are arrays of shape ``(1,)`` when every neuron shares them and
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Callable, ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 
@@ -146,10 +146,6 @@ class NeuronModel:
     def process_key(self, fixed: ParamArrays) -> tuple:
         """What neurons must share to run in one process of this model (their ``process_params``)."""
         return tuple(int(getattr(fixed, name)[0]) for name in self.process_params)
-
-    def float_from(self, values: dict[str, Any]) -> ParamArrays:
-        """Float parameters from an arch's neuron mapping (without ``model``), defaults filled in."""
-        return self.float_type(**{**self.defaults(), **values})
 
     # ---- quantization
     def scale_magnitude(self, params: ParamArrays) -> float:

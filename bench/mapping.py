@@ -58,6 +58,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rsnn2chip import ir  # noqa: E402
+from rsnn2chip.neurons.cuba_lif import CubaLIF  # noqa: E402
 from rsnn2chip.passes import checks  # noqa: E402
 from rsnn2chip.passes.partition import MAPPERS, Packer, partition, repair  # noqa: E402
 from rsnn2chip.passes.place import build_core_graph, place_cores, placement_cost, traffic_matrix  # noqa: E402
@@ -93,7 +94,7 @@ def _dedup_csr(rows: np.ndarray, cols: np.ndarray, shape, rng) -> sp.csr_matrix:
 
 
 def _neuron(threshold=1.0):
-    return ir.CubaLIF(0.2, 0.05, threshold, 0.0)
+    return CubaLIF(0.2, 0.05, threshold, 0.0)
 
 
 def _recurrent(n: int, k: int, rng) -> sp.csr_matrix:

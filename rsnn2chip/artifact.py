@@ -128,13 +128,11 @@ def _check_manifest(manifest, path: Path, fix: str) -> None:
 def validate_fixed_point(graph: nx.DiGraph) -> list[str]:
     """Every fixed-point value within the range Lava's models accept."""
     problems = []
-    ranges = {"du": fx.DU_RANGE, "dv": fx.DV_RANGE, "vth": fx.VTH_RANGE, "bias_mant": fx.BIAS_MANT_RANGE,
-              "bias_exp": fx.BIAS_EXP_RANGE}
     for pop in ir.populations(graph, "lif"):
         if pop.fixed is None:
             problems.append(f"population {pop.name} is not quantized")
             continue
-        for name, (lo, hi) in ranges.items():
+        for name, (lo, hi) in pop.model.fixed_ranges.items():
             values = getattr(pop.fixed, name)
             if values.size and (values.min() < lo or values.max() > hi):
                 problems.append(f"population {pop.name} {name} outside {lo}..{hi}")

@@ -4,9 +4,12 @@ The IR is a :class:`networkx.DiGraph`:
 
 * a **node** is a population, stored under the node attribute ``"pop"`` as a
   :class:`Population`. Input populations carry no neuron model; LIF
-  populations carry float :class:`CubaLIF` parameters and, after quantization,
-  their fixed-point form :class:`LoihiLIF`. Parameters are arrays of shape
-  ``(1,)`` when every neuron shares them and ``(size,)`` where they differ.
+  (kind ``"lif"``) carry the float parameters of their neuron model (for
+  example :class:`~rsnn2chip.neurons.cuba_lif.CubaLIF` or
+  :class:`~rsnn2chip.neurons.atrlif.ATRLIF`; ``pop.model`` is the
+  :class:`~rsnn2chip.neurons.base.NeuronModel`) and, after quantization, its
+  fixed-point form. Parameters are arrays of shape ``(1,)`` when every neuron
+  shares them and ``(size,)`` where they differ.
   Motif membership is ``motif_size``: motifs are contiguous blocks of that many
   neurons, and the mapper never splits one.
 * an **edge** ``pre -> post`` is a projection, stored under ``"proj"`` as a
@@ -17,6 +20,7 @@ See ``docs/ir.md`` for the full contract.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -25,56 +29,10 @@ import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
+from rsnn2chip import neurons
+from rsnn2chip.neurons.base import NeuronModel, ParamArrays
+
 IR_VERSION = 1
-
-
-def param_array(value, dtype=np.float64) -> np.ndarray:
-    """A parameter as a 1-d array, collapsed to shape (1,) when all entries agree."""
-    arr = np.atleast_1d(np.asarray(value, dtype=dtype)).ravel()
-    if arr.size > 1 and np.all(arr == arr[0]):
-        arr = arr[:1].copy()
-    return arr
-
-
-@dataclass
-class CubaLIF:
-    """Float current-based LIF with Loihi's update order.
-
-    ``u[t] = u[t-1] * (1 - current_decay) + I[t]``;
-    ``v[t] = v[t-1] * (1 - voltage_decay) + u[t] + bias``;
-    spike when ``v > threshold`` (strict), then ``v = 0``; ``u`` is not reset.
-    """
-
-    current_decay: np.ndarray
-    voltage_decay: np.ndarray
-    threshold: np.ndarray
-    bias: np.ndarray
-
-    PARAMS = ("current_decay", "voltage_decay", "threshold", "bias")
-
-    def __post_init__(self):
-        for name in self.PARAMS:
-            setattr(self, name, param_array(getattr(self, name)))
-
-
-@dataclass
-class LoihiLIF:
-    """Fixed-point LIF parameters exactly as Lava's ``LIF`` process takes them."""
-
-    du: np.ndarray
-    dv: np.ndarray
-    vth: np.ndarray
-    bias_mant: np.ndarray
-    bias_exp: np.ndarray
-
-    PARAMS = ("du", "dv", "vth", "bias_mant", "bias_exp")
-
-    def __post_init__(self):
-        for name in self.PARAMS:
-            setattr(self, name, param_array(getattr(self, name), np.int64))
-
-    def expanded(self, size: int) -> dict[str, np.ndarray]:
-        return {name: np.broadcast_to(getattr(self, name), (size,)).copy() for name in self.PARAMS}
 
 
 @dataclass(frozen=True)
@@ -102,9 +60,9 @@ class Population:
     name: str
     size: int
     layer: str
-    neuron: CubaLIF | None = None
+    neuron: ParamArrays | None = None  # float parameters of the population's neuron model
     motif_size: int | None = None
-    fixed: LoihiLIF | None = None
+    fixed: ParamArrays | None = None  # the same model's fixed-point parameters
     # Integer state units per float unit of u and v, chosen by quantization.
     state_scale: float | None = None
     # Precision lost converting each neuron parameter (see passes/quantize.py).
@@ -116,7 +74,13 @@ class Population:
 
     @property
     def kind(self) -> str:
+        """``"input"`` or ``"lif"``: a population of spiking neurons of some leaky-integrate-and-fire model."""
         return "input" if self.neuron is None else "lif"
+
+    @property
+    def model(self) -> NeuronModel | None:
+        params = self.neuron if self.neuron is not None else self.fixed
+        return None if params is None else neurons.model_of(params)
 
     @property
     def n_motifs(self) -> int:
@@ -237,15 +201,14 @@ def to_serializable(g: nx.DiGraph) -> tuple[dict, dict[str, np.ndarray]]:
         key = f"pop/{pop.name}"
         entry = {"name": pop.name, "size": pop.size, "layer": pop.layer, "motif_size": pop.motif_size,
                  "state_scale": pop.state_scale, "quant_stats": pop.quant_stats, "neuron": None, "fixed": None,
-                 "fires": pop.fires, "graded": None if pop.graded is None else vars(pop.graded)}
-        if pop.neuron is not None:
-            entry["neuron"] = "CubaLIF"
-            for p in CubaLIF.PARAMS:
-                arrays[f"{key}/neuron/{p}"] = getattr(pop.neuron, p)
-        if pop.fixed is not None:
-            entry["fixed"] = "LoihiLIF"
-            for p in LoihiLIF.PARAMS:
-                arrays[f"{key}/fixed/{p}"] = getattr(pop.fixed, p)
+                 "fires": pop.fires, "graded": None if pop.graded is None else dataclasses.asdict(pop.graded)}
+        # Each part is written under its model's registry name; the reader looks the model up there.
+        for part in ("neuron", "fixed"):
+            params = getattr(pop, part)
+            if params is not None:
+                entry[part] = params.MODEL
+                for p in params.names():
+                    arrays[f"{key}/{part}/{p}"] = getattr(params, p)
         pops.append(entry)
     projs = []
     for proj in projections(g):
@@ -280,9 +243,11 @@ def from_serializable(meta: dict, arrays) -> nx.DiGraph:
         key = f"pop/{entry['name']}"
         neuron = fixed = None
         if entry["neuron"]:
-            neuron = CubaLIF(**{p: arrays[f"{key}/neuron/{p}"] for p in CubaLIF.PARAMS})
+            cls = neurons.get(entry["neuron"], where=f"population {entry['name']}").float_type
+            neuron = cls(**{p: arrays[f"{key}/neuron/{p}"] for p in cls.names()})
         if entry["fixed"]:
-            fixed = LoihiLIF(**{p: arrays[f"{key}/fixed/{p}"] for p in LoihiLIF.PARAMS})
+            cls = neurons.get(entry["fixed"], where=f"population {entry['name']}").fixed_type
+            fixed = cls(**{p: arrays[f"{key}/fixed/{p}"] for p in cls.names()})
         graded = entry.get("graded")
         add_population(g, Population(entry["name"], int(entry["size"]), entry["layer"], neuron,
                                      entry["motif_size"], fixed, entry["state_scale"], entry["quant_stats"],

@@ -235,9 +235,11 @@ def activity_summary(graph, act: Activity) -> dict:
 # --------------------------------------------------------------------------- the whole report
 
 def populations(graph) -> list[dict]:
+    """One row per population; a LIF population also names its neuron model (``NeuronModel.report_fields``)."""
     return [{"name": p.name, "layer": p.layer, "kind": p.kind, "neurons": p.size, "motif_size": p.motif_size,
              "motifs": p.n_motifs, "state_scale": p.state_scale,
-             "params_lost_precision": [q["param"] for q in p.quant_stats.get("params", []) if q.get("lost_precision")]}
+             "params_lost_precision": [q["param"] for q in p.quant_stats.get("params", []) if q.get("lost_precision")],
+             **({"neuron_model": None} if p.model is None else p.model.report_fields(p.fixed))}
             for p in ir.populations(graph)]
 
 

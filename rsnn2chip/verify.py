@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rsnn2chip import fixedpoint as fx, ir
+from rsnn2chip import ir
 from rsnn2chip.artifact import CompiledNetwork, sha256_file
 from rsnn2chip.backends import RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower
@@ -173,7 +173,7 @@ def weight_causes(graph, spikes: dict, x: np.ndarray, div) -> list[dict]:
 
 
 def neuron_params(pop: ir.Population, neuron: int) -> list[dict]:
-    """Float parameters of one neuron and the values its fixed-point ones stand for (inverse of quantize.py)."""
+    """Float parameters of one neuron and the values its fixed-point ones stand for (``NeuronModel.dequantize``)."""
     f, q, scale = pop.neuron, pop.fixed, pop.state_scale
     if f is None or q is None or not scale:
         return []
@@ -181,12 +181,10 @@ def neuron_params(pop: ir.Population, neuron: int) -> list[dict]:
     def at(arr):
         return float(arr[neuron] if arr.size > 1 else arr[0])
 
-    represented = {"current_decay": (at(q.du) + 1) / fx.DECAY_UNITY, "voltage_decay": at(q.dv) / fx.DECAY_UNITY,
-                   "threshold": at(q.vth) * (1 << fx.VTH_SHIFT) / scale,
-                   "bias": at(q.bias_mant) * 2.0 ** at(q.bias_exp) / scale}
+    represented = pop.model.dequantize(q.expanded(pop.size), scale)
     out = []
-    for name, value in represented.items():
-        exact = at(getattr(f, name))
+    for name in f.names():
+        value, exact = float(represented[name][neuron]), at(getattr(f, name))
         rel = abs(value - exact) / max(abs(exact), 1e-12)
         out.append({"param": name, "float": exact, "quantized": value, "rel_error": rel})
     return out
@@ -236,8 +234,9 @@ def qat_mismatch(model: RSNN, art: CompiledNetwork, qcfg: QuantizationConfig) ->
     bad = []
     for name, layer in model.layers.items():
         q = quantize_layer(layer, settings)
-        lo, hi = net.lif_slices[name]
-        if any(not np.array_equal(v, net.params[k][lo:hi]) for k, v in q.net.params.items()):
+        model, deployed = net.population_params(name)
+        trained = q.net.groups[0]
+        if model is not trained.model or any(not np.array_equal(v, deployed[k]) for k, v in trained.params.items()):
             bad.append(f"{name}: neuron parameters")
         for proj in q.net.projections:
             # QAT names the presynaptic side of a layer's own graph "input"; map it back.

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 import rsnn2chip  # noqa: F401  (installs the lava compatibility fix before any test imports lava)
 from rsnn2chip import ir
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.cli import main
 from rsnn2chip.targets import Target, load_target, target_from_dict
 
@@ -36,8 +37,8 @@ def cli_json(capsys, argv: list[str]) -> tuple[int, dict]:
 
 # --------------------------------------------------------------------------- IR networks and inputs
 
-def lif(threshold=1.0, current_decay=0.3, voltage_decay=0.1, bias=0.0) -> ir.CubaLIF:
-    return ir.CubaLIF(current_decay, voltage_decay, threshold, bias)
+def lif(threshold=1.0, current_decay=0.3, voltage_decay=0.1, bias=0.0) -> CubaLIF:
+    return CubaLIF(current_decay, voltage_decay, threshold, bias)
 
 
 def small_graph(seed: int = 0, n_in: int = 6, n_rec: int = 16, n_out: int = 4, motif_size: int | None = 4,
@@ -47,8 +48,8 @@ def small_graph(seed: int = 0, n_in: int = 6, n_rec: int = 16, n_out: int = 4, m
     g = ir.new_graph(f"small{seed}")
     ir.add_population(g, ir.Population("input", n_in, "input"))
     vdecay = rng.uniform(0.02, 0.2, n_rec) if per_neuron_decay else 0.1
-    ir.add_population(g, ir.Population("rec", n_rec, "rec", ir.CubaLIF(0.3, vdecay, 1.0, 0.01), motif_size))
-    ir.add_population(g, ir.Population("out", n_out, "out", ir.CubaLIF(0.3, 0.1, 1.0, 0.0)))
+    ir.add_population(g, ir.Population("rec", n_rec, "rec", CubaLIF(0.3, vdecay, 1.0, 0.01), motif_size))
+    ir.add_population(g, ir.Population("out", n_out, "out", CubaLIF(0.3, 0.1, 1.0, 0.0)))
     ir.add_projection(g, ir.Projection("input", "rec", sp.csr_matrix(rng.uniform(0, 0.8, (n_rec, n_in)))))
     rec = rng.normal(0, 0.3, (n_rec, n_rec)) * (rng.random((n_rec, n_rec)) < 0.3)
     ir.add_projection(g, ir.Projection("rec", "rec", sp.csr_matrix(rec)))

@@ -10,7 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from rsnn2chip import fixedpoint as fx
-from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
+from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, single_group
+from rsnn2chip.neurons import cuba_lif
 
 SIGN_MODES = ("mixed", "excitatory", "inhibitory")
 
@@ -32,7 +33,8 @@ def random_lowered_network(rng: np.random.Generator, n_pops: int = 3, n_input_po
     params = {k: np.concatenate([p[k] for p in parts]).astype(np.int64) for k in parts[0]}
     projections = [_random_projection(rng, i, lif_slices, input_slices, density, exp_range, strong)
                    for i in range(n_projections)]
-    return LoweredNetwork(_total(input_slices), n_lif, input_slices, lif_slices, params, projections)
+    return LoweredNetwork(_total(input_slices), n_lif, input_slices, lif_slices,
+                          single_group(cuba_lif.MODEL, params), projections)
 
 
 def random_inputs(rng: np.random.Generator, net: LoweredNetwork, batch: int, steps: int,

@@ -8,6 +8,7 @@ import pytest
 from rsnn2chip import artifact, ir
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import ArtifactError
+from rsnn2chip.neurons.cuba_lif import LoihiLIF
 from rsnn2chip.targets import load_target
 
 from conftest import small_graph
@@ -43,7 +44,7 @@ def test_round_trip_keeps_ir_mapping_target_and_provenance(compiled, tmp_path):
     for a, b in zip(ir.populations(compiled.graph), ir.populations(back.graph)):
         assert a.name == b.name and a.size == b.size and a.motif_size == b.motif_size
         if a.fixed is not None:
-            for name in ir.LoihiLIF.PARAMS:
+            for name in LoihiLIF.PARAMS:
                 assert np.array_equal(getattr(a.fixed, name), getattr(b.fixed, name))
     for a, b in zip(ir.projections(compiled.graph), ir.projections(back.graph)):
         assert (a.quant.mantissa != b.quant.mantissa).nnz == 0

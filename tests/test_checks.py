@@ -1,6 +1,8 @@
 """Design rules: one network per rule that breaks exactly that rule, what an error says, all errors at once."""
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,12 +10,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from rsnn2chip.neurons.atrlif import ATRLIF
 from rsnn2chip import ir
 from rsnn2chip.checkpoint import save_checkpoint
 from rsnn2chip.cli import main
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import DesignRuleError, Problem
 from rsnn2chip.frontends import load_network
+from rsnn2chip.neurons.atrlif import ATRLIF
 from rsnn2chip.nn import RSNN
 from rsnn2chip.nn.network import example_arch
 from rsnn2chip.passes import checks
@@ -154,15 +158,9 @@ def test_accumulator_range_is_a_warning_at_the_targets_width():
     assert problems_of(g, small_target(input_axons=4096, synapse_memory_bits=1_000_000, accumulator_bits=24)) == []
 
 
-class _RenamedLIF(ir.CubaLIF):
-    """CUBA-LIF dynamics under another model name: the rule reads only the name. (Until the NeuronModel
-    registry lands; then a real ATRLIF population belongs here.)"""
-
-    MODEL = "atrlif"
-
 
 def test_neuron_models_rejects_a_model_the_target_does_not_list_by_name():
-    g = net("models", 2, [("plain", 2, lif(), None), ("adaptive", 2, _RenamedLIF(0.3, 0.1, 1.0, 0.0), None)],
+    g = net("models", 2, [("plain", 2, lif(), None), ("adaptive", 2, ATRLIF(0.3, 0.1, 1.0, 0.0, 1 / 16, 1 / 128, 0.5), None)],
             [("input", "plain", ones(2, 2), 1), ("input", "adaptive", ones(2, 2), 1)])
     [p] = problems_of(g, small_target(neuron_models=["cuba_lif"]))
     assert (p.rule, p.found, p.allowed) == ("neuron_models", "atrlif", "cuba_lif")

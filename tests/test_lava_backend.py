@@ -18,7 +18,8 @@ from netgen import random_inputs, random_lowered_network
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip.backends import lava as lava_backend
 from rsnn2chip.backends import reference
-from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
+from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, single_group
+from rsnn2chip.neurons import cuba_lif
 from rsnn2chip.backends.watchdog import run_with_watchdog
 from rsnn2chip.errors import BackendError, InputError
 
@@ -83,8 +84,7 @@ def test_overlapping_same_key_projections_match_reference():
     weights = [sp.csr_matrix(rng.integers(-255, 0, (n, n_in)) | 1) for _ in range(2)]  # odd, so floors bite
     projs = [LoweredProjection(f"p{i}", "input", (0, n), (0, n_in), fx.lava_weights(w, "inhibitory"),
                                -3, "inhibitory") for i, w in enumerate(weights)]
-    net = LoweredNetwork(n_in, n, {"in": (0, n_in)}, {"a": (0, n)},
-                         {k: v.astype(np.int64) for k, v in params.items()}, projs)
+    net = LoweredNetwork(n_in, n, {"in": (0, n_in)}, {"a": (0, n)}, single_group(cuba_lif.MODEL, params), projs)
     assert len(lava_backend.group_projections(net)) == 2
     inputs = random_inputs(rng, net, 1, 16, rate=0.7)
     _, probes = lava_backend.simulate(net, inputs, 16, probes=("u",))
@@ -123,7 +123,8 @@ def _proj(name, source, rows, cols, exp=0, mode="excitatory", value=1):
 
 def _net(projs, n_lif=12, n_input=8):
     params = {k: np.zeros(n_lif, np.int64) for k in ("du", "dv", "vth", "bias_mant", "bias_exp")}
-    return LoweredNetwork(n_input, n_lif, {"in": (0, n_input)}, {"all": (0, n_lif)}, params, projs)
+    return LoweredNetwork(n_input, n_lif, {"in": (0, n_input)}, {"all": (0, n_lif)},
+                          single_group(cuba_lif.MODEL, params), projs)
 
 
 @pytest.mark.lava
@@ -170,7 +171,7 @@ def test_grouping_keeps_process_count_small_for_a_layered_network():
 @pytest.mark.lava
 def test_block_matrix_places_blocks():
     projs = [_proj("a", "lif", (0, 2), (3, 5), value=7), _proj("b", "lif", (5, 6), (0, 1), value=9)]
-    m = lava_backend.block_matrix(projs, (6, 6)).toarray()
+    m = lava_backend.block_matrix(projs, (6, 6), [p.rows[0] for p in projs], [p.cols[0] for p in projs]).toarray()
     assert (m[0:2, 3:5] == 7).all() and m[5, 0] == 9 and m.sum() == 4 * 7 + 9
 
 

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 from rsnn2chip import ir
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import DesignRuleError, ModelError, TargetError
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.passes import checks
 from rsnn2chip.passes.partition import MAPPERS, Packer, choose, partition, repair
 from rsnn2chip.passes.place import (build_core_graph, place_cores, placement_cost, snake_positions)

@@ -21,6 +21,7 @@ from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import ModelError
 from rsnn2chip.exporters import netx as netx_export
 from rsnn2chip.frontends import load_network, netx
+from rsnn2chip.neurons.cuba_lif import LoihiLIF
 from rsnn2chip.nn import RSNN, example_arch
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.targets import Target, load_target, target_from_dict
@@ -155,7 +156,7 @@ def test_compile_keeps_netx_parameters(tmp_path):
     artifact.save(art, tmp_path / "net.r2c")
     loaded = artifact.load(tmp_path / "net.r2c").graph
     for pop in ir.populations(loaded, "lif"):
-        for name in ir.LoihiLIF.PARAMS:
+        for name in LoihiLIF.PARAMS:
             assert getattr(pop.fixed, name).tolist() == getattr(before[pop.name], name).tolist()
         assert all(q["max_abs_error"] == 0 for q in pop.quant_stats["params"])
     for proj in ir.projections(loaded):

@@ -13,6 +13,7 @@ from rsnn2chip.checkpoint import (CHECKPOINT_FORMAT, load_checkpoint, model_from
 from rsnn2chip.errors import CheckpointError, ModelError
 from rsnn2chip.frontends import checkpoint as checkpoint_frontend
 from rsnn2chip.frontends import load_network
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.nn import LAYER_TYPES, RSNN, SpikingLayer, example_arch, register_layer
 
 STEPS = 30
@@ -163,7 +164,7 @@ def test_to_ir_folds_input_gain_and_masks_into_weights():
             np.testing.assert_allclose(g.edges[name, name]["proj"].weight.toarray(), p["w_rec"] * gain)
         pop = ir.population(g, name)
         assert pop.motif_size is None and pop.layer == name and pop.size == layer.size
-        for key in ir.CubaLIF.PARAMS:
+        for key in CubaLIF.PARAMS:
             np.testing.assert_array_equal(getattr(pop.neuron, key), p[key])
     assert all(proj.delay == 1 for proj in ir.projections(g))
     masked = g.edges["hidden1", "hidden1"]["proj"]

@@ -23,8 +23,9 @@ import rsnn2chip  # noqa: F401 - must precede any lava import
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip.backends import lava as lava_backend
 from rsnn2chip.backends import reference
-from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
+from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, single_group
 from rsnn2chip.ir import GradedInput
+from rsnn2chip.neurons import cuba_lif
 from netgen import population_params
 
 hypothesis = pytest.importorskip("hypothesis")
@@ -98,7 +99,7 @@ def networks(draw, graded: bool = False):
         projections.append(LoweredProjection(f"proj{i}", p["source"], rows, cols,
                                              fx.lava_weights(mantissa, p["sign"]), exp, p["sign"], bits))
     payload = GradedInput(PAYLOAD_BITS, 5) if graded else None
-    net = LoweredNetwork(lo, sum(sizes), input_slices, lif_slices, params, projections,
+    net = LoweredNetwork(lo, sum(sizes), input_slices, lif_slices, single_group(cuba_lif.MODEL, params), projections,
                          {name: payload for name in input_slices})
     inputs = (rng.random((1, steps, net.n_input)) < rate).astype(np.int32)
     if graded:  # signed payloads over the whole range, a zero (no message) where no spike was drawn
@@ -174,8 +175,7 @@ def test_wrap_and_saturation_network_matches_reference():
                                5, "excitatory"),
              LoweredProjection("inh", "input", (3, n), (0, n_in), fx.lava_weights(inh[3:], "inhibitory"),
                                5, "inhibitory")]
-    net = LoweredNetwork(n_in, n, {"in": (0, n_in)}, {"a": (0, n)},
-                         {k: np.asarray(v, np.int64) for k, v in params.items()}, projs)
+    net = LoweredNetwork(n_in, n, {"in": (0, n_in)}, {"a": (0, n)}, single_group(cuba_lif.MODEL, params), projs)
     inputs = np.ones((1, steps, n_in), np.int8)
     out = assert_backends_agree(net, inputs, steps)
     assert wraps(out["u"]) and saturates(out["v"])

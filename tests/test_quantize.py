@@ -7,7 +7,9 @@ import scipy.sparse as sp
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
 from rsnn2chip.errors import ModelError
-from rsnn2chip.passes.quantize import (QuantizationConfig, quantize, quantize_bias, quantize_neuron,
+from rsnn2chip.neurons.base import quantize_bias
+from rsnn2chip.neurons.cuba_lif import CubaLIF
+from rsnn2chip.passes.quantize import (QuantizationConfig, quantize, quantize_neuron,
                                        quantize_weights, state_scale_for)
 from rsnn2chip.targets import load_target
 
@@ -26,7 +28,7 @@ def test_state_scale_is_power_of_two_and_keeps_threshold_near_target(vth):
 
 
 def test_neuron_conversion_follows_lava_offsets():
-    neuron = ir.CubaLIF(current_decay=[0.0, 0.5, 1.0], voltage_decay=[0.0, 0.25, 1.0], threshold=1.0, bias=0.0)
+    neuron = CubaLIF(current_decay=[0.0, 0.5, 1.0], voltage_decay=[0.0, 0.25, 1.0], threshold=1.0, bias=0.0)
     fixed, losses = quantize_neuron(neuron, scale=2.0 ** 17)
     # Lava adds 1 to du: du = -1 keeps current exactly, 4095 is a full decay.
     assert fixed.du.tolist() == [-1, 2047, 4095]

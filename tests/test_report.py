@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from rsnn2chip import activity, artifact, ir, report
 from rsnn2chip.cli import main
 from rsnn2chip.compiler import compile_graph
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.targets import load_target_file
 from rsnn2chip.viz import tables
 
@@ -88,8 +89,8 @@ def known_network() -> ir.nx.DiGraph:
     g = ir.new_graph("known")
     ir.add_population(g, ir.Population("in", 3, "in"))
     # Two voltage decays -> two neuron profiles on a's core; 0.1 and 0.2 are not multiples of 1/4096.
-    ir.add_population(g, ir.Population("a", 4, "layer_a", ir.CubaLIF(0.5, [0.1, 0.1, 0.2, 0.2], 1.0, 0.0), 4))
-    ir.add_population(g, ir.Population("b", 3, "layer_b", ir.CubaLIF(0.5, 0.1, 1.0, 0.0), 3))
+    ir.add_population(g, ir.Population("a", 4, "layer_a", CubaLIF(0.5, [0.1, 0.1, 0.2, 0.2], 1.0, 0.0), 4))
+    ir.add_population(g, ir.Population("b", 3, "layer_b", CubaLIF(0.5, 0.1, 1.0, 0.0), 3))
     # in -> a, 12 synapses: 0.5 * 2048 = 1024 needs exponent 3 but the target stops at 0, so the two 0.5s clip
     # to mantissa 255; 0.05 * 2048 = 102.4 -> 102.
     w_in = np.full((4, 3), 0.05)

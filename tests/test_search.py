@@ -154,14 +154,14 @@ def test_ip_mapping_round_trips_and_matches_the_neuron():
     g2, d2 = from_intrinsic(r, tau)
     assert torch.allclose(g2.float(), gain) and torch.allclose(d2.float(), decay)
     # Our neuron under a constant input current I relaxes to R*I with time constant tau_m, as the paper's does.
-    from rsnn2chip.nn.neuron import CubaLIFNeuron
-    neuron = CubaLIFNeuron(3, current_decay=1.0, voltage_decay=decay, threshold=1e9, bias=0.0)
+    from rsnn2chip.nn.neuron import Neuron
+    neuron = Neuron(3, current_decay=1.0, voltage_decay=decay, threshold=1e9, bias=0.0)
     neuron.input_gain.copy_(gain)
     state, current = neuron.initial_state(1), torch.full((1, 3), 0.7)
     for n in range(1, 40):
         _, state = neuron.step(state, current)
         expected = (r * 0.7 * (1 - torch.exp(-n / tau))).float()
-        assert torch.allclose(state.v[0], expected, rtol=1e-4)
+        assert torch.allclose(state[1][0], expected, rtol=1e-4)  # state is (u, v)
 
 
 def test_ip_moves_rates_toward_the_target_and_only_touches_intrinsic_parameters(data):

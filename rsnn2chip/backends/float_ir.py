@@ -1,7 +1,8 @@
-"""A float simulator of the IR itself (``CubaLIF`` parameters, float weights), in NumPy.
+"""A float simulator of the IR itself (float neuron parameters, float weights).
 
-It runs the dynamics documented on :class:`rsnn2chip.ir.CubaLIF` with the
-IR's delay semantics: every projection delivers at step ``t`` what its
+Each population steps with its neuron model's float ``torch_step`` (run on CPU
+tensors, without gradients, so the float dynamics are written once per model)
+with the IR's delay semantics: every projection delivers at step ``t`` what its
 presynaptic population (or input channel) emitted at ``t - 1``. That is the
 float model ``rsnn2chip.nn.RSNN`` trains, so a network that went out to
 another format and came back (NIR) can be checked against the original
@@ -12,9 +13,14 @@ from __future__ import annotations
 
 import networkx as nx
 import numpy as np
+import torch
 
 from rsnn2chip import ir
 from rsnn2chip.errors import InputError
+
+
+def heaviside(x: torch.Tensor, threshold: torch.Tensor, inclusive: bool) -> torch.Tensor:
+    return (x >= threshold if inclusive else x > threshold).to(x.dtype)
 
 
 def simulate(graph: nx.DiGraph, inputs: np.ndarray, steps: int | None = None, probes=(),
@@ -34,9 +40,10 @@ def simulate(graph: nx.DiGraph, inputs: np.ndarray, steps: int | None = None, pr
     steps = x.shape[1] if steps is None else steps
     batch = x.shape[0]
     pops = list(ir.populations(graph, "lif"))
-    params = {p.name: {k: getattr(p.neuron, k).astype(dtype) for k in ir.CubaLIF.PARAMS} for p in pops}
+    params = {p.name: {k: torch.from_numpy(np.broadcast_to(getattr(p.neuron, k), (p.size,)).astype(dtype))
+                       for k in p.neuron.names()} for p in pops}
     weights = [(proj.pre, proj.post, proj.weight.astype(dtype).T.tocsr()) for proj in ir.projections(graph)]
-    state = {p.name: {"u": np.zeros((batch, p.size), dtype), "v": np.zeros((batch, p.size), dtype)} for p in pops}
+    state = {p.name: p.model.torch_initial_state(params[p.name], batch) for p in pops}
     prev = {p.name: np.zeros((batch, p.size), dtype) for p in pops}
     prev.update({name: np.zeros((batch, hi - lo), dtype) for name, (lo, hi) in in_slices.items()})
     spikes = {p.name: np.zeros((batch, steps, p.size), bool) for p in pops}
@@ -46,14 +53,11 @@ def simulate(graph: nx.DiGraph, inputs: np.ndarray, steps: int | None = None, pr
         for pre, post, w_t in weights:
             current[post] += np.asarray(prev[pre] @ w_t)
         for p in pops:
-            n, s = params[p.name], state[p.name]
-            s["u"] = s["u"] * (1 - n["current_decay"]) + current[p.name]
-            s["v"] = s["v"] * (1 - n["voltage_decay"]) + s["u"] + n["bias"]
-            fired = s["v"] > n["threshold"]
-            s["v"] = np.where(fired, 0.0, s["v"])
-            spikes[p.name][:, t] = fired
+            fired, state[p.name] = p.model.torch_step(params[p.name], state[p.name],
+                                                      torch.from_numpy(current[p.name]), heaviside)
+            spikes[p.name][:, t] = fired.numpy() > 0
             for var in probes:
-                recorded[var][p.name][:, t] = s[var]
+                recorded[var][p.name][:, t] = state[p.name][p.model.state.index(var)].numpy()
         for p in pops:
             prev[p.name] = spikes[p.name][:, t].astype(dtype)
         for name, (lo, hi) in in_slices.items():

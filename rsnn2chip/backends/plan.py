@@ -1,7 +1,9 @@
 """Lowering of a quantized IR into flat arrays that both backends execute.
 
 Neurons of all LIF populations are numbered globally in population order, as
-are the channels of all input populations. Both backends build from the same
+are the channels of all input populations. Neurons are grouped by neuron model
+(:class:`NeuronGroup`): each backend runs one group per model, whatever order
+the populations come in. Both backends build from the same
 :class:`LoweredNetwork`, so they cannot disagree about layout.
 """
 from __future__ import annotations
@@ -15,6 +17,37 @@ import scipy.sparse as sp
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
 from rsnn2chip.errors import ModelError
+from rsnn2chip.neurons.base import NeuronModel
+
+
+@dataclass
+class NeuronGroup:
+    """Neurons that run in one process of one model: global LIF indices (ascending) and fixed-point parameters."""
+
+    model: NeuronModel
+    index: np.ndarray  # (n,) int64 global LIF indices
+    params: dict[str, np.ndarray]  # the model's fixed-point parameters, each (n,) int64
+
+    @property
+    def size(self) -> int:
+        return int(self.index.size)
+
+    @property
+    def selector(self) -> slice | np.ndarray:
+        """Indexes the group's neurons in a global ``(..., n_lif)`` array: a slice where they are contiguous."""
+        if self.size and self.index[-1] - self.index[0] + 1 == self.size:
+            return slice(int(self.index[0]), int(self.index[-1]) + 1)
+        return self.index
+
+    def constants(self) -> dict[str, np.ndarray]:
+        return self.model.integer_constants(self.params)
+
+
+def single_group(model: NeuronModel, params: dict[str, np.ndarray]) -> list[NeuronGroup]:
+    """One group holding every neuron, numbered 0..n-1 (networks of one model built by hand)."""
+    params = {k: np.asarray(v, np.int64) for k, v in params.items()}
+    n = next(iter(params.values())).size
+    return [NeuronGroup(model, np.arange(n, dtype=np.int64), params)]
 
 
 @dataclass
@@ -37,7 +70,7 @@ class LoweredNetwork:
     n_lif: int
     input_slices: dict[str, tuple[int, int]]
     lif_slices: dict[str, tuple[int, int]]
-    params: dict[str, np.ndarray]  # du, dv, vth, bias_mant, bias_exp; each (n_lif,) int64
+    groups: list[NeuronGroup]  # one per neuron model and process key, in order of first appearance
     projections: list[LoweredProjection]
     # Per input channel: the graded payload format, None for 0/1 spikes.
     input_graded: dict[str, ir.GradedInput | None] = None
@@ -46,27 +79,37 @@ class LoweredNetwork:
     def graded(self) -> bool:
         return any(g is not None for g in (self.input_graded or {}).values())
 
-    @property
-    def vth_eff(self) -> np.ndarray:
-        return np.left_shift(self.params["vth"], fx.VTH_SHIFT)
-
-    @property
-    def bias_eff(self) -> np.ndarray:
-        return fx.effective_bias(self.params["bias_mant"], self.params["bias_exp"])
+    def population_params(self, name: str) -> tuple[NeuronModel, dict[str, np.ndarray]]:
+        """The model and fixed-point parameters of one population's neurons."""
+        lo, hi = self.lif_slices[name]
+        for group in self.groups:
+            at = np.searchsorted(group.index, lo)
+            if at < group.size and group.index[at] == lo:
+                return group.model, {k: v[at:at + hi - lo] for k, v in group.params.items()}
+        raise KeyError(name)
 
 
 def lower(graph: nx.DiGraph) -> LoweredNetwork:
     input_slices = ir.neuron_offsets(graph, "input")
     lif_slices = ir.neuron_offsets(graph, "lif")
-    params = {name: [] for name in ir.LoihiLIF.PARAMS}
+    members: dict[tuple, list[ir.Population]] = {}
     for pop in ir.populations(graph, "lif"):
         if pop.fixed is None:
             raise ModelError("population has no fixed-point parameters; run the quantize pass first",
                              where=pop.name)
-        for name, arr in pop.fixed.expanded(pop.size).items():
-            params[name].append(arr)
+        varying = [name for name in pop.model.process_params if getattr(pop.fixed, name).size > 1]
+        if varying:
+            raise ModelError(f"{', '.join(varying)} must be one value for the whole population", where=pop.name,
+                             found="one value per neuron", allowed=f"one value ({pop.model.lava_class} holds a scalar)",
+                             fix="give the layer a single value")
+        members.setdefault((pop.model.name, *pop.model.process_key(pop.fixed)), []).append(pop)
+    groups = []
+    for pops in members.values():
+        index = np.concatenate([np.arange(*lif_slices[p.name], dtype=np.int64) for p in pops])
+        parts = [p.fixed.expanded(p.size) for p in pops]
+        groups.append(NeuronGroup(pops[0].model, index,
+                                  {k: np.concatenate([part[k] for part in parts]).astype(np.int64) for k in parts[0]}))
     n_lif = sum(hi - lo for lo, hi in lif_slices.values())
-    params = {k: (np.concatenate(v) if v else np.zeros(0, np.int64)).astype(np.int64) for k, v in params.items()}
     projections = []
     for proj in ir.projections(graph):
         if proj.quant is None:
@@ -86,4 +129,4 @@ def lower(graph: nx.DiGraph) -> LoweredNetwork:
             int(proj.quant.weight_exp), proj.quant.sign_mode, pre.graded.bits if pre.graded else 0))
     graded = {pop.name: pop.graded for pop in ir.populations(graph, "input")}
     return LoweredNetwork(sum(hi - lo for lo, hi in input_slices.values()), n_lif, input_slices, lif_slices,
-                          params, projections, graded)
+                          groups, projections, graded)

@@ -1,6 +1,8 @@
-"""The reference backend: a vectorised NumPy simulator of Lava's fixed-point LIF + Sparse.
+"""The reference backend: a vectorised NumPy simulator of Lava's fixed-point neurons + Sparse.
 
-It reproduces ``PyLifModelBitAcc`` and ``PySparseModelBitAcc`` bit for bit,
+Each neuron group steps with its model's ``reference_step`` (for CUBA-LIF,
+``PyLifModelBitAcc``; for ATRLIF, ``PyATRLIFModelFixed``); with
+``PySparseModelBitAcc`` the whole network is reproduced bit for bit,
 including the one-step delay each Sparse adds (it sends the previous step's
 accumulation before it reads this step's spikes). It runs a batch of inputs at
 once, which Lava cannot.
@@ -21,11 +23,9 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=()) -> 
     """
     batch = inputs.shape[0]
     n = net.n_lif
-    du = net.params["du"]
-    dv = net.params["dv"]
-    vth_eff, bias_eff = net.vth_eff, net.bias_eff
-    u = np.zeros((batch, n), np.int64)
-    v = np.zeros((batch, n), np.int64)
+    consts = [g.constants() for g in net.groups]
+    states = [g.model.initial_state(c, batch) for g, c in zip(net.groups, consts)]
+    selectors = [g.selector for g in net.groups]
     spikes_prev = np.zeros((batch, n), np.int64)
     input_prev = np.zeros((batch, net.n_input), np.int64)
     out = np.zeros((batch, steps, n), bool)
@@ -36,11 +36,11 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=()) -> 
             src = input_prev if proj.source == "input" else spikes_prev
             acc = np.asarray((proj.weights @ src[:, proj.cols[0]:proj.cols[1]].T).T, dtype=np.int64)
             a_in[:, proj.rows[0]:proj.rows[1]] += fx.shift_accumulated(acc, proj.weight_exp)
-        u, v, s = fx.lif_step(u, v, a_in, du, dv, vth_eff, bias_eff)
-        out[:, t] = s
-        state = {"u": u, "v": v}
-        for name in probes:
-            recorded[name][:, t] = state[name]
-        spikes_prev = s.astype(np.int64)
+        for k, group in enumerate(net.groups):
+            states[k], s = group.model.reference_step(states[k], a_in[:, selectors[k]], consts[k])
+            out[:, t, selectors[k]] = s
+            for name in probes:
+                recorded[name][:, t, selectors[k]] = states[k][name]
+        spikes_prev = out[:, t].astype(np.int64)
         input_prev = inputs[:, t].astype(np.int64)
     return out, recorded

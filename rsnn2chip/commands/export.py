@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rsnn2chip import artifact
 from rsnn2chip.errors import ModelError
-from rsnn2chip.exporters import EXPORTERS, exporter
+from rsnn2chip.exporters import EXPORTERS, export, exporter
 from rsnn2chip.frontends import load_network
 from rsnn2chip.frontends.nir import DEFAULT_DT
 
@@ -47,7 +47,7 @@ def run(args, out) -> int:
     module = exporter(args.format)
     output = Path(args.output) if args.output else path.with_suffix(module.SUFFIX)
     options = {"dt": args.dt, "values": args.values} if args.format == "nir" else {}
-    summary = module.export(source_graph(path, args.format), output, **options)
+    summary = export(source_graph(path, args.format), output, args.format, **options)
     if args.json:
         out.json(summary)
         return 0

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import networkx as nx
 
-from rsnn2chip.errors import InputError
+from rsnn2chip import ir, neurons
+from rsnn2chip.errors import InputError, ModelError, Problem
 
 EXPORTERS = {"netx": "rsnn2chip.exporters.netx", "nir": "rsnn2chip.exporters.nir"}
 
@@ -24,4 +25,17 @@ def exporter(fmt: str):
 
 
 def export(graph: nx.DiGraph, path: str | Path, fmt: str, **options) -> dict:
-    return exporter(fmt).export(graph, path, **options)
+    module = exporter(fmt)
+    check_neuron_models(graph, fmt, module.NAME)
+    return module.export(graph, path, **options)
+
+
+def check_neuron_models(graph: nx.DiGraph, fmt: str, name: str) -> None:
+    """Refuse, by name, populations whose neuron model the format has no counterpart for."""
+    problems = [Problem(f"{name} has no neuron like {pop.model.name} ({pop.model.description})",
+                        where=f"population {pop.name}", found=f"neuron model {pop.model.name}",
+                        allowed=[m for m in neurons.NEURON_MODELS if fmt in neurons.NEURON_MODELS[m].interchange],
+                        fix="keep the compiled .r2c artifact for this network; it runs in Lava as it is")
+                for pop in ir.populations(graph, "lif") if fmt not in pop.model.interchange]
+    if problems:
+        raise ModelError(problems=problems)

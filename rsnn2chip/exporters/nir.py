@@ -23,6 +23,7 @@ from rsnn2chip import __version__, fixedpoint as fx, ir
 from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.errors import InputError, ModelError, Problem
 from rsnn2chip.frontends.nir import DEFAULT_DT
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 
 NAME = "NIR graph"
 SUFFIX = ".nir"
@@ -41,10 +42,7 @@ def deployed_values(graph: nx.DiGraph):
         if p.fixed is None or not p.state_scale:
             raise ModelError("values='deployed' needs a compiled network", where=f"population {p.name}",
                              fix="export a .r2c artifact, or use values='float'")
-        f, scale = p.fixed, p.state_scale
-        neurons[p.name] = ir.CubaLIF(current_decay=(f.du + 1) / fx.DECAY_UNITY, voltage_decay=f.dv / fx.DECAY_UNITY,
-                                     threshold=f.vth * (1 << fx.VTH_SHIFT) / scale,
-                                     bias=fx.effective_bias(f.bias_mant, f.bias_exp) / scale)
+        neurons[p.name] = p.model.float_type(**p.model.dequantize(p.fixed.expanded(p.size), p.state_scale))
     for proj in ir.projections(graph):
         q, scale = proj.quant, ir.population(graph, proj.post).state_scale
         m = fx.lava_weights(q.mantissa, q.sign_mode).toarray()
@@ -59,14 +57,14 @@ def _full(value: np.ndarray, size: int) -> np.ndarray:
     return np.broadcast_to(np.asarray(value, dtype=np.float64), (size,)).copy()
 
 
-def _cuba_lif(n: ir.CubaLIF, size: int, dt: float):
+def _cuba_lif(n: CubaLIF, size: int, dt: float):
     import nir
     a, b = _full(n.current_decay, size), _full(n.voltage_decay, size)
     return nir.CubaLIF(tau_syn=dt / a, tau_mem=dt / b, r=1.0 / b, v_leak=_full(n.bias, size) / b,
                        v_threshold=_full(n.threshold, size), w_in=1.0 / a)
 
 
-def _li(n: ir.CubaLIF, size: int, dt: float):
+def _li(n: CubaLIF, size: int, dt: float):
     import nir
     b = _full(n.voltage_decay, size)
     return nir.LI(tau=dt / b, r=1.0 / b, v_leak=_full(n.bias, size) / b)

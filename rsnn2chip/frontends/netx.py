@@ -26,6 +26,8 @@ from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
 from rsnn2chip.frontends import hdf5_matches
+from rsnn2chip.neurons.base import param_array
+from rsnn2chip.neurons.cuba_lif import CubaLIF, LoihiLIF
 from rsnn2chip.passes.quantize import PREQUANTIZED, quantize_neuron, quantize_weights
 
 NAME = "lava-dl netx HDF5 (.net)"
@@ -143,7 +145,7 @@ def _scalar(group, key, default=None):
     return group[key][()] if key in group else default
 
 
-def read_neuron(group, where: str, problems: list[Problem]) -> ir.LoihiLIF | None:
+def read_neuron(group, where: str, problems: list[Problem]) -> LoihiLIF | None:
     """netx's ``get_neuron_params`` for CUBA neurons, with everything it cannot carry refused."""
     if group is None:
         problems.append(Problem("layer has no neuron group", where=where, resource="neuron",
@@ -182,18 +184,18 @@ def read_neuron(group, where: str, problems: list[Problem]) -> ir.LoihiLIF | Non
         params[key] = value.astype(np.int64)
     if len(problems) > n_before:
         return None
-    return ir.LoihiLIF(du=params["iDecay"] - 1, dv=params["vDecay"], vth=params["vThMant"],
-                       bias_mant=np.zeros(1, np.int64), bias_exp=np.full(1, NETX_BIAS_EXP))
+    return LoihiLIF(du=params["iDecay"] - 1, dv=params["vDecay"], vth=params["vThMant"],
+                    bias_mant=np.zeros(1, np.int64), bias_exp=np.full(1, NETX_BIAS_EXP))
 
 
-def float_neuron(fixed: ir.LoihiLIF) -> ir.CubaLIF:
+def float_neuron(fixed: LoihiLIF) -> CubaLIF:
     """slayer's float view of the registers (threshold vThMant/64, decays out of 4096)."""
-    return ir.CubaLIF(current_decay=(fixed.du + 1) / fx.DECAY_UNITY, voltage_decay=fixed.dv / fx.DECAY_UNITY,
-                      threshold=fixed.vth * (1 << fx.VTH_SHIFT) / STATE_SCALE,
-                      bias=fx.effective_bias(fixed.bias_mant, fixed.bias_exp) / STATE_SCALE)
+    return CubaLIF(current_decay=(fixed.du + 1) / fx.DECAY_UNITY, voltage_decay=fixed.dv / fx.DECAY_UNITY,
+                   threshold=fixed.vth * (1 << fx.VTH_SHIFT) / STATE_SCALE,
+                   bias=fx.effective_bias(fixed.bias_mant, fixed.bias_exp) / STATE_SCALE)
 
 
-def prequantized_population(name: str, size: int, fixed: ir.LoihiLIF) -> ir.Population:
+def prequantized_population(name: str, size: int, fixed: LoihiLIF) -> ir.Population:
     neuron = float_neuron(fixed)
     # The float parameters are exact images of the registers, so this reports zero loss.
     _, losses = quantize_neuron(neuron, STATE_SCALE)
@@ -242,7 +244,7 @@ class _Reader:
         if fixed is None or bias is None or not self.shapes_ok(incoming, size, where):
             self.prev, self.prev_size = name, size  # keep walking so every problem is reported at once
             return
-        fixed.bias_mant = ir.param_array(bias, np.int64)
+        fixed.bias_mant = param_array(bias, np.int64)
         ir.add_population(self.graph, prequantized_population(name, size, fixed))
         pres = list(incoming)
         effective, weight_exp, notes = netx_layer_weights([incoming[p] for p in pres], where)

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
+from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.frontends import hdf5_matches
 
 NAME = "NIR graph (.nir)"
@@ -411,8 +412,8 @@ class _Importer:
                     f"so its steady-state value (bias / current_decay) is added to v's bias. The first "
                     f"~{int(np.ceil(1 / a.min() - 1e-9))} steps see more drive than in NIR (docs/interop.md)")
         threshold = p.threshold if p.threshold is not None else self.li_threshold(projections, bias, p, size)
-        neuron = ir.CubaLIF(current_decay=p.current_decay, voltage_decay=p.voltage_decay,
-                            threshold=np.broadcast_to(threshold, (size,)), bias=bias)
+        neuron = CubaLIF(current_decay=p.current_decay, voltage_decay=p.voltage_decay,
+                         threshold=np.broadcast_to(threshold, (size,)), bias=bias)
         return ir.Population(name, size, layer=name, neuron=neuron), projections
 
     def li_threshold(self, projections, bias, p: NeuronImport, size: int) -> float:

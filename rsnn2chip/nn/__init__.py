@@ -1,4 +1,4 @@
-"""Trainable spiking networks in torch whose float dynamics equal the IR's CubaLIF."""
+"""Trainable spiking networks in torch whose float dynamics equal the IR's neuron models."""
 from __future__ import annotations
 
 import os
@@ -7,12 +7,12 @@ import torch
 
 from rsnn2chip.nn.layers import LAYER_TYPES, SpikingLayer, register_layer
 from rsnn2chip.nn.network import RSNN, check_arch, example_arch
-from rsnn2chip.nn.neuron import CubaLIFNeuron, NeuronState, spike_fn
+from rsnn2chip.nn.neuron import Neuron, spike_fn
 # Imported for its registrations: archs and checkpoints name these layer types.
 from rsnn2chip.nn.scml import SCMLLayer, matching_random_sparse, motif_synapses, scml_synapse_count
 
 __all__ = ["LAYER_TYPES", "SpikingLayer", "register_layer", "RSNN", "check_arch", "example_arch",
-           "CubaLIFNeuron", "NeuronState", "spike_fn", "prepare_torch",
+           "Neuron", "spike_fn", "prepare_torch",
            "SCMLLayer", "matching_random_sparse", "motif_synapses", "scml_synapse_count"]
 
 

@@ -19,12 +19,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rsnn2chip import ir
+import numpy as np
+
+from rsnn2chip import ir, neurons
 from rsnn2chip.errors import ModelError, Problem
-from rsnn2chip.nn.neuron import NEURON_PARAMS, CubaLIFNeuron
+from rsnn2chip.neurons.base import FloatParam
+from rsnn2chip.nn.neuron import Neuron
 
 LAYER_TYPES: dict[str, type["SpikingLayer"]] = {}
 COMMON_KEYS = ("type", "name", "size", "neuron")
+MODEL_KEY = "model"  # in a layer's neuron mapping: which neuron model (absent: cuba_lif)
 # Module names end up as state_dict key segments, so no dots; "input" and
 # "logits" are taken by the network's input population and readout output.
 LAYER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -52,24 +56,8 @@ def is_positive_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-def unit_interval(value) -> str | None:
-    return None if 0.0 <= value <= 1.0 else "must lie in [0, 1]"
-
-
 def positive(value) -> str | None:
     return None if value > 0 else "must be > 0"
-
-
-def any_value(value) -> str | None:
-    return None
-
-
-NEURON_RANGES: dict[str, Callable[[float], str | None]] = {
-    "current_decay": unit_interval,
-    "voltage_decay": unit_interval,
-    "threshold": positive,
-    "bias": any_value,
-}
 
 
 def check_number(where: str, key: str, value, check: Callable[[float], str | None]) -> list[Problem]:
@@ -79,38 +67,60 @@ def check_number(where: str, key: str, value, check: Callable[[float], str | Non
     return [] if reason is None else [Problem(f"{key} {reason}", where=where, found=value)]
 
 
-def check_neuron_param(where: str, key: str, value, size) -> list[Problem]:
+def model_range(spec: FloatParam) -> Callable[[float], str | None]:
+    """A neuron model's range for one parameter as a number check."""
+    verb = "lie in" if spec.allowed[0] in "[(" else "be"
+    return lambda value: None if spec.valid(np.asarray([value]))[0] else f"must {verb} {spec.allowed}"
+
+
+def check_neuron_param(where: str, key: str, value, size, check: Callable[[float], str | None]) -> list[Problem]:
     """A neuron parameter is one number for the whole layer or one per neuron."""
     if not isinstance(value, (list, tuple)):
-        return check_number(where, f"neuron.{key}", value, NEURON_RANGES[key])
+        return check_number(where, f"neuron.{key}", value, check)
     if is_positive_int(size) and len(value) != size:
         return [Problem(f"neuron.{key} has one value per neuron, so its length must equal size", where=where,
                         found=len(value), allowed=size)]
     problems = []
     for item in value:
-        problems += check_number(where, f"neuron.{key}", item, NEURON_RANGES[key])
+        problems += check_number(where, f"neuron.{key}", item, check)
         if problems:
             break  # one bad entry says enough; a list of 1000 copies would not help
     return problems
 
 
 def check_neuron(where: str, neuron, size) -> list[Problem]:
+    """The layer's ``neuron`` mapping: ``model`` (a key of ``NEURON_MODELS``, default cuba_lif) and its parameters."""
     if not isinstance(neuron, dict):
-        return [Problem("neuron must be a mapping of LIF parameters", where=where, found=type(neuron).__name__,
-                        allowed=f"keys {list(NEURON_PARAMS)}")]
+        return [Problem("neuron must be a mapping of neuron parameters", where=where, found=type(neuron).__name__,
+                        allowed=f"'model' (one of {sorted(neurons.NEURON_MODELS)}) and the model's parameters")]
+    try:
+        model = neurons.get(neuron.get(MODEL_KEY, neurons.DEFAULT_MODEL), where=f"{where} neuron.model")
+    except ModelError as err:
+        return err.problems
+    names = [spec.name for spec in model.float_params]
     problems = []
-    missing = [k for k in NEURON_PARAMS if k not in neuron]
-    unknown = sorted(set(neuron) - set(NEURON_PARAMS))
+    missing = [k for k in model.required() if k not in neuron]
+    unknown = sorted(set(neuron) - set(names) - {MODEL_KEY})
     if missing:
-        problems.append(Problem("neuron parameters missing", where=where, found=missing,
-                                allowed=list(NEURON_PARAMS)))
+        problems.append(Problem(f"neuron parameters missing for model {model.name}", where=where, found=missing,
+                                allowed=names))
     if unknown:
-        problems.append(Problem("unknown neuron parameters", where=where, found=unknown,
-                                allowed=list(NEURON_PARAMS), fix="check the spelling"))
-    for key in NEURON_PARAMS:
-        if key in neuron:
-            problems += check_neuron_param(where, key, neuron[key], size)
+        problems.append(Problem(f"unknown neuron parameters for model {model.name}", where=where, found=unknown,
+                                allowed=names, fix="check the spelling"))
+    for spec in model.float_params:
+        if spec.name in neuron:
+            if spec.uniform and isinstance(neuron[spec.name], (list, tuple)):
+                problems.append(Problem(f"neuron.{spec.name} is one value for the whole layer in model {model.name}",
+                                        where=where, found="a list", allowed="one number"))
+                continue
+            problems += check_neuron_param(where, spec.name, neuron[spec.name], size, model_range(spec))
     return problems
+
+
+def neuron_with_defaults(neuron: dict) -> dict:
+    """The arch's neuron mapping with the model's defaults filled in (unchanged for CUBA-LIF, which has none)."""
+    model = neurons.get(neuron.get(MODEL_KEY, neurons.DEFAULT_MODEL))
+    return {**model.defaults(), **neuron}
 
 
 def layer_label(cfg, index: int) -> str:
@@ -160,7 +170,7 @@ def with_defaults(cfg: dict, options: dict) -> dict:
 # --------------------------------------------------------------------------- layers
 
 class SpikingLayer(nn.Module):
-    """A population of CUBA-LIF neurons and the projections into it.
+    """A population of neurons (of the model its arch names) and the projections into it.
 
     Subclasses add incoming weights: they list them in :meth:`incoming_weights`
     and, if they read the layer's own previous spikes, override
@@ -186,7 +196,7 @@ class SpikingLayer(nn.Module):
         # False for the output layer of a membrane-potential readout (set by the network): it never fires,
         # and forward() returns its voltage instead of spikes.
         self.fires = True
-        self.neuron = CubaLIFNeuron(self.size, **cfg["neuron"], learn_voltage_decay=learn_voltage_decay)
+        self.neuron = Neuron(self.size, **cfg["neuron"], learn_voltage_decay=learn_voltage_decay)
         self.w_in = nn.Parameter(self.init_weights(self.size, in_features, fan_in=in_features))
 
     @classmethod
@@ -198,7 +208,9 @@ class SpikingLayer(nn.Module):
         problems = check_layer_cfg({"type": cls.TYPE, **cfg})
         if problems:
             raise ModelError(problems=problems)
-        return cls(with_defaults({"type": cls.TYPE, **cfg}, cls.OPTIONS), in_features, learn_voltage_decay)
+        full = with_defaults({"type": cls.TYPE, **cfg}, cls.OPTIONS)
+        full["neuron"] = neuron_with_defaults(full["neuron"])
+        return cls(full, in_features, learn_voltage_decay)
 
     def arch(self) -> dict:
         return copy.deepcopy(self.cfg)
@@ -225,7 +237,7 @@ class SpikingLayer(nn.Module):
             if feedback is not None:
                 current = current + feedback
             spikes, state = self.neuron.step(state, current, fire=self.fires)
-            outputs.append(spikes if self.fires else state.v)
+            outputs.append(spikes if self.fires else self.neuron.voltage(state))
         return torch.stack(outputs, dim=1)
 
     # ---- IR
@@ -245,13 +257,13 @@ class SpikingLayer(nn.Module):
         return folded
 
     def ir_projections(self, pre_name: str) -> list[ir.Projection]:
-        """Float projections with ``input_gain`` folded into the rows, as the IR's CubaLIF has no gain."""
+        """Float projections with ``input_gain`` folded into the rows, as the IR's neuron models have no gain."""
         with torch.no_grad():
             return [ir.Projection(pre, self.name, weight.cpu().numpy(), delay=1)
                     for pre, weight in self.folded_weights(pre_name, torch.float64)]
 
     def ir_population(self) -> ir.Population:
-        return ir.Population(self.name, self.size, layer=self.name, neuron=ir.CubaLIF(**self.neuron.float_params()),
+        return ir.Population(self.name, self.size, layer=self.name, neuron=self.neuron.float_params(),
                              motif_size=None, fires=self.fires)
 
 

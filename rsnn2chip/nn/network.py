@@ -4,12 +4,15 @@ Arch schema (version 1)::
 
     {"format": "rsnn2chip.arch", "version": 1, "name": str, "input_size": int,
      "layers": [{"type": <a key of LAYER_TYPES>, "name": str, "size": int,
-                 "neuron": {"current_decay", "voltage_decay", "threshold", "bias"},
+                 "neuron": {"model": <a key of neurons.NEURON_MODELS, default "cuba_lif">,
+                            ...that model's parameters, e.g. "current_decay", "voltage_decay",
+                            "threshold", "bias"},
                  ...type-specific keys (see each layer class's OPTIONS)}, ...],
      "readout": "spike_count" | "membrane"}
 
 Layers are chained input -> layers[0] -> layers[1] -> ...; each neuron
-parameter is one number or a list with one value per neuron. The arch
+parameter is one number or a list with one value per neuron (see
+docs/neurons.md for each model's parameters and defaults). The arch
 records structure and initial values; trained values (weights, adapted
 ``voltage_decay`` and ``input_gain``) live in the ``state_dict``.
 """

@@ -1,15 +1,12 @@
-"""Current-based LIF neuron in torch, with exactly the IR's (and Lava's) update order.
+"""A population of neurons in torch, of any :mod:`rsnn2chip.neurons` model, with exactly its update order.
 
-Per step ``t`` and per neuron::
-
-    u[t] = u[t-1] * (1 - current_decay) + input_gain * I[t]
-    v[t] = v[t-1] * (1 - voltage_decay) + u[t] + bias
-    spike = v[t] > threshold  (strict);  v[t] = 0 where it spiked;  u is not reset
-
-``I[t]`` is the summed synaptic input the layer computed (already delayed one
-step). ``input_gain`` and ``voltage_decay`` are per-neuron tensors because the
-intrinsic-plasticity step adapts them neuron by neuron; the compiler folds
-``input_gain`` into the rows of every incoming weight matrix.
+The dynamics are the model's ``torch_step`` (for CUBA-LIF: ``u = u * (1 -
+current_decay) + input_gain * I``, ``v = v * (1 - voltage_decay) + u + bias``,
+spike when ``v > threshold``, reset v). ``I[t]`` is the summed synaptic input
+the layer computed (already delayed one step). ``input_gain`` and
+``voltage_decay`` are per-neuron tensors because the intrinsic-plasticity step
+adapts them neuron by neuron; the compiler folds ``input_gain`` into the rows
+of every incoming weight matrix.
 
 Surrogate gradient: the derivative of a *fast sigmoid* (SuperSpike,
 Zenke & Ganguli 2018), ``1 / (1 + slope * |x|)**2`` with
@@ -21,41 +18,40 @@ model happens to use.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
+from rsnn2chip import neurons
+from rsnn2chip.neurons.base import ParamArrays
+
 DEFAULT_SURROGATE_SLOPE = 5.0
-NEURON_PARAMS = ("current_decay", "voltage_decay", "threshold", "bias")
-
-
-class NeuronState(NamedTuple):
-    u: torch.Tensor  # synaptic current, (B, size)
-    v: torch.Tensor  # membrane voltage, (B, size)
 
 
 class FastSigmoidSpike(torch.autograd.Function):
-    """Heaviside ``v > threshold`` forward, fast-sigmoid derivative backward."""
+    """Heaviside ``v > threshold`` (``>=`` when inclusive) forward, fast-sigmoid derivative backward."""
 
     @staticmethod
-    def forward(ctx, v, threshold, slope: float):
+    def forward(ctx, v, threshold, slope: float, inclusive: bool):
         ctx.save_for_backward(v, threshold)
         ctx.slope = slope
         # Compare v to the threshold directly (not v - threshold > 0) so the
-        # spike decision is exactly the strict comparison Lava makes.
-        return (v > threshold).to(v.dtype)
+        # spike decision is exactly the comparison Lava makes.
+        return (v >= threshold if inclusive else v > threshold).to(v.dtype)
 
     @staticmethod
     def backward(ctx, grad_spikes):
         v, threshold = ctx.saved_tensors
         distance = (v - threshold) / threshold
         grad_v = grad_spikes / (threshold * (1.0 + ctx.slope * distance.abs()) ** 2)
-        return grad_v, None, None
+        grad_threshold = None
+        if ctx.needs_input_grad[1]:  # an adaptive threshold is state the gradient must reach
+            grad_threshold = (-grad_v).sum_to_size(threshold.shape)
+        return grad_v, grad_threshold, None, None
 
 
-def spike_fn(v: torch.Tensor, threshold: torch.Tensor, slope: float = DEFAULT_SURROGATE_SLOPE) -> torch.Tensor:
-    return FastSigmoidSpike.apply(v, threshold, slope)
+def spike_fn(v: torch.Tensor, threshold: torch.Tensor, slope: float = DEFAULT_SURROGATE_SLOPE,
+             inclusive: bool = False) -> torch.Tensor:
+    return FastSigmoidSpike.apply(v, threshold, slope, inclusive)
 
 
 def per_neuron(value, size: int, name: str) -> torch.Tensor:
@@ -68,50 +64,60 @@ def per_neuron(value, size: int, name: str) -> torch.Tensor:
     return tensor.clone()
 
 
-class CubaLIFNeuron(nn.Module):
-    """A population of CUBA-LIF neurons; holds parameters, not state.
+class Neuron(nn.Module):
+    """A population of ``size`` neurons of one model; holds parameters, not state.
 
-    All parameters are buffers (saved in ``state_dict``) except
-    ``voltage_decay``, which becomes a trainable ``nn.Parameter`` when
-    ``learn_voltage_decay`` is set; the ``state_dict`` keys are the same
-    either way, so a checkpoint does not depend on that training choice.
-    Keeping a learned decay inside ``[0, 1]`` is the optimiser's job.
+    Every float parameter of the model is a buffer (saved in ``state_dict``
+    under its name) except ``voltage_decay``, which becomes a trainable
+    ``nn.Parameter`` when ``learn_voltage_decay`` is set; the ``state_dict``
+    keys are the same either way, so a checkpoint does not depend on that
+    training choice. Keeping a learned decay inside ``[0, 1]`` is the
+    optimiser's job. Parameters the arch omits take the model's defaults.
     """
 
-    def __init__(self, size: int, current_decay, voltage_decay, threshold, bias,
-                 learn_voltage_decay: bool = False, surrogate_slope: float = DEFAULT_SURROGATE_SLOPE):
+    def __init__(self, size: int, model: str = neurons.DEFAULT_MODEL, learn_voltage_decay: bool = False,
+                 surrogate_slope: float = DEFAULT_SURROGATE_SLOPE, **params):
         super().__init__()
         self.size = int(size)
+        self.model = neurons.get(model)
         self.surrogate_slope = float(surrogate_slope)
-        self.register_buffer("current_decay", per_neuron(current_decay, size, "current_decay"))
-        decay = per_neuron(voltage_decay, size, "voltage_decay")
-        if learn_voltage_decay:
-            self.voltage_decay = nn.Parameter(decay)
-        else:
-            self.register_buffer("voltage_decay", decay)
-        self.register_buffer("threshold", per_neuron(threshold, size, "threshold"))
-        self.register_buffer("bias", per_neuron(bias, size, "bias"))
+        values = {**self.model.defaults(), **params}
+        self.param_names = tuple(spec.name for spec in self.model.float_params)
+        for name in self.param_names:
+            tensor = per_neuron(values[name], size, name)
+            if name == "voltage_decay" and learn_voltage_decay:
+                self.voltage_decay = nn.Parameter(tensor)
+            else:
+                self.register_buffer(name, tensor)
         self.register_buffer("input_gain", torch.ones(size))
 
-    def initial_state(self, batch: int) -> NeuronState:
-        zeros = self.threshold.new_zeros((batch, self.size))
-        return NeuronState(zeros, zeros.clone())
+    def params(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self.param_names}
 
-    def step(self, state: NeuronState, current: torch.Tensor, fire: bool = True) -> tuple[torch.Tensor, NeuronState]:
+    def spike(self, x: torch.Tensor, threshold: torch.Tensor, inclusive: bool) -> torch.Tensor:
+        return spike_fn(x, threshold, self.surrogate_slope, inclusive)
+
+    @staticmethod
+    def never_spike(x: torch.Tensor, threshold: torch.Tensor, inclusive: bool) -> torch.Tensor:
+        return torch.zeros_like(x)
+
+    def initial_state(self, batch: int) -> tuple:
+        return self.model.torch_initial_state(self.params(), batch)
+
+    def step(self, state: tuple, current: torch.Tensor, fire: bool = True) -> tuple[torch.Tensor, tuple]:
         """Advance one time step; ``current`` is the summed synaptic input ``(B, size)``.
 
-        ``fire=False`` makes a leaky integrator (a membrane-potential readout): no threshold, no reset.
+        ``fire=False`` makes a leaky integrator (a membrane-potential readout): the model never spikes, so it
+        never resets either.
         """
-        u = state.u * (1 - self.current_decay) + self.input_gain * current
-        v = state.v * (1 - self.voltage_decay) + u + self.bias
-        if not fire:
-            return v.new_zeros(v.shape), NeuronState(u, v)
-        spikes = spike_fn(v, self.threshold, self.surrogate_slope)
-        # The reset is kept out of the gradient: differentiating through it
-        # couples each spike to the next and destabilises BPTT for little gain.
-        v = v * (1 - spikes.detach())
-        return spikes, NeuronState(u, v)
+        return self.model.torch_step(self.params(), state, self.input_gain * current,
+                                     self.spike if fire else self.never_spike)
 
-    def float_params(self) -> dict:
-        """Parameters as float64 NumPy arrays, keyed like ``ir.CubaLIF``."""
-        return {name: getattr(self, name).detach().cpu().double().numpy() for name in NEURON_PARAMS}
+    def voltage(self, state: tuple) -> torch.Tensor:
+        """``v`` out of a float state tuple (every model has one)."""
+        return state[self.model.state.index("v")]
+
+    def float_params(self) -> ParamArrays:
+        """The parameters as the IR holds them (the model's float record, float64)."""
+        return self.model.float_type(**{name: getattr(self, name).detach().cpu().double().numpy()
+                                        for name in self.param_names})

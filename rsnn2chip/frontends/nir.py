@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
 from rsnn2chip.frontends import hdf5_matches
+from rsnn2chip.interop import Difference
 
 NAME = "NIR graph (.nir)"
 # snnTorch exports with dt = 1e-4 (Norse uses 1e-3 but also writes tau in seconds).
@@ -209,6 +210,7 @@ class _Importer:
         import nir
 
         self.dt = dt
+        self.metadata = dict(nir_graph.metadata or {})
         self.nodes, self.edges, top = flatten(nir_graph)
         self.preds: dict[str, list[str]] = {n: [] for n in self.nodes}
         for s, d in self.edges:
@@ -372,11 +374,61 @@ class _Importer:
                 nonspiking.append(name)
         for proj in projections:
             ir.add_projection(self.graph, proj)
+        self.notes += self.recorded_conventions()
+        offsets = self.time_offsets()
         self.graph.graph.update(output=outputs[0] if outputs else None, outputs=outputs, source_format="nir",
-                                nir={"dt": self.dt, "nonspiking": nonspiking, "notes": self.notes})
+                                nir={"dt": self.dt, "nonspiking": nonspiking, "notes": self.notes,
+                                     "time_offset": offsets})
         for note in self.notes:
             warnings.warn(note, stacklevel=3)
         return self.graph
+
+    def recorded_conventions(self) -> list[str]:
+        """Differences an exporter of rsnn2chip.interop found in the source model, warned again at import."""
+        recorded = np.atleast_1d(self.metadata.get("conventions", []))
+        return [t.decode() if isinstance(t, bytes) else str(t) for t in recorded]
+
+    def time_offsets(self) -> dict[str, int]:
+        """How many steps each population runs behind the NIR model's time.
+
+        NIR has no synaptic delay, and snnTorch and Norse apply a feed-forward weight
+        within the step, a weight that closes a cycle one step later. Here every
+        projection adds Loihi's one-step delay. So a population whose feed-forward
+        paths from the inputs all have ``d`` weight layers runs exactly ``d`` steps
+        late, provided every cycle stays within one depth; otherwise inputs meet
+        misaligned, and that is warned as ``synaptic-delay``. Graphs rsnn2chip
+        exported (``synaptic_delay_steps = 1``) already carry the delay: offset 0.
+        """
+        g = self.graph
+        if int(np.asarray(self.metadata.get("synaptic_delay_steps", 0))) == 1:
+            return {name: 0 for name in g}
+        back, state = set(), {}
+
+        def visit(node):  # depth-first; an edge to a node still on the stack closes a cycle
+            state[node] = "open"
+            for nxt in g.successors(node):
+                if state.get(nxt) == "open":
+                    back.add((node, nxt))
+                elif nxt not in state:
+                    visit(nxt)
+            state[node] = "done"
+
+        for node in list(self.inputs) + list(g):
+            if node not in state:
+                visit(node)
+        depth: dict[str, int] = {}
+        forward = nx.DiGraph()
+        forward.add_nodes_from(g)
+        forward.add_edges_from(e for e in g.edges if e not in back)
+        for node in nx.topological_sort(forward):
+            depth[node] = max((depth[p] + 1 for p in forward.predecessors(node)), default=0)
+        misaligned = [f"{pre}->{post}" for pre, post in g.edges
+                      if depth[post] != depth[pre] + (0 if (pre, post) in back else 1)]
+        if misaligned:
+            self.notes.append(Difference("synaptic-delay", ", ".join(misaligned),
+                                         "feed-forward depths " + ", ".join(f"{n}={d}" for n, d in depth.items()
+                                                                              if n in self.sizes)).text())
+        return depth
 
     def output_populations(self) -> list[str]:
         pops = []

@@ -196,3 +196,30 @@ def test_paths_of_different_depth_warn_synaptic_delay():
     with pytest.warns(UserWarning, match="synaptic-delay: .*input->b"):
         imported = nir_frontend.graph_from_nir(graph)
     assert imported.graph["nir"]["time_offset"]["b"] == 2
+
+
+def test_eval_and_verify_work_on_a_nir_compiled_artifact(tmp_path, capsys):
+    import json
+
+    from rsnn2chip.cli import main as cli_main
+    torch.manual_seed(5)
+    net = torch.nn.Sequential(torch.nn.Linear(200, 24),
+                              snn.RLeaky(beta=torch.full((24,), 0.9), linear_features=24, reset_mechanism="zero",
+                                         reset_delay=False, init_hidden=True),
+                              torch.nn.Linear(24, 10),
+                              snn.Leaky(beta=torch.full((10,), 0.8), reset_mechanism="zero", reset_delay=False,
+                                        init_hidden=True, output=True))
+    snntorch_interop.write(net, torch.zeros(200), tmp_path / "net.nir")
+    r2c = str(tmp_path / "net.r2c")
+    assert cli_main(["compile", str(tmp_path / "net.nir"), "--target", "loihi2-sim", "-o", r2c]) == 0
+    capsys.readouterr()
+    assert cli_main(["eval", r2c, "--data", "events-digits", "--limit", "8", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["samples"] == 8 and result["readout_depth"] == 2 and 0 <= result["accuracy"] <= 1
+    np.save(tmp_path / "x.npy", spikes(6, 20, 200).astype(np.int8))
+    for paths in ([str(tmp_path / "net.nir"), r2c], [r2c]):
+        assert cli_main(["verify", *paths, "--input", str(tmp_path / "x.npy"), "--json"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        assert [(p["a"], p["b"]) for p in result["pairs"]] == [("float", "reference"), ("reference", "lava")]
+        assert result["lava_matches_reference"] and "no PyTorch model" in result["warnings"][0]
+        assert result["spike_counts"]["float"]["1.lif"] > 0

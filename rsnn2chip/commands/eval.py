@@ -11,6 +11,7 @@ from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoi
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError, Problem
+from rsnn2chip.frontends import checkpoint as checkpoint_frontend
 from rsnn2chip.nn import prepare_torch
 from rsnn2chip.train import evaluate
 
@@ -120,7 +121,9 @@ def training_meta_for_artifact(art, notes: list) -> dict:
         if meta.get("encoding"):
             return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
     source = prov.get("source")
-    if source and Path(source).is_file() and prov.get("source_sha256") == artifact_io.sha256_file(source):
+    # Only an rsnn2chip checkpoint records its training encoding; a .nir or .net source has none to offer.
+    if (source and Path(source).is_file() and checkpoint_frontend.sniff(source)
+            and prov.get("source_sha256") == artifact_io.sha256_file(source)):
         meta = load_checkpoint(source)["meta"]
         if meta.get("encoding"):
             return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}

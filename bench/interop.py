@@ -18,7 +18,7 @@ index, the same rule everywhere), the ratio to the framework's accuracy, the
 relative difference of the output spike count, and per-step spike agreement
 (the fraction of (step, neuron) pairs equal after the time shift).
 
-    python bench/interop.py                       # events-digits, both frameworks, ~3 min on 2 cores
+    python bench/interop.py                       # events-digits, both frameworks, ~10 min on 2 shared cores
     python bench/interop.py --framework snntorch --epochs 4
 """
 from __future__ import annotations
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--framework", choices=[*FRAMEWORKS, "both"], default="both")
     parser.add_argument("--data", default="events-digits")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--limit", type=int, help="use only the first N train and test samples")
     parser.add_argument("--lava-limit", type=int, default=10, help="test samples also run on Lava")

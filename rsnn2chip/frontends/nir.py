@@ -424,6 +424,10 @@ class _Importer:
             depth[node] = max((depth[p] + 1 for p in forward.predecessors(node)), default=0)
         misaligned = [f"{pre}->{post}" for pre, post in g.edges
                       if depth[post] != depth[pre] + (0 if (pre, post) in back else 1)]
+        early = [f"{p.name} ({depth[p.name]} steps)" for p in ir.populations(g, "lif")
+                 if depth[p.name] > 0 and np.any(p.neuron.bias)]
+        if early:
+            self.notes.append(Difference("bias-onset", ", ".join(early)).text())
         if misaligned:
             self.notes.append(Difference("synaptic-delay", ", ".join(misaligned),
                                          "feed-forward depths " + ", ".join(f"{n}={d}" for n, d in depth.items()

@@ -33,6 +33,12 @@ DIFFERENCES = {
     "reset-value": (
         "the framework resets v to a nonzero value; Loihi resets v to zero",
         "train with v_reset = 0"),
+    "bias-onset": (
+        "NIR, snnTorch and Norse add a layer's bias from the step its input arrives; on chip a population "
+        "that answers d steps late (one per weight layer) gets its bias d steps before its first input, so "
+        "its first steps differ",
+        "nothing to do for a long input; for short ones, train without biases or with the layer's delay "
+        "(rsnn2chip's RSNN)"),
     "synaptic-delay": (
         "NIR, snnTorch and Norse apply a feed-forward weight within the step, Loihi one step later per "
         "projection; here paths with different numbers of weight layers meet (or a connection feeds back "

@@ -223,3 +223,49 @@ def test_eval_and_verify_work_on_a_nir_compiled_artifact(tmp_path, capsys):
         assert [(p["a"], p["b"]) for p in result["pairs"]] == [("float", "reference"), ("reference", "lava")]
         assert result["lava_matches_reference"] and "no PyTorch model" in result["warnings"][0]
         assert result["spike_counts"]["float"]["1.lif"] > 0
+
+
+# --------------------------------------------------------------------------- the examples of docs/byom.md
+
+EXAMPLES = {
+    "snntorch_rleaky.py": [r"output spikes: snnTorch (\d+), compiled (\d+)", "Lava == reference: True"],
+    "norse_lif.py": [r"output spikes: Norse (\d+), compiled (\d+)", "Lava == reference: True"],
+    "slayer_netx.py": [r"layer0: \d+ spikes in netx, identical in rsnn2chip: True",
+                       r"layer1: \d+ spikes in netx, identical in rsnn2chip: True"],
+    "handmade_nir.py": [r"readout: float IR \d+ spikes", "Lava == reference: True"],
+    "pytorch_rsnn.py": [r"your model vs RSNN: \d+ vs \d+ output spikes, identical: True", "Lava == reference: True"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(EXAMPLES))
+def test_byom_example_runs(tmp_path, script):
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run([sys.executable, str(root / "examples/byom" / script), "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for pattern in EXAMPLES[script]:
+        match = re.search(pattern, done.stdout)
+        assert match, (pattern, done.stdout)
+        if match.groups():  # framework vs compiled output spike counts: within 10%
+            theirs, ours = (int(g) for g in match.groups())
+            assert theirs > 10 and abs(ours - theirs) <= 0.1 * theirs
+    assert any(tmp_path.glob("*.r2c"))
+
+
+def test_foreign_pytorch_files_point_to_byom(tmp_path):
+    from rsnn2chip.errors import CheckpointError
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    torch.save(model, tmp_path / "whole.pt")
+    torch.save(model.state_dict(), tmp_path / "state.pt")
+    for name in ("whole.pt", "state.pt"):
+        with pytest.raises(CheckpointError) as info:
+            load_network(tmp_path / name)
+        text = info.value.render()
+        assert "docs/byom.md" in text and "NIR" in text and "netx" in text, text

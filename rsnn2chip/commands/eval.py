@@ -6,12 +6,11 @@ import numpy as np
 from rich.table import Table
 
 from rsnn2chip import artifact as artifact_io
-from rsnn2chip import ir
+from rsnn2chip import inputs, ir
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError, Problem
-from rsnn2chip.frontends import checkpoint as checkpoint_frontend
 from rsnn2chip.nn import prepare_torch
 from rsnn2chip.train import evaluate
 
@@ -114,25 +113,6 @@ def enable_qat_for_eval(model, meta: dict) -> None:
 
 # --------------------------------------------------------------------------- .r2c
 
-def training_meta_for_artifact(art, notes: list) -> dict:
-    """The training run's ``encoding`` and ``dataset``: from the artifact, else its unchanged source checkpoint."""
-    prov = art.provenance or {}
-    for meta in (prov, prov.get("meta") or {}):
-        if meta.get("encoding"):
-            return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
-    source = prov.get("source")
-    # Only an rsnn2chip checkpoint records its training encoding; a .nir or .net source has none to offer.
-    if (source and Path(source).is_file() and checkpoint_frontend.sniff(source)
-            and prov.get("source_sha256") == artifact_io.sha256_file(source)):
-        meta = load_checkpoint(source)["meta"]
-        if meta.get("encoding"):
-            return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
-    notes.append("the artifact records no input encoding and its source checkpoint is not available unchanged; "
-                 "using the dataset's default encoding (fitted on its train split), which is what "
-                 "`rsnn2chip train` uses unless the data were given an explicit encoding")
-    return {"encoding": None, "dataset": None}
-
-
 def output_population(graph) -> str:
     lif = [p.name for p in ir.populations(graph, "lif")]
     if not lif:
@@ -158,7 +138,7 @@ def readout_depth(graph, output: str) -> int:
 def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
     from rsnn2chip.backends import run as run_backend
     art = artifact_io.load(path)
-    trained = training_meta_for_artifact(art, notes)
+    trained = inputs.training_meta(art, notes)
     dataset = trained["dataset"]
     data = load_for(args, trained["encoding"], dataset.get("name") if isinstance(dataset, dict) else dataset, path)
     n_input = ir.total_neurons(art.graph, "input")

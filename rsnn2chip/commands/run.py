@@ -5,20 +5,20 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from rsnn2chip import activity, artifact
+from rsnn2chip import activity, artifact, inputs
 from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower
 from rsnn2chip.errors import InputError
 
 HELP = "run a compiled network on spike input with the reference (NumPy) or Lava backend"
-EXAMPLE = "rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --compare"
+EXAMPLE = ("rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --compare\n"
+           "  rsnn2chip run net.r2c --data fsdd --index 3      # a test sample, encoded as in training")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c)")
-    parser.add_argument("--input", required=True,
-                        help=".npy of 0/1 spikes, shape (T, channels) or (batch, T, channels)")
+    inputs.add_arguments(parser, "run")
     parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
     parser.add_argument("--backend", default="reference", choices=sorted(BACKENDS))
     parser.add_argument("--compare", action="store_true",
@@ -28,17 +28,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--save-activity", metavar="RUN",
                         help="save this run's spikes (every population, input included) for `rsnn2chip report "
                              "--activity RUN`: a directory, or a file ending in .npz (with --compare: the Lava run)")
-
-
-def load_spike_input(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("input file not found", file=path, fix="pass a .npy array of 0/1 spikes")
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read input as a .npy array ({exc})", file=path,
-                         fix="save inputs with numpy.save(path, array)") from None
 
 
 def _options(backend: str, timeout):
@@ -57,7 +46,7 @@ def _table(result: RunResult) -> Table:
 
 def run(args, out) -> int:
     art = artifact.load(args.artifact)
-    x = load_spike_input(args.input)
+    x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found))
     steps = args.steps or (x.shape[-2] if x.ndim >= 2 else 0)
     backends = ["reference", "lava"] if args.compare else [args.backend]
     results = {}
@@ -67,6 +56,8 @@ def run(args, out) -> int:
             results[name] = run_backend(art, x, steps, backend=name, **_options(name, args.timeout))
     payload = {name: {"wall_s": r.wall_s, "steps": r.steps, "spike_counts": r.spike_counts()}
                for name, r in results.items()}
+    if notes:
+        payload["input"] = notes
     status = 0
     if args.compare:
         div = first_divergence(results["reference"], results["lava"])
@@ -79,6 +70,8 @@ def run(args, out) -> int:
     if args.json:
         out.json(payload)
         return status
+    for note in notes:
+        out.console.print(f"input: {note}")
     for r in results.values():
         out.console.print(_table(r))
     if args.compare:

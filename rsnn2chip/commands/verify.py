@@ -2,9 +2,8 @@ import contextlib
 
 from rich.table import Table
 
-from rsnn2chip import artifact
-from rsnn2chip.checkpoint import model_from_checkpoint
-from rsnn2chip.commands.run import load_spike_input
+from rsnn2chip import artifact, inputs
+from rsnn2chip.checkpoint import load_checkpoint, model_from_checkpoint
 from rsnn2chip.errors import InputError
 from rsnn2chip.frontends import checkpoint as checkpoint_frontend
 from rsnn2chip.frontends import load_network
@@ -26,8 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="the trained model (model.pt), or the .nir/.net it was compiled from; "
                                       "or just the .r2c (its own float IR is the float run)")
     parser.add_argument("artifact", nargs="?", help="the network compiled from it (.r2c)")
-    parser.add_argument("--input", required=True,
-                        help=".npy of 0/1 spikes, shape (T, channels) or (batch, T, channels)")
+    inputs.add_arguments(parser, "verify on")
     parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
     parser.add_argument("--timeout", type=float, help="seconds before the Lava watchdog stops a run")
     parser.add_argument("--threshold-mantissa", type=int, default=QuantizationConfig.threshold_mantissa_target,
@@ -60,9 +58,17 @@ def run(args, out) -> int:
                          fix=f"rsnn2chip verify MODEL {model_path} --input X.npy, or just "
                              f"rsnn2chip verify {model_path} --input X.npy")
     art = artifact.load(artifact_path)
-    x = load_spike_input(args.input)
+    is_checkpoint = model_path is not None and checkpoint_frontend.sniff(model_path)
+
+    def training(notes: list) -> dict:  # the checkpoint records its training run; else the artifact may
+        if is_checkpoint:
+            meta = load_checkpoint(model_path)["meta"]
+            return {"encoding": meta.get("encoding"), "dataset": meta.get("dataset")}
+        return inputs.training_meta(art, notes)
+
+    x, input_notes = inputs.load(args, training)
     lava_options = {"timeout": args.timeout} if args.timeout else {}
-    if model_path is not None and checkpoint_frontend.sniff(model_path):
+    if is_checkpoint:
         model = model_from_checkpoint(model_path)
         qcfg = QuantizationConfig(args.threshold_mantissa, args.weight_clip_percentile)
         busy = out.err.status("running float, quantization-aware, reference and Lava", spinner="dots")
@@ -73,6 +79,7 @@ def run(args, out) -> int:
         busy = out.err.status("running the float IR, reference and Lava", spinner="dots")
         with contextlib.nullcontext() if args.json else busy:
             result = verify_compiled(art, x, args.steps, source_graph=source, lava_options=lava_options)
+    result.warnings = input_notes + result.warnings
     status = 0 if result.lava_matches_reference else 1
     if args.json:
         out.json({"model": model_path, "artifact": artifact_path, **result.to_dict()})

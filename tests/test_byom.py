@@ -140,6 +140,13 @@ def test_snntorch_default_conventions_warn_by_name(tmp_path):
     # the file remembers them: compiling it warns again, naming the same differences
     with pytest.warns(UserWarning, match="reset-delay: RLeaky '1'"):
         load_network(tmp_path / "net.nir")
+    # compile keeps them in the artifact (and so in its report), rule "import", fix separated
+    from rsnn2chip import artifact
+    from rsnn2chip.compiler import compile_file
+    art = compile_file(tmp_path / "net.nir", load_target("loihi2-sim"))
+    artifact.save(art, tmp_path / "net.r2c")
+    kept = [w for w in artifact.load(tmp_path / "net.r2c").warnings if w["rule"] == "import"]
+    assert any(w["message"].startswith("reset-delay: RLeaky '1'") and "reset_delay=False" in w["fix"] for w in kept)
 
 
 def test_snntorch_reset_delay_changes_the_count_it_is_warned_about():

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from rsnn2chip import artifact
@@ -70,6 +71,8 @@ def run(args, out) -> int:
                       f"{info['lower_bound']['cores']}, mapper {result['mapper']}, "
                       f"{info['intercore_synapses']} synapses cross cores)")
     for w in compiled.warnings:
-        out.console.print(f"[yellow]warning:[/] [{w.get('rule')}] {w['message']} ({w.get('where')}; "
-                          f"found {w.get('found')}, allowed {w.get('allowed')}; fix: {w.get('fix')})")
+        details = "; ".join(f"{k} {w[k]}" for k in ("where", "found", "allowed") if w.get(k) is not None)
+        line = f"[{w.get('rule')}] {w['message']}" + (f" ({details})" if details else "") \
+            + (f"; fix: {w['fix']}" if w.get("fix") else "")
+        out.console.print("[yellow]warning:[/] " + escape(line), soft_wrap=True)  # "[rule]" is not rich markup
     return 0

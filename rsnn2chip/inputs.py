@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from rsnn2chip import artifact as artifact_io
-from rsnn2chip.checkpoint import load_checkpoint
 from rsnn2chip.data.encoding import DeltaEncoder, is_binary
 from rsnn2chip.errors import InputError
-from rsnn2chip.frontends import checkpoint as checkpoint_frontend
 
 
 def training_meta(art, notes: list) -> dict:
     """The training run's ``encoding`` and ``dataset``: from the artifact, else its unchanged source checkpoint."""
+    from rsnn2chip.checkpoint import load_checkpoint  # torch: only when a checkpoint must be read
+    from rsnn2chip.frontends import checkpoint as checkpoint_frontend
+
     prov = art.provenance or {}
     for meta in (prov, prov.get("meta") or {}):
         if meta.get("encoding"):

@@ -115,6 +115,7 @@ def test_snntorch_without_biases_is_exactly_shifted(tmp_path):
     np.testing.assert_array_equal(ours[2:], theirs)
 
 
+@pytest.mark.lava
 def test_snntorch_deployed_on_lava_equals_reference_and_stays_near_snntorch(tmp_path):
     net = snntorch_net("leaky")
     x = spikes(2, 120, 20)
@@ -205,6 +206,7 @@ def test_paths_of_different_depth_warn_synaptic_delay():
     assert imported.graph["nir"]["time_offset"]["b"] == 2
 
 
+@pytest.mark.lava
 def test_eval_and_verify_work_on_a_nir_compiled_artifact(tmp_path, capsys):
     import json
 
@@ -244,6 +246,7 @@ EXAMPLES = {
 }
 
 
+@pytest.mark.lava
 @pytest.mark.parametrize("script", sorted(EXAMPLES))
 def test_byom_example_runs(tmp_path, script):
     import os

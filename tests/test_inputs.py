@@ -48,6 +48,7 @@ def test_run_encodes_raw_features_as_training_did(trained_on_features, capsys):
     assert sum(spikes["reference"]["spike_counts"].values()) > 0
 
 
+@pytest.mark.lava
 def test_verify_encodes_raw_features(trained_on_features, capsys):
     d = trained_on_features
     result = run_json(capsys, ["verify", str(d / "model.pt"), str(d / "net.r2c"), "--input", str(d / "raw.npy")])

@@ -193,6 +193,14 @@ def core_count(art: CompiledNetwork, rows: list[dict]) -> dict:
         for r in grown:
             reasons.append(f"{r}: the mapping uses {worth[r]:.1f} cores' worth, the bound assumed {lb.get(r, 0)}: "
                            + GROWS.get(r, "the split over cores needs more of it than the minimum"))
+        unused = n - worth[bound_by]
+        others = {r: k for r, k in binding.items() if r != bound_by}
+        if others:
+            left = sum(limits[bound_by] - row["resources"][bound_by]["used"] for row in rows
+                       if row["bottleneck"] != bound_by) / limits[bound_by]
+            reasons.append(f"the cores leave {unused:.1f} cores' worth of {bound_by} unused, {left:.1f} of it on the "
+                           f"{sum(others.values())} core(s) that fill up first in another resource ("
+                           + ", ".join(f"{r}: {k}" for r, k in others.items()) + ")")
         if fill.get(bound_by, 1.0) < TIGHT_FILL:
             reasons.append(f"cores hold on average {fill[bound_by]:.0%} of their {bound_by}: whole units (a motif, "
                            "or a neuron) and the mapper's packing leave the rest empty")

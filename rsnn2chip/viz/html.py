@@ -32,7 +32,7 @@ tr.busiest td{background:#fde0e0;font-weight:600}tr.emptiest td{background:#dde9
 tr.warn td{background:#fff6d6}.note{color:#666;font-size:12px}
 .estimate{background:#fff3cd;border:1px solid #e0c36b;padding:8px 12px;margin:8px 0}
 figure{margin:16px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:13px}
-nav a{margin-right:12px}
+nav a{margin-right:12px}#core-count-table td{text-align:left}
 """
 
 

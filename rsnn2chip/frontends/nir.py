@@ -15,7 +15,11 @@ gain ``b * r``); ``LI`` never spikes, so it gets a threshold above any
 voltage its inputs can produce. Affine biases ``c`` are a constant input
 current; see docs/interop.md for how they enter. ``dt`` comes from the
 ``load`` argument, else the graph's metadata ``dt``, else ``$RSNN2CHIP_NIR_DT``,
-else :data:`DEFAULT_DT`. Every projection gets Loihi's one-step delay.
+else :data:`DEFAULT_DT`. Every projection gets Loihi's one-step delay, so each
+population runs a fixed number of steps behind the NIR model
+(``graph.graph["nir"]["time_offset"]``; see :meth:`_Importer.time_offsets`).
+Conventions of the source framework that an exporter of ``rsnn2chip.interop``
+found Loihi cannot follow (``metadata["conventions"]``) are warned again here.
 """
 from __future__ import annotations
 

@@ -466,3 +466,16 @@ def test_30_core_report_renders_why_in_headless_chromium(many_cores_html, tmp_pa
     assert "above the bound" in why and "what would lower it" in why
     assert 'id="figure-traffic_matrix"' in dom and "hidden[" in dom
 
+
+
+def test_compile_with_auto_prints_the_mappers_it_tried(tmp_path, capsys):
+    import torch
+    from rsnn2chip.checkpoint import save_checkpoint
+    from rsnn2chip.nn import RSNN, example_arch
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "model.pt", RSNN(example_arch(input_size=6, sizes=(12, 3))))
+    capsys.readouterr()
+    assert main(["compile", str(tmp_path / "model.pt"), "--mapper", "auto", "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["mapper_candidates"]) == ["greedy", "metis", "rcm"]
+    assert main(["compile", str(tmp_path / "model.pt"), "--mapper", "auto"]) == 0
+    assert "--mapper auto" in capsys.readouterr().out

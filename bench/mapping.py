@@ -2,7 +2,7 @@
 
 Networks (built directly as IR with random weights, no training):
 
-* ``scml``: SC-ML-structured (see /work/shared/reference/hrmas.md). An input
+* ``scml``: SC-ML-structured (docs/scml.md, docs/hrmas.md). An input
   population of 700 channels (SHD-sized), two SC-ML recurrent layers of N/2
   neurons each with motifs of k = 16 neurons (dense k x k inside a motif,
   self-loops included; neuron i of motif m linked one-to-one to neuron i of

@@ -30,17 +30,15 @@ def step(title: str, argv: list[str], ok_codes=(0,)) -> None:
         sys.exit(f"demo step failed: {title} (exit {code})")
 
 
-def write_test_sample(model: Path, out: Path, index: int = 0) -> Path:
-    """One FSDD test recording, encoded exactly as in training (graded values by default), as (T, channels)."""
-    from rsnn2chip.checkpoint import load_checkpoint
-    from rsnn2chip.data import load_dataset
+def write_test_sample(out: Path, index: int = 0) -> Path:
+    """One FSDD test recording as its raw MFCC frames (T, 13): `run` and `verify` encode them as training did."""
+    from rsnn2chip.data import fsdd
 
-    meta = load_checkpoint(model)["meta"]
-    data = load_dataset("fsdd", "test", encoding=meta["encoding"])
-    sample = np.asarray(data.samples[index])
-    np.save(out, sample.astype(np.float32 if data.encoding.get("kind") == "graded" else np.int8))
-    print(f"wrote {out}: test recording {index}, digit {int(data.labels[index])}, "
-          f"{data.samples[index].shape[0]} steps x {data.n_channels} channels")
+    X, lengths, y = fsdd.load_raw()
+    recording = fsdd.split_indices()["test"][index]
+    frames, _ = fsdd.frames_of(X, lengths, [recording])
+    np.save(out, frames.astype(np.float32))
+    print(f"wrote {out}: test recording {index}, digit {int(y[recording])}, {frames.shape[0]} frames x 13 MFCCs")
     return out
 
 
@@ -65,7 +63,7 @@ def main() -> None:
          ["eval", str(net), "--data", "fsdd", "--backend", "reference"])
     step(f"accuracy in Lava (first {args.lava_samples} test samples)",
          ["eval", str(net), "--data", "fsdd", "--backend", "lava", "--limit", str(args.lava_samples)])
-    x = write_test_sample(model, out / "x.npy")
+    x = write_test_sample(out / "x.npy")
     step("Lava vs reference, spike for spike", ["run", str(net), "--input", str(x), "--compare",
                                                   "--save-activity", str(out / "activity")])
     step("verify: PyTorch float/QAT, reference and Lava per layer",

@@ -32,6 +32,10 @@ CHECKPOINT_VERSION = 1
 # bare pickle, which we never unpickle.
 ZIP_MAGIC = b"PK\x03\x04"
 RETRAIN_FIX = "re-save the model with `rsnn2chip train` (or rsnn2chip.checkpoint.save_checkpoint)"
+# A model from another framework is not a checkpoint; say how it does come in.
+FOREIGN_FIX = ("if this is your own model from another tool, bring it as NIR (snnTorch and Norse: "
+               "rsnn2chip.interop.snntorch/norse.write; any NIR tool: nir.write) or as a lava-dl netx .net file, "
+               "and a plain PyTorch RSNN through rsnn2chip's RSNN class: see docs/byom.md")
 
 
 # --------------------------------------------------------------------------- save
@@ -125,9 +129,9 @@ def refused_error(path: Path, err: pickle.UnpicklingError) -> CheckpointError:
         found = reason.group(1).strip() if reason else first_line(text)
     return CheckpointError(
         "checkpoint holds Python objects or code, which the safe loader (weights_only=True) refused; "
-        "nothing in the file was executed",
+        "nothing in the file was executed (a whole model saved with torch.save(model) looks like this)",
         file=str(path), found=found, allowed="plain dicts/lists, numbers, strings and tensors",
-        fix="only load files from a source you trust, and " + RETRAIN_FIX)
+        fix="only load files from a source you trust; " + FOREIGN_FIX + "; or " + RETRAIN_FIX)
 
 
 def first_line(err) -> str:
@@ -138,8 +142,10 @@ def first_line(err) -> str:
 def check_payload(path: Path, payload) -> None:
     if not isinstance(payload, dict) or "format" not in payload:
         found = f"dict with keys {sorted(map(str, payload))[:10]}" if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError("a PyTorch file, but not an rsnn2chip checkpoint (no 'format' entry)", file=str(path),
-                              found=found, allowed=f"a dict with format={CHECKPOINT_FORMAT!r}", fix=RETRAIN_FIX)
+        raise CheckpointError("a PyTorch file, but not an rsnn2chip checkpoint (no 'format' entry; a bare "
+                              "state_dict looks like this)", file=str(path), found=found,
+                              allowed=f"a dict with format={CHECKPOINT_FORMAT!r}",
+                              fix=FOREIGN_FIX + "; or " + RETRAIN_FIX)
     if payload["format"] != CHECKPOINT_FORMAT:
         raise CheckpointError("a PyTorch file, but not an rsnn2chip checkpoint", file=str(path),
                               found=f"format={payload['format']!r}", allowed=f"format={CHECKPOINT_FORMAT!r}",

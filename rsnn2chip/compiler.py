@@ -6,6 +6,7 @@ module only orders them and collects their results.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -87,10 +88,24 @@ def compile_graph(graph: nx.DiGraph, target: Target, *, mapper: str = "greedy",
     return CompiledNetwork(graph, target, state.cores, provenance or {}, warnings)
 
 
+def import_warnings(model_path, caught) -> list[dict]:
+    """A frontend's warnings (conventions it could not follow, approximations) as compile warnings."""
+    out = []
+    for w in caught:
+        text, _, fix = str(w.message).partition("; fix: ")
+        out.append(Problem(text, file=str(model_path), rule="import", severity="warning", fix=fix or None).to_dict())
+    return out
+
+
 def compile_file(model_path: str | Path, target: Target, **kwargs) -> CompiledNetwork:
-    graph = load_network(model_path)
+    # Kept in the artifact (and so in reports), not only printed once by Python.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        graph = load_network(model_path)
     qcfg = kwargs.get("qcfg", QuantizationConfig())
     # Recorded so eval encodes inputs as training did and verify re-quantizes with the same settings.
     provenance = provenance_for(model_path, target=target.name, mapper=kwargs.get("mapper", "greedy"),
                                 quantization=dataclasses.asdict(qcfg), **graph.graph.get("training", {}))
-    return compile_graph(graph, target, provenance=provenance, **kwargs)
+    compiled = compile_graph(graph, target, provenance=provenance, **kwargs)
+    compiled.warnings = import_warnings(model_path, caught) + compiled.warnings
+    return compiled

@@ -130,9 +130,90 @@ def core_rows(art: CompiledNetwork) -> list[dict]:
         worst = max(res, key=lambda r: res[r]["percent"]) if res else None
         rows.append({"core": c, "chip": d["chip"], "position": list(d["position"]),
                      "layers": list(dict.fromkeys(layer_of[s[0]] for s in d["slices"])), "slices": d["slices"],
+                     "neuron_ranges": [f"{name}[{lo}:{hi}]" for name, lo, hi in d["slices"]],
                      "synapses": int(d["used"].get("synapses", 0)), "resources": res,
                      "utilisation_percent": res[worst]["percent"] if worst else 0.0, "bottleneck": worst})
     return rows
+
+
+# Per resource, what shrinks its demand or packs it tighter; used where that resource sets the core count.
+LOWER_IT = {
+    "neurons": "fewer neurons, or a target with more neurons per core",
+    "synapse_memory_bits": "fewer synapses (sparser recurrence or input projections), fewer weight bits on the "
+                           "target, or smaller motifs so that cores fill more evenly",
+    "input_axons": "fewer distinct presynaptic neurons per core: keep neurons that share inputs together "
+                   "(--mapper metis or auto), or narrower fan-in",
+    "output_axons": "fewer destination cores per neuron: keep neurons with their targets (--mapper metis or auto)",
+    "neuron_profiles": "fewer distinct neuron parameter sets (shared decays and biases)",
+    "threshold_profiles": "fewer distinct thresholds",
+}
+# Why a resource's use grows past what the bound assumed once layers are split over cores.
+GROWS = {
+    "input_axons": "a neuron whose targets sit on k cores needs an input axon on each of them",
+    "output_axons": "a neuron whose targets sit on k cores needs k output axons",
+    "synapse_memory_bits": "each input axon adds a header to synapse memory, and splitting a layer's targets over "
+                           "cores adds axons",
+    "neuron_profiles": "every core holding part of a layer keeps its own copy of the layer's parameter sets",
+    "threshold_profiles": "every core holding part of a layer keeps its own copy of the layer's thresholds",
+}
+# Below this mean fill of its resource, the bound resource's cores are called loosely packed.
+TIGHT_FILL = 0.9
+
+
+def core_count(art: CompiledNetwork, rows: list[dict]) -> dict:
+    """Why the mapping uses this many cores: the lower bound, what binds each core, and what would lower it.
+
+    ``fill[r]`` is the resource used over all cores divided by what the cores offer, ``cores_worth[r]`` the used
+    amount in cores' capacity; comparing ``cores_worth`` with ``lower_bound[r]`` shows where the mapping needs
+    more of a resource than the bound assumed (axons: a layer split over cores reaches more cores per neuron).
+    """
+    g = art.cores.graph
+    lb = {k: int(v) for k, v in g["lower_bound"].items()}
+    limits = {r: art.target.core.limit(r) for r in g["resources"]}
+    n = len(rows)
+    resources = [r for r in g["resources"] if limits.get(r)]
+    used = {r: sum(row["resources"][r]["used"] for row in rows) for r in resources}
+    fill = {r: used[r] / (n * limits[r]) if n else 0.0 for r in resources}
+    worth = {r: used[r] / limits[r] for r in resources}
+    binding = {}
+    for row in rows:
+        binding[row["bottleneck"]] = binding.get(row["bottleneck"], 0) + 1
+    bound_by = max((r for r in resources), key=lambda r: lb.get(r, 0), default=None)
+    reasons, lower = [], []
+    if bound_by is None:
+        return {"cores": n, "lower_bound": lb.get("cores", 0), "reasons": [], "lower_it": []}
+    reasons.append(f"the lower bound is {lb['cores']} core(s), set by {bound_by}: the network needs "
+                   f"{worth[bound_by]:.1f} cores' worth of it at {limits[bound_by]:,} per core")
+    if n > lb["cores"]:
+        extra = n - lb["cores"]
+        reasons.append(f"{extra} core(s) above the bound ({n / max(lb['cores'], 1):.2f}x)")
+        for r, k in sorted(binding.items(), key=lambda kv: -kv[1]):
+            reasons.append(f"{k} of {n} cores are full first in {r} (mean fill {fill[r]:.0%} over all cores)")
+        grown = [r for r in resources if worth[r] > max(lb.get(r, 0), 1) * 1.05 and r in binding]
+        for r in grown:
+            reasons.append(f"{r}: the mapping uses {worth[r]:.1f} cores' worth, the bound assumed {lb.get(r, 0)}: "
+                           + GROWS.get(r, "the split over cores needs more of it than the minimum"))
+        unused = n - worth[bound_by]
+        others = {r: k for r, k in binding.items() if r != bound_by}
+        if others:
+            left = sum(limits[bound_by] - row["resources"][bound_by]["used"] for row in rows
+                       if row["bottleneck"] != bound_by) / limits[bound_by]
+            reasons.append(f"the cores leave {unused:.1f} cores' worth of {bound_by} unused, {left:.1f} of it on the "
+                           f"{sum(others.values())} core(s) that fill up first in another resource ("
+                           + ", ".join(f"{r}: {k}" for r, k in others.items()) + ")")
+        if fill.get(bound_by, 1.0) < TIGHT_FILL:
+            reasons.append(f"cores hold on average {fill[bound_by]:.0%} of their {bound_by}: whole units (a motif, "
+                           "or a neuron) and the mapper's packing leave the rest empty")
+        for r in dict.fromkeys([*sorted(binding, key=lambda r: -binding[r]), bound_by]):
+            lower.append(f"{r}: {LOWER_IT.get(r, 'less demand of it')}")
+        if g.get("mapper") != "auto":
+            lower.append("--mapper auto tries greedy, rcm and metis and keeps the cheapest (fewest chips, then cores "
+                         "within 1%, then least hop-weighted traffic)")
+    else:
+        reasons.append("the mapping meets the bound: no mapper can use fewer cores")
+        lower.append(f"{bound_by}: {LOWER_IT.get(bound_by, 'less demand of it')}")
+    return {"cores": n, "lower_bound": lb["cores"], "lower_bound_per_resource": lb, "bound_by": bound_by,
+            "binding_cores": binding, "fill": fill, "cores_worth": worth, "reasons": reasons, "lower_it": lower}
 
 
 def core_summary(rows: list[dict]) -> dict:
@@ -245,7 +326,8 @@ def populations(graph) -> list[dict]:
 
 def mapping(art: CompiledNetwork) -> dict:
     g = art.cores.graph
-    keys = ("mapper", "mapper_chosen", "n_cores", "lower_bound", "cores_over_lb", "chips_used", "placement")
+    keys = ("mapper", "mapper_chosen", "mapper_cost_order", "mapper_candidates", "n_cores", "lower_bound",
+            "cores_over_lb", "chips_used", "placement")
     chip = art.target.chip
     return {**{k: g[k] for k in keys if k in g}, "mesh": list(chip.mesh), "cores_per_chip": chip.cores,
             "chips": chip.chips}
@@ -270,7 +352,8 @@ def build(art: CompiledNetwork, act: Activity | None = None) -> dict:
         "totals": {"neurons": ir.total_neurons(g, "lif"), "inputs": ir.total_neurons(g, "input"),
                    "synapses": sum(p.n_synapses for p in ir.projections(g)), "cores": len(rows)},
         "mapping": mapping(art), "limits": {r: art.target.core.limit(r) for r in art.cores.graph["resources"]},
-        "cores": rows, "core_summary": core_summary(rows), "populations": populations(g),
+        "cores": rows, "core_summary": core_summary(rows), "core_count": core_count(art, rows),
+        "populations": populations(g),
         "layers": layers, "projections": [p for layer in layers for p in layer["projections"]],
         "traffic": traffic(lay, act),
         "activity": activity_summary(g, act) if act is not None else None,

@@ -1,6 +1,6 @@
 """Fidelity check: the trained model, its quantization-aware twin, the reference backend and Lava on one input.
 
-Four runs, compared in pairs:
+Four runs for a network compiled from an rsnn2chip checkpoint, compared in pairs:
 
 * ``float`` - the PyTorch model as trained;
 * ``qat`` - the same model with :func:`rsnn2chip.nn.qat.enable_qat` (integer forward pass);
@@ -10,7 +10,11 @@ Four runs, compared in pairs:
 ``float`` differs from the others by quantization, which is expected and
 explained; ``qat`` and ``reference`` must agree when the artifact was compiled
 with the same quantization settings; ``reference`` and ``lava`` must agree on
-every spike. For every pair the first ``(layer, neuron, step)`` that differs
+every spike. A network compiled from anything else (NIR, netx) has no PyTorch
+model to run: :func:`verify_compiled` compares three runs, where ``float`` is
+the float IR (``backends/float_ir.py``) of the source file or, without one, of
+the artifact itself: NIR's equations with Loihi's one-step delays, or slayer's
+float model of a netx layer. For every pair the first ``(layer, neuron, step)`` that differs
 is named with the likeliest cause: spikes before that step agree in both runs
 (it is the first difference), so the cause is local to that neuron.
 """
@@ -34,6 +38,7 @@ from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.report import weight_check
 
 PAIRS = (("float", "qat"), ("qat", "reference"), ("float", "reference"), ("reference", "lava"))
+COMPILED_PAIRS = (("float", "reference"), ("reference", "lava"))
 # A parameter whose conversion moved it by less than one step of an 8-bit mantissa is
 # no coarser than the weights themselves: it is reported as part of plain rounding.
 PARAM_REL_TOLERANCE = 2.0 ** -8
@@ -128,9 +133,9 @@ def layer_agreement(graph, a: dict, b: dict) -> list[dict]:
     return rows
 
 
-def compare(graph, runs: dict, x: np.ndarray, steps: int, explainers: dict) -> list[dict]:
+def compare(graph, runs: dict, x: np.ndarray, steps: int, explainers: dict, pairs=PAIRS) -> list[dict]:
     out = []
-    for a, b in PAIRS:
+    for a, b in pairs:
         div = first_divergence(RunResult(a, steps, runs[a]), RunResult(b, steps, runs[b]))
         entry = {"a": a, "b": b, "identical": div is None, "layers": layer_agreement(graph, runs[a], runs[b]),
                  "first_divergence": None}
@@ -332,3 +337,36 @@ def payload_values(net, payloads: np.ndarray) -> np.ndarray:
         if graded is not None:
             values[..., lo:hi] /= graded.scale
     return values
+def verify_compiled(art: CompiledNetwork, inputs: np.ndarray, steps: int | None = None, *, source_graph=None,
+                    lava_options: dict | None = None) -> Verification:
+    """Float IR, reference and Lava on one input, for a network without a PyTorch model.
+
+    ``source_graph`` is the IR the frontend read from the source file (its float
+    parameters, before quantization); by default the artifact's own float IR.
+    """
+    from rsnn2chip.backends import float_ir
+
+    lava_options = lava_options or {}
+    x = np.asarray(inputs)
+    steps = steps or (x.shape[-2] if x.ndim >= 2 else 0)
+    x = prepare_inputs(lower(art.graph), x, steps)
+    graph = art.graph if source_graph is None else source_graph
+    names = {p.name for p in ir.populations(art.graph, "lif")}
+    float_spikes = {k: v for k, v in float_ir.simulate(graph, x, steps)[0].items() if k in names}
+    missing = sorted(names - set(float_spikes))
+    if missing:
+        raise InputError("the source model's populations are not the artifact's", found=sorted(float_spikes),
+                         allowed=sorted(names), fix="pass the file the artifact was compiled from")
+    runs = {"float": float_spikes, "reference": run_backend(art, x, steps, "reference").spikes,
+            "lava": run_backend(art, x, steps, "lava", **lava_options).spikes}
+    origin = "the source file" if source_graph is not None else "the artifact"
+    result = Verification(steps, x.shape[0], runs, warnings=[
+        f"no PyTorch model: 'float' is the float IR of {origin} ({art.graph.graph.get('source_format', 'its format')}"
+        " semantics with Loihi's one-step delays; docs/interop.md)"])
+
+    def reference_vs_lava(graph, spikes, x, div):
+        return backend_why(art, x, div, lava_options)
+
+    explainers = {("float", "reference"): quantization_why, ("reference", "lava"): reference_vs_lava}
+    result.pairs = compare(art.graph, runs, x, steps, explainers, COMPILED_PAIRS)
+    return result

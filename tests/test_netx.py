@@ -7,6 +7,8 @@ parameters (no run) and its spikes in Lava (``@pytest.mark.lava``).
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -318,4 +320,35 @@ def test_exported_network_spikes_like_our_lava_backend(tmp_path):
     names = [p.name for p in ir.populations(art.graph, "lif")]
     assert ours.spike_counts()["output"] > 0
     for name, spikes in zip(names, theirs, strict=True):
+        np.testing.assert_array_equal(ours.spikes[name][0], spikes, err_msg=name)
+
+
+def demo_network():
+    """The demo's architecture (examples/arch/scml_fsdd.yaml, FSDD's 78 channels), untrained."""
+    from rsnn2chip.commands.train import read_arch
+    arch = read_arch(str(Path(__file__).resolve().parents[1] / "examples/arch/scml_fsdd.yaml"))
+    arch["input_size"] = 78
+    arch["layers"][-1]["size"] = 10
+    torch.manual_seed(0)
+    return RSNN(arch)
+
+
+@pytest.mark.lava
+def test_default_compile_of_the_demo_exports_to_netx_by_requantizing(tmp_path, capsys):
+    """README: `compile model.pt --target loihi2-sim`, then `export net.r2c --format netx`, as written."""
+    art = compile_graph(demo_network().to_ir(), load_target("loihi2-sim"))
+    artifact.save(art, tmp_path / "net.r2c")
+    assert cli_main(["export", str(tmp_path / "net.r2c"), "--format", "netx", "-o", str(tmp_path / "net.net"),
+                     "--exact"]) == 2
+    assert re.search("netx would clip|fractional effective weights", capsys.readouterr().err)
+    assert cli_main(["export", str(tmp_path / "net.r2c"), "--format", "netx", "-o", str(tmp_path / "net.net")]) == 0
+    text = capsys.readouterr().out
+    assert "re-quantized for netx" in text and "--threshold-mantissa" in text
+    assert re.search("netx would clip|fractional effective weights", text)
+    netx_graph, mantissa = netx_export.requantize_for_netx(art.graph, art.target)
+    x = spikes_in(3, STEPS, 78, rate=0.3)
+    ours = backends.run(artifact.CompiledNetwork(netx_graph, art.target, None), x, STEPS)
+    theirs = netx_spikes(tmp_path / "net.net", x, STEPS)  # lava-dl's netx.hdf5.Network loads and runs it
+    assert ours.spike_counts()["hidden"] > 50
+    for name, spikes in zip(["hidden", "output"], theirs, strict=True):
         np.testing.assert_array_equal(ours.spikes[name][0], spikes, err_msg=name)

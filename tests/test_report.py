@@ -316,7 +316,8 @@ def test_pictures_are_written_as_png_and_svg(files, tmp_path):
     art_path, act_path = files
     assert main(["report", str(art_path), "--activity", str(act_path), "-o", str(tmp_path / "out")]) == 0
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == sorted([f"{n}.{e}" for n in ("mesh", "layers", "traffic", "activity") for e in ("png", "svg")]
+    assert names == sorted([f"{n}.{e}" for n in ("mesh", "layers", "traffic", "traffic_matrix", "activity")
+                                                  for e in ("png", "svg")]
                            + ["report.txt"])
     assert (tmp_path / "out" / "mesh.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "out" / "mesh.svg").read_text().lstrip().startswith("<?xml")
@@ -324,7 +325,7 @@ def test_pictures_are_written_as_png_and_svg(files, tmp_path):
 
 # --------------------------------------------------------------------------- HTML
 
-SECTIONS = ("summary", "cores", "quantization", "traffic", "cost", "activity", "sources")
+SECTIONS = ("summary", "why-cores", "cores", "quantization", "traffic", "cost", "activity", "sources")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -340,7 +341,7 @@ def test_html_is_one_self_contained_file(html_report):
     page = html_report.read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//|file:)""", page)
     assert "<script" not in page and "url(" not in page and "@import" not in page
-    assert page.count('src="data:image/png;base64,') == 4
+    assert page.count('src="data:image/png;base64,') == 5
     for sid in SECTIONS:
         assert f'<section id="{sid}">' in page
 
@@ -358,7 +359,7 @@ def test_html_renders_in_headless_chromium(html_report, tmp_path):
     dom = _chromium("--dump-dom", url, user_dir=tmp_path / "profile-dom").stdout
     for sid in SECTIONS:
         assert f'id="{sid}"' in dom, sid
-    assert len(re.findall(r"<img\b", dom)) == 4
+    assert len(re.findall(r"<img\b", dom)) == 5
     assert 'id="cores-table"' in dom and 'class="busiest"' in dom and 'class="emptiest"' in dom
     shot = tmp_path / "out.png"
     _chromium(f"--screenshot={shot}", "--window-size=1200,2000", url, user_dir=tmp_path / "profile-shot")
@@ -368,3 +369,114 @@ def test_html_renders_in_headless_chromium(html_report, tmp_path):
     # A blank page is one colour; the rendered report has text, tables and images.
     assert pixels[..., :3].std() > 0.05
     assert len(np.unique(pixels[..., :3].reshape(-1, 3), axis=0)) > 100
+
+
+# --------------------------------------------------------------------------- why this many cores
+
+MANY_CORES_TOML = TARGET_TOML.replace('name = "known"', 'name = "many"').replace(
+    "cores = 4\nchips = 1\nmesh = [1, 4]", "cores = 48\nchips = 1\nmesh = [6, 8]").replace(
+    "neurons = 4\n", "neurons = 8\n").replace("synapse_memory_bits = 1024", "synapse_memory_bits = 4096").replace(
+    "input_axons = 8\n", "input_axons = 96\n").replace("output_axons = 8\n", "output_axons = 96\n").replace(
+    "neuron_profiles = 2", "neuron_profiles = 4").replace("threshold_profiles = 2", "threshold_profiles = 4")
+
+
+def many_core_network(seed: int = 0) -> ir.nx.DiGraph:
+    """240 neurons in motifs of 4 behind 40 inputs, sparse random wiring: 30+ cores of 8 neurons."""
+    rng = np.random.default_rng(seed)
+    g = ir.new_graph("many")
+    ir.add_population(g, ir.Population("in", 40, "in"))
+    ir.add_population(g, ir.Population("hidden", 200, "hidden", CubaLIF(0.5, 0.1, 1.0, 0.0), 4))
+    ir.add_population(g, ir.Population("out", 40, "out", CubaLIF(0.5, 0.1, 1.0, 0.0)))
+    for pre, post, shape, density in (("in", "hidden", (200, 40), 0.1), ("hidden", "hidden", (200, 200), 0.03),
+                                      ("hidden", "out", (40, 200), 0.05)):
+        w = sp.random(*shape, density=density, random_state=rng, data_rvs=lambda k: rng.uniform(0.05, 0.3, k))
+        ir.add_projection(g, ir.Projection(pre, post, sp.csr_matrix(w)))
+    return g
+
+
+@pytest.fixture(scope="module")
+def many_cores(tmp_path_factory):
+    path = tmp_path_factory.mktemp("many") / "many.toml"
+    path.write_text(MANY_CORES_TOML)
+    art = compile_graph(many_core_network(), load_target_file(path))
+    assert art.cores.number_of_nodes() >= 30
+    art_path = path.with_name("many.r2c")
+    artifact.save(art, art_path)
+    return art, art_path
+
+
+def test_core_count_is_explained(many_cores, compiled):
+    art, _ = many_cores
+    c = report.build(art)["core_count"]
+    lb = art.cores.graph["lower_bound"]
+    assert c["lower_bound"] == lb["cores"] and c["cores"] == art.cores.number_of_nodes()
+    assert c["bound_by"] == max((r for r in lb if r != "cores"), key=lambda r: lb[r])
+    assert sum(c["binding_cores"].values()) == c["cores"]
+    assert c["cores"] > c["lower_bound"] and "above the bound" in " ".join(c["reasons"])
+    assert any("--mapper auto" in way for way in c["lower_it"])
+    at_bound = report.build(compiled)["core_count"]  # a and b fill one core each: 2 = the bound
+    assert at_bound["cores"] == at_bound["lower_bound"] == 2 and "meets the bound" in at_bound["reasons"][-1]
+
+
+def test_neuron_ranges_per_core_in_text_and_html(many_cores, tmp_path, capsys):
+    art, art_path = many_cores
+    rep = report.build(art)
+    ranges = [r for row in rep["cores"] for r in row["neuron_ranges"]]
+    assert ranges[0].startswith("hidden[") and sum(int(r.split(":")[1][:-1]) - int(r.split("[")[1].split(":")[0])
+                                                   for r in ranges) == 240
+    capsys.readouterr()
+    assert main(["report", str(art_path), "--rows", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "binding resource" in text and rep["cores"][0]["neuron_ranges"][0] in text
+
+
+def test_auto_mapper_lists_what_it_tried(target):
+    rep = report.build(compile_graph(known_network(), target, mapper="auto"))
+    spec = tables.mappers_table(rep)
+    assert [row[0] for row in spec.rows] == ["greedy", "rcm", "metis"]
+    assert sum(row[-1] == "yes" for row in spec.rows) == 1
+
+
+def test_layer_picture_names_neurons_when_there_are_no_motifs(target):
+    from rsnn2chip.viz import figures
+    g = known_network()
+    for pop in ir.populations(g, "lif"):
+        pop.motif_size = None
+    title = figures.core_layers(report.build(compile_graph(g, target))).axes[0].get_title()
+    assert "one square per neuron" in title and "motif" not in title
+
+
+@pytest.fixture(scope="module")
+def many_cores_html(many_cores, tmp_path_factory):
+    _, art_path = many_cores
+    out = tmp_path_factory.mktemp("many-html")
+    assert main(["report", str(art_path), "--format", "html", "-o", str(out)]) == 0
+    return out / "report.html"
+
+
+def test_html_of_a_30_core_network_says_why_so_many_cores(many_cores_html):
+    page = many_cores_html.read_text()
+    assert '<section id="why-cores">' in page and 'id="core-count-table"' in page
+    assert "lower bound" in page and "what would lower it" in page and 'id="figure-traffic_matrix"' in page
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium missing: run `make setup-browser`")
+def test_30_core_report_renders_why_in_headless_chromium(many_cores_html, tmp_path):
+    dom = _chromium("--dump-dom", many_cores_html.resolve().as_uri(), user_dir=tmp_path / "profile").stdout
+    why = dom[dom.index('id="why-cores"'):dom.index('id="cores"')]
+    assert "above the bound" in why and "what would lower it" in why
+    assert 'id="figure-traffic_matrix"' in dom and "hidden[" in dom
+
+
+
+def test_compile_with_auto_prints_the_mappers_it_tried(tmp_path, capsys):
+    import torch
+    from rsnn2chip.checkpoint import save_checkpoint
+    from rsnn2chip.nn import RSNN, example_arch
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "model.pt", RSNN(example_arch(input_size=6, sizes=(12, 3))))
+    capsys.readouterr()
+    assert main(["compile", str(tmp_path / "model.pt"), "--mapper", "auto", "--json"]) == 0
+    assert sorted(json.loads(capsys.readouterr().out)["mapper_candidates"]) == ["greedy", "metis", "rcm"]
+    assert main(["compile", str(tmp_path / "model.pt"), "--mapper", "auto"]) == 0
+    assert "--mapper auto" in capsys.readouterr().out

@@ -1,7 +1,9 @@
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from rsnn2chip import artifact
 from rsnn2chip.compiler import PASSES, compile_file
@@ -62,6 +64,8 @@ def run(args, out) -> int:
               "lower_bound": info["lower_bound"]["cores"], "chips_used": info["chips_used"],
               "mapper": info.get("mapper_chosen", info["mapper"]), "intercore_synapses": info["intercore_synapses"],
               "hop_weighted_synapses": info["hop_weighted_synapses"], "warnings": compiled.warnings}
+    if info.get("mapper_candidates"):
+        result["mapper_candidates"] = info["mapper_candidates"]
     if args.json:
         out.json(result)
         return 0
@@ -69,7 +73,24 @@ def run(args, out) -> int:
                       f"({info['n_cores']} cores on {info['chips_used']} chip(s), lower bound "
                       f"{info['lower_bound']['cores']}, mapper {result['mapper']}, "
                       f"{info['intercore_synapses']} synapses cross cores)")
+    if info.get("mapper_candidates"):
+        out.console.print(_mappers_table(info))
     for w in compiled.warnings:
-        out.console.print(f"[yellow]warning:[/] [{w.get('rule')}] {w['message']} ({w.get('where')}; "
-                          f"found {w.get('found')}, allowed {w.get('allowed')}; fix: {w.get('fix')})")
+        details = "; ".join(f"{k} {w[k]}" for k in ("where", "found", "allowed") if w.get(k) is not None)
+        line = f"[{w.get('rule')}] {w['message']}" + (f" ({details})" if details else "") \
+            + (f"; fix: {w['fix']}" if w.get("fix") else "")
+        out.console.print("[yellow]warning:[/] " + escape(line), soft_wrap=True)  # "[rule]" is not rich markup
     return 0
+
+
+def _mappers_table(info: dict) -> Table:
+    """What --mapper auto tried, and which it kept (docs/mapping.md, "cost")."""
+    table = Table(title="--mapper auto: " + ", then ".join(info.get("mapper_cost_order", [])))
+    for col in ("mapper", "violating cores", "chips", "cores", "inter-core traffic", "hop-weighted traffic", "kept"):
+        table.add_column(col, justify="right")
+    for name, cost in info["mapper_candidates"].items():
+        table.add_row(name, *(str(cost[k]) for k in ("violating_cores", "chips", "cores", "intercore_traffic",
+                                                     "hop_weighted_traffic")),
+                      "yes" if name == info.get("mapper_chosen") else "")
+    return table
+

@@ -4,7 +4,7 @@ from pathlib import Path
 from rich.table import Table
 
 from rsnn2chip import artifact as artifact_io
-from rsnn2chip import ir, readout
+from rsnn2chip import inputs, ir, readout
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.data.common import SpikeData
@@ -111,26 +111,11 @@ def enable_qat_for_eval(model, meta: dict) -> None:
 
 # --------------------------------------------------------------------------- .r2c
 
-def training_meta_for_artifact(art, notes: list) -> dict:
-    """The training run's ``encoding`` and ``dataset``: from the artifact, else its unchanged source checkpoint."""
-    prov = art.provenance or {}
-    for meta in (prov, prov.get("meta") or {}):
-        if meta.get("encoding"):
-            return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
-    source = prov.get("source")
-    if source and Path(source).is_file() and prov.get("source_sha256") == artifact_io.sha256_file(source):
-        meta = load_checkpoint(source)["meta"]
-        if meta.get("encoding"):
-            return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
-    notes.append("the artifact records no input encoding and its source checkpoint is not available unchanged; "
-                 "using the dataset's default encoding (fitted on its train split), which is what "
-                 "`rsnn2chip train` uses unless the data were given an explicit encoding")
-    return {"encoding": None, "dataset": None}
 
 
 def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
     art = artifact_io.load(path)
-    trained = training_meta_for_artifact(art, notes)
+    trained = inputs.training_meta(art, notes)
     dataset = trained["dataset"]
     data = load_for(args, trained["encoding"], dataset.get("name") if isinstance(dataset, dict) else dataset, path)
     n_input = ir.total_neurons(art.graph, "input")

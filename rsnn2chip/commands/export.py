@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
                         help="NIR only: time step in seconds the time constants are written for (default %(default)g)")
     parser.add_argument("--values", choices=("float", "deployed"), default="float",
                         help="NIR only: trained float parameters, or the float image of the quantized ones")
+    parser.add_argument("--exact", action="store_true",
+                        help="netx only: refuse rather than re-quantize when the artifact's own integers cannot be "
+                             "written as netx's (docs/interop.md)")
 
 
 def is_artifact(path: Path) -> bool:
@@ -33,23 +36,40 @@ def is_artifact(path: Path) -> bool:
         return False
 
 
-def source_graph(path: Path, fmt: str):
+def source(path: Path, fmt: str):
+    """``(graph, target)``: an artifact's quantized IR and target, or (NIR only) any model's float IR."""
     if is_artifact(path):
-        return artifact.load(path).graph
+        art = artifact.load(path)
+        return art.graph, art.target
     if fmt == "netx":
         raise ModelError("netx export needs a compiled artifact (.r2c)", file=str(path),
                          fix=f"compile it first: `rsnn2chip compile {path} -o net.r2c`")
-    return load_network(path)
+    return load_network(path), None
 
 
 def run(args, out) -> int:
     path = Path(args.artifact)
     module = exporter(args.format)
     output = Path(args.output) if args.output else path.with_suffix(module.SUFFIX)
-    options = {"dt": args.dt, "values": args.values} if args.format == "nir" else {}
-    summary = export(source_graph(path, args.format), output, args.format, **options)
+    graph, target = source(path, args.format)
+    options = {"dt": args.dt, "values": args.values} if args.format == "nir" else \
+        {"target": target, "exact": args.exact}
+    summary = export(graph, output, args.format, **options)
     if args.json:
         out.json(summary)
         return 0
+    requantized = summary.get("requantized")
+    if requantized:
+        agreement = min(requantized["agreement"].values(), default=1.0)
+        out.console.print(
+            f"[yellow]warning:[/] {path}'s own integers cannot be written as netx's ("
+            + "; ".join(requantized["why"][:3]) + (" ..." if len(requantized["why"]) > 3 else "")
+            + f"), so it was re-quantized for netx (integer weight exponents, threshold mantissa "
+            f"{requantized['threshold_mantissa']}, biases in multiples of 64). The file runs exactly like that "
+            f"re-quantization; its spikes agree with {path.name}'s on {agreement:.2%} of (step, neuron) pairs in the "
+            f"least similar layer ({requantized['inputs']}). For a file identical to the artifact, compile with "
+            f"`--threshold-mantissa {requantized['threshold_mantissa']}` on a target with "
+            "quantization.weight_exp_min = weight_exp_max = 0 (docs/interop.md); --exact refuses instead.",
+            soft_wrap=True)
     out.console.print(f"exported [bold]{path}[/] as {module.NAME} -> {output}")
     return 0

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from rsnn2chip import activity, artifact
+from rsnn2chip import activity, artifact, inputs
 from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower
@@ -13,14 +13,13 @@ from rsnn2chip.errors import InputError
 from rsnn2chip.readout import compiled_readout, predicted_classes, run_probes
 
 HELP = "run a compiled network on spike input with the reference (NumPy) or Lava backend"
-EXAMPLE = "rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --compare"
+EXAMPLE = ("rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --compare\n"
+           "  rsnn2chip run net.r2c --data fsdd --index 3      # a test sample, encoded as in training")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c)")
-    parser.add_argument("--input", required=True,
-                        help=".npy of 0/1 spikes (or, for a network with graded input, the encoded values), "
-                             "shape (T, channels) or (batch, T, channels)")
+    inputs.add_arguments(parser, "run")
     parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
     parser.add_argument("--backend", default="reference", choices=sorted(BACKENDS))
     parser.add_argument("--compare", action="store_true",
@@ -30,17 +29,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("--save-activity", metavar="RUN",
                         help="save this run's spikes (every population, input included) for `rsnn2chip report "
                              "--activity RUN`: a directory, or a file ending in .npz (with --compare: the Lava run)")
-
-
-def load_spike_input(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("input file not found", file=path, fix="pass a .npy array of 0/1 spikes")
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read input as a .npy array ({exc})", file=path,
-                         fix="save inputs with numpy.save(path, array)") from None
 
 
 def _options(backend: str, timeout):
@@ -59,7 +47,7 @@ def _table(result: RunResult) -> Table:
 
 def run(args, out) -> int:
     art = artifact.load(args.artifact)
-    x = load_spike_input(args.input)
+    x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found))
     steps = args.steps or (x.shape[-2] if x.ndim >= 2 else 0)
     backends = ["reference", "lava"] if args.compare else [args.backend]
     results = {}
@@ -73,6 +61,8 @@ def run(args, out) -> int:
     payload = {name: {"wall_s": r.wall_s, "steps": r.steps, "spike_counts": r.spike_counts(),
                       "predicted_class": predicted[name].tolist(), "readout": readout.name}
                for name, r in results.items()}
+    if notes:
+        payload["input"] = notes
     status = 0
     if args.compare:
         div = first_divergence(results["reference"], results["lava"])
@@ -85,6 +75,8 @@ def run(args, out) -> int:
     if args.json:
         out.json(payload)
         return status
+    for note in notes:
+        out.console.print(f"input: {note}")
     for name, r in results.items():
         out.console.print(_table(r))
         out.console.print(f"{name}: predicted class per sample ({readout.name} readout over all {r.steps} steps): "

@@ -2,26 +2,30 @@ import contextlib
 
 from rich.table import Table
 
-from rsnn2chip import artifact
-from rsnn2chip.checkpoint import model_from_checkpoint
-from rsnn2chip.commands.run import load_spike_input
+from rsnn2chip import artifact, inputs
+from rsnn2chip.checkpoint import load_checkpoint, model_from_checkpoint
+from rsnn2chip.errors import InputError
+from rsnn2chip.frontends import checkpoint as checkpoint_frontend
+from rsnn2chip.frontends import load_network
 from rsnn2chip.passes.quantize import QuantizationConfig
-from rsnn2chip.verify import verify
+from rsnn2chip.verify import verify, verify_compiled
 
 HELP = ("check fidelity: run the trained model (float and quantization-aware), the reference backend and Lava on "
         "one input; name the first (layer, neuron, step) where each pair differs and why; exit 1 if Lava and the "
         "reference differ at all")
-EXAMPLE = "rsnn2chip verify model.pt net.r2c --input x.npy --steps 100"
+EXAMPLE = ("rsnn2chip verify model.pt net.r2c --input x.npy --steps 100\n"
+           "  rsnn2chip verify net.nir net.r2c --input x.npy     # a NIR or netx source: its float model\n"
+           "  rsnn2chip verify net.r2c --input x.npy             # the artifact's own float IR")
 EXPECTED = {("float", "qat"): "quantization", ("float", "reference"): "quantization",
             ("qat", "reference"): "must match when compiled with the same settings",
             ("reference", "lava"): "must match exactly"}
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("model", help="the trained model (model.pt)")
-    parser.add_argument("artifact", help="the network compiled from it (.r2c)")
-    parser.add_argument("--input", required=True,
-                        help=".npy of 0/1 spikes, shape (T, channels) or (batch, T, channels)")
+    parser.add_argument("model", help="the trained model (model.pt), or the .nir/.net it was compiled from; "
+                                      "or just the .r2c (its own float IR is the float run)")
+    parser.add_argument("artifact", nargs="?", help="the network compiled from it (.r2c)")
+    inputs.add_arguments(parser, "verify on")
     parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
     parser.add_argument("--timeout", type=float, help="seconds before the Lava watchdog stops a run")
     parser.add_argument("--threshold-mantissa", type=int, default=QuantizationConfig.threshold_mantissa_target,
@@ -48,18 +52,38 @@ def _divergence_line(pair: dict) -> str:
 
 
 def run(args, out) -> int:
-    model = model_from_checkpoint(args.model)
-    art = artifact.load(args.artifact)
-    x = load_spike_input(args.input)
-    qcfg = QuantizationConfig(args.threshold_mantissa, args.weight_clip_percentile)
+    model_path, artifact_path = (args.model, args.artifact) if args.artifact else (None, args.model)
+    if model_path is not None and model_path.endswith(".r2c"):
+        raise InputError("the first path is the source model, the second the compiled network", file=model_path,
+                         fix=f"rsnn2chip verify MODEL {model_path} --input X.npy, or just "
+                             f"rsnn2chip verify {model_path} --input X.npy")
+    art = artifact.load(artifact_path)
+    is_checkpoint = model_path is not None and checkpoint_frontend.sniff(model_path)
+
+    def training(notes: list) -> dict:  # the checkpoint records its training run; else the artifact may
+        if is_checkpoint:
+            meta = load_checkpoint(model_path)["meta"]
+            return {"encoding": meta.get("encoding"), "dataset": meta.get("dataset")}
+        return inputs.training_meta(art, notes)
+
+    x, input_notes = inputs.load(args, training)
     lava_options = {"timeout": args.timeout} if args.timeout else {}
-    busy = out.err.status("running float, quantization-aware, reference and Lava", spinner="dots")
-    with contextlib.nullcontext() if args.json else busy:
-        result = verify(model, art, x, args.steps, qcfg=qcfg, lava_options=lava_options, model_path=args.model)
-    exact_readout = all(result.readout["identical_trace"].values())
-    status = 0 if result.lava_matches_reference and result.readout["identical_trace"]["reference/lava"] else 1
+    if is_checkpoint:
+        model = model_from_checkpoint(model_path)
+        qcfg = QuantizationConfig(args.threshold_mantissa, args.weight_clip_percentile)
+        busy = out.err.status("running float, quantization-aware, reference and Lava", spinner="dots")
+        with contextlib.nullcontext() if args.json else busy:
+            result = verify(model, art, x, args.steps, qcfg=qcfg, lava_options=lava_options, model_path=model_path)
+    else:
+        source = load_network(model_path) if model_path is not None else None
+        busy = out.err.status("running the float IR, reference and Lava", spinner="dots")
+        with contextlib.nullcontext() if args.json else busy:
+            result = verify_compiled(art, x, args.steps, source_graph=source, lava_options=lava_options)
+    result.warnings = input_notes + result.warnings
+    traces = result.readout.get("identical_trace", {})
+    status = 0 if result.lava_matches_reference and traces.get("reference/lava", True) else 1
     if args.json:
-        out.json({"model": args.model, "artifact": args.artifact, **result.to_dict()})
+        out.json({"model": model_path, "artifact": artifact_path, **result.to_dict()})
         return status
     for w in result.warnings:
         out.console.print(f"[yellow]warning:[/] {w}")
@@ -68,11 +92,11 @@ def run(args, out) -> int:
         if not pair["identical"]:
             out.console.print(_divergence_line(pair), soft_wrap=True)
     r = result.readout
-    out.console.print(f"readout ({r['readout']}, reads {r['reads']} of the output): predicted class per sample "
-                      + "; ".join(f"{run} {' '.join(map(str, c))}" for run, c in r["predicted_class"].items()))
-    out.console.print("readout traces: " + ", ".join(f"{pair} {'identical' if same else 'DIFFER'}"
-                                                      for pair, same in r["identical_trace"].items())
-                      + ("" if exact_readout else " (qat/reference differ when compiled with other settings)"))
+    if r:
+        out.console.print(f"readout ({r['readout']}, reads {r['reads']} of the output): predicted class per sample "
+                          + "; ".join(f"{run} {' '.join(map(str, c))}" for run, c in r["predicted_class"].items()))
+        out.console.print("readout traces: " + ", ".join(f"{pair} {'identical' if same else 'DIFFER'}"
+                                                          for pair, same in traces.items()))
     verdict = "[bold green]Lava and the reference agree on every spike and readout value[/]" if status == 0 else \
         "[bold red]Lava and the reference differ[/]"
     out.console.print(verdict)

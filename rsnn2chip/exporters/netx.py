@@ -7,9 +7,20 @@ loading) and its bias exponent is fixed at 6. Everything else is refused with
 every reason at once. Before writing, each layer's weights are put through
 netx's own loading arithmetic (:func:`rsnn2chip.frontends.netx.netx_layer_weights`)
 and must come back unchanged, so a file that is written runs exactly.
+
+A network compiled with rsnn2chip's defaults has fractional effective weights
+(negative weight exponents, for precision), which netx cannot store. Unless
+``exact`` is asked for, :func:`export` then re-quantizes the artifact's float
+IR the way netx can hold it (:func:`requantize_for_netx`: integer weight
+exponents, the largest threshold mantissa whose weights still fit netx's 8
+bits, biases in multiples of 64) and writes that. The file then runs exactly
+like the re-quantized network, not like the artifact; the summary says why it
+was re-quantized and how often the two networks' spikes agree on random input.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import io
 from pathlib import Path
 
@@ -24,8 +35,12 @@ from rsnn2chip.frontends.netx import NETX_BIAS_EXP, netx_layer_weights
 
 NAME = "lava-dl netx HDF5"
 SUFFIX = ".net"
-COMPILE_FIX = ("compile for netx: a target with quantization.weight_exp_min = 0 and a --threshold-mantissa small "
-               "enough that every weight fits 8 bits (see docs/interop.md)")
+COMPILE_FIX = ("export without --exact (it re-quantizes for netx), or compile for netx: a target with "
+               "quantization.weight_exp_min = 0 and a --threshold-mantissa small enough that every weight fits "
+               "8 bits (see docs/interop.md)")
+# Threshold mantissas tried when re-quantizing, largest (finest weights) first.
+NETX_THRESHOLD_MANTISSAS = (2048, 1024, 512, 256, 128, 64, 32, 16)
+AGREEMENT_STEPS, AGREEMENT_SAMPLES, AGREEMENT_RATE = 100, 8, 0.2
 
 
 def chain(graph: nx.DiGraph) -> tuple[str | None, list[str], list[Problem]]:
@@ -124,27 +139,97 @@ def layer_weights(graph, name: str, pre: str) -> tuple[list[np.ndarray], list[Pr
     return mats, problems
 
 
-def export(graph: nx.DiGraph, path: str | Path, **_options) -> dict:
+def exact_layers(graph: nx.DiGraph) -> tuple[list, list[Problem]]:
+    """The layers netx would load unchanged from ``graph``'s quantized values, and every reason it cannot."""
     not_quantized = [p.name for p in ir.populations(graph, "lif") if p.fixed is None]
     not_quantized += [p.name for p in ir.projections(graph) if p.quant is None]
     if not_quantized:
         raise ModelError("netx export needs a compiled (quantized) network", found=not_quantized,
                          fix="compile it first: `rsnn2chip compile MODEL -o net.r2c`, then export net.r2c")
     source, order, problems = chain(graph)
-    layers = []
-    pre = source
+    if problems:  # structure: no quantization can fix it
+        raise ModelError(problems=problems)
+    layers, pre = [], source
     for name in order:
         regs, problem = neuron_registers(ir.population(graph, name))
         mats, weight_problems = layer_weights(graph, name, pre)
         problems += ([problem] if problem else []) + weight_problems
         layers.append((name, regs, mats))
         pre = name
-    if problems:
+    return layers, problems
+
+
+def _netx_target(target):
+    from rsnn2chip.targets import target_from_dict
+    data = copy.deepcopy(target.data)
+    data["quantization"].update(weight_exp_min=0, weight_exp_max=0)
+    return target_from_dict(data, f"{target.name}, integer weight exponents for netx")
+
+
+def _biases_to_netx(graph: nx.DiGraph) -> None:
+    """Round every effective bias to the multiples of 64 netx's fixed bias exponent can hold."""
+    step = 1 << NETX_BIAS_EXP
+    for pop in ir.populations(graph, "lif"):
+        f = pop.fixed
+        bias = fx.effective_bias(f.bias_mant, f.bias_exp)
+        mant = np.clip(np.rint(bias / step), *fx.BIAS_MANT_RANGE).astype(np.int64)
+        pop.fixed = dataclasses.replace(f, bias_mant=mant, bias_exp=np.full_like(mant, NETX_BIAS_EXP))
+
+
+def requantize_for_netx(graph: nx.DiGraph, target) -> tuple[nx.DiGraph, int]:
+    """A copy of ``graph`` quantized from its float IR so netx holds it exactly; returns it and the mantissa used."""
+    from rsnn2chip.passes.quantize import PREQUANTIZED, QuantizationConfig, quantize
+
+    netx_target = _netx_target(target)
+    last = None
+    for mantissa in NETX_THRESHOLD_MANTISSAS:
+        g = copy.deepcopy(graph)
+        for pop in ir.populations(g, "lif"):
+            pop.fixed, pop.state_scale = None, None
+            pop.quant_stats.pop(PREQUANTIZED, None)
+        for proj in ir.projections(g):
+            proj.quant = None
+        quantize(g, netx_target, QuantizationConfig(threshold_mantissa_target=mantissa))
+        _biases_to_netx(g)
+        last = exact_layers(g)[1]
+        if not last:
+            return g, mantissa
+    raise ModelError("no netx-compatible quantization of this network exists", problems=last,
+                     fix="netx holds 8-bit integer weights per layer: a layer whose weights span more than ~7 bits "
+                         "of dynamic range cannot be exported to netx")
+
+
+def spike_agreement(a: nx.DiGraph, b: nx.DiGraph, seed: int = 0) -> dict:
+    """Fraction of (sample, step, neuron) spikes equal in two quantizations of one network, on random input."""
+    from rsnn2chip.artifact import CompiledNetwork
+    from rsnn2chip.backends import run
+
+    n_in = ir.total_neurons(a, "input")
+    x = (np.random.default_rng(seed).random((AGREEMENT_SAMPLES, AGREEMENT_STEPS, n_in)) < AGREEMENT_RATE)
+    ra = run(CompiledNetwork(a, None, None), x.astype(np.int8), AGREEMENT_STEPS)
+    rb = run(CompiledNetwork(b, None, None), x.astype(np.int8), AGREEMENT_STEPS)
+    per_pop = {name: float((s == rb.spikes[name]).mean()) for name, s in ra.spikes.items()}
+    counts = {name: [int(s.sum()), int(rb.spikes[name].sum())] for name, s in ra.spikes.items()}
+    return {"inputs": f"{AGREEMENT_SAMPLES} samples x {AGREEMENT_STEPS} steps of random spikes at rate "
+                      f"{AGREEMENT_RATE}", "agreement": per_pop, "spike_counts_artifact_vs_exported": counts}
+
+
+def export(graph: nx.DiGraph, path: str | Path, target=None, exact: bool = False, **_options) -> dict:
+    """Write ``graph`` as netx; re-quantize for netx when its values cannot be written exactly (see module doc)."""
+    layers, problems = exact_layers(graph)
+    requantized = None
+    if problems and not exact and target is not None:
+        netx_graph, mantissa = requantize_for_netx(graph, target)
+        layers, _ = exact_layers(netx_graph)
+        requantized = {"threshold_mantissa": mantissa,
+                       "why": sorted({f"{p.where}: {p.message}" for p in problems}),
+                       **spike_agreement(graph, netx_graph)}
+    elif problems:
         raise ModelError(problems=problems)
     atomic_write_bytes(path, _hdf5_bytes(layers))
-    return {"format": "netx", "path": str(path), "layers": [
-        {"index": i, "population": name, "type": "dense_rec" if len(mats) > 1 else "dense",
-         "size": int(mats[0].shape[0])} for i, (name, _, mats) in enumerate(layers)]}
+    return {"format": "netx", "path": str(path), "exact": requantized is None, "requantized": requantized,
+            "layers": [{"index": i, "population": name, "type": "dense_rec" if len(mats) > 1 else "dense",
+                        "size": int(mats[0].shape[0])} for i, (name, _, mats) in enumerate(layers)]}
 
 
 def _hdf5_bytes(layers) -> bytes:

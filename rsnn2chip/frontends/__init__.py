@@ -47,4 +47,5 @@ def load_network(path: str | Path):
     names = ", ".join(f.NAME for f in frontends())
     raise CheckpointError("not a model file rsnn2chip can read", file=str(path),
                           allowed=f"one of: {names}",
-                          fix="pass a checkpoint written by `rsnn2chip train` (model.pt)")
+                          fix="pass a checkpoint written by `rsnn2chip train` (model.pt), a NIR graph or a lava-dl "
+                              "netx .net file; models from snnTorch, Norse or plain PyTorch: docs/byom.md")

@@ -15,7 +15,11 @@ gain ``b * r``); ``LI`` never spikes, so it gets a threshold above any
 voltage its inputs can produce. Affine biases ``c`` are a constant input
 current; see docs/interop.md for how they enter. ``dt`` comes from the
 ``load`` argument, else the graph's metadata ``dt``, else ``$RSNN2CHIP_NIR_DT``,
-else :data:`DEFAULT_DT`. Every projection gets Loihi's one-step delay.
+else :data:`DEFAULT_DT`. Every projection gets Loihi's one-step delay, so each
+population runs a fixed number of steps behind the NIR model
+(``graph.graph["nir"]["time_offset"]``; see :meth:`_Importer.time_offsets`).
+Conventions of the source framework that an exporter of ``rsnn2chip.interop``
+found Loihi cannot follow (``metadata["conventions"]``) are warned again here.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
 from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.frontends import hdf5_matches
+from rsnn2chip.interop import Difference
 
 NAME = "NIR graph (.nir)"
 # snnTorch exports with dt = 1e-4 (Norse uses 1e-3 but also writes tau in seconds).
@@ -210,6 +215,7 @@ class _Importer:
         import nir
 
         self.dt = dt
+        self.metadata = dict(nir_graph.metadata or {})
         self.nodes, self.edges, top = flatten(nir_graph)
         self.preds: dict[str, list[str]] = {n: [] for n in self.nodes}
         for s, d in self.edges:
@@ -373,11 +379,65 @@ class _Importer:
                 nonspiking.append(name)
         for proj in projections:
             ir.add_projection(self.graph, proj)
+        self.notes += self.recorded_conventions()
+        offsets = self.time_offsets()
         self.graph.graph.update(output=outputs[0] if outputs else None, outputs=outputs, source_format="nir",
-                                nir={"dt": self.dt, "nonspiking": nonspiking, "notes": self.notes})
+                                nir={"dt": self.dt, "nonspiking": nonspiking, "notes": self.notes,
+                                     "time_offset": offsets})
         for note in self.notes:
             warnings.warn(note, stacklevel=3)
         return self.graph
+
+    def recorded_conventions(self) -> list[str]:
+        """Differences an exporter of rsnn2chip.interop found in the source model, warned again at import."""
+        recorded = np.atleast_1d(self.metadata.get("conventions", []))
+        return [t.decode() if isinstance(t, bytes) else str(t) for t in recorded]
+
+    def time_offsets(self) -> dict[str, int]:
+        """How many steps each population runs behind the NIR model's time.
+
+        NIR has no synaptic delay, and snnTorch and Norse apply a feed-forward weight
+        within the step, a weight that closes a cycle one step later. Here every
+        projection adds Loihi's one-step delay. So a population whose feed-forward
+        paths from the inputs all have ``d`` weight layers runs exactly ``d`` steps
+        late, provided every cycle stays within one depth; otherwise inputs meet
+        misaligned, and that is warned as ``synaptic-delay``. Graphs rsnn2chip
+        exported (``synaptic_delay_steps = 1``) already carry the delay: offset 0.
+        """
+        g = self.graph
+        if int(np.asarray(self.metadata.get("synaptic_delay_steps", 0))) == 1:
+            return {name: 0 for name in g}
+        back, state = set(), {}
+
+        def visit(node):  # depth-first; an edge to a node still on the stack closes a cycle
+            state[node] = "open"
+            for nxt in g.successors(node):
+                if state.get(nxt) == "open":
+                    back.add((node, nxt))
+                elif nxt not in state:
+                    visit(nxt)
+            state[node] = "done"
+
+        for node in list(self.inputs) + list(g):
+            if node not in state:
+                visit(node)
+        depth: dict[str, int] = {}
+        forward = nx.DiGraph()
+        forward.add_nodes_from(g)
+        forward.add_edges_from(e for e in g.edges if e not in back)
+        for node in nx.topological_sort(forward):
+            depth[node] = max((depth[p] + 1 for p in forward.predecessors(node)), default=0)
+        misaligned = [f"{pre}->{post}" for pre, post in g.edges
+                      if depth[post] != depth[pre] + (0 if (pre, post) in back else 1)]
+        early = [f"{p.name} ({depth[p.name]} steps)" for p in ir.populations(g, "lif")
+                 if depth[p.name] > 0 and np.any(p.neuron.bias)]
+        if early:
+            self.notes.append(Difference("bias-onset", ", ".join(early)).text())
+        if misaligned:
+            self.notes.append(Difference("synaptic-delay", ", ".join(misaligned),
+                                         "feed-forward depths " + ", ".join(f"{n}={d}" for n, d in depth.items()
+                                                                              if n in self.sizes)).text())
+        return depth
 
     def output_populations(self) -> list[str]:
         pops = []

@@ -274,10 +274,14 @@ def weight_clipping(ctx: CheckContext) -> list[Problem]:
     for proj in ir.projections(ctx.graph):
         frac = proj.quant.stats.get("clipped_fraction", 0.0)
         if frac > 0.01:
+            # At the target's largest exponent the mantissa range, not the percentile, is what clips.
+            capped = proj.quant.weight_exp >= ctx.target.quantization.weight_exp_max
+            fix = (f"the weight exponent is at the target's weight_exp_max ({proj.quant.weight_exp}): lower "
+                   "--threshold-mantissa (weights scale with it) or raise the target's weight_exp_max" if capped
+                   else "raise --weight-clip-percentile toward 100 or regularise large weights")
             problems.append(Problem("more than 1% of weights clipped by quantization", severity="warning",
                                     where=f"projection {proj.name}", resource="weight mantissa",
-                                    found=f"{frac:.1%} clipped", allowed="<= 1%", rule="weight_clipping",
-                                    fix="raise --weight-clip-percentile toward 100 or regularise large weights"))
+                                    found=f"{frac:.1%} clipped", allowed="<= 1%", rule="weight_clipping", fix=fix))
     return problems
 
 

@@ -15,9 +15,9 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
+from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from rsnn2chip.fileio import atomic_write_bytes as write_file
@@ -161,8 +161,59 @@ def core_layers(rep: dict) -> Figure:
         draw(ax, *xy[core["core"]], units, colors)
     ax.legend(handles=[Patch(facecolor=c, label=name) for name, c in colors.items()], loc="upper left",
               bbox_to_anchor=(1.01, 1), title="layer", fontsize=8)
-    ax.set_title(f"motifs on each core, coloured by layer (one square per motif; stripes where a core holds more "
-                 f"than {MAX_MOTIF_SQUARES})")
+    ax.set_title(f"{_unit_words(rep)} on each core, coloured by layer ({_unit_words(rep, one=True)}; stripes "
+                 f"where a core holds more than {MAX_MOTIF_SQUARES})")
+    return fig
+
+
+def _unit_words(rep: dict, one: bool = False) -> str:
+    """What a square stands for: motifs, neurons, or both when only some populations have motifs."""
+    lif = [p for p in rep["populations"] if p["kind"] == "lif"]
+    with_motifs = sum(1 for p in lif if p["motif_size"])
+    if with_motifs == len(lif) and lif:
+        return "one square per motif" if one else "motifs"
+    if with_motifs == 0:
+        return "one square per neuron" if one else "neurons"
+    return "one square per motif, or per neuron where a layer has no motifs" if one else "motifs and neurons"
+
+
+def traffic_heatmap(rep: dict) -> Figure:
+    """Core x core traffic as a matrix: readable at any core count, unlike arrows on the mesh."""
+    tr = rep["traffic"]
+    measured = tr["measured"] is not None
+    key = "messages" if measured else "synapses"
+    n = tr["n_cores"]
+    m = np.zeros((n, n))
+    for e in tr["edges"]:
+        m[e["src"], e["dst"]] = e[key]
+    side = min(4.0 + 0.18 * n, 14.0)
+    fig = new_figure(side + 1.6, side)
+    ax = fig.add_subplot()
+    top = max(float(m.max()), 1.0)
+    shown = np.ma.masked_equal(m, 0)
+    image = ax.imshow(shown, cmap=colormaps["viridis"], norm=LogNorm(vmin=1, vmax=max(top, 2.0)),
+                      interpolation="nearest", origin="upper")
+    ax.set_facecolor("#f4f4f4")
+    step = max(1, int(np.ceil(n / 24)))
+    ticks = np.arange(0, n, step)
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.tick_params(labelsize=7)
+    per_chip = rep["mapping"]["cores_per_chip"]
+    chips = {r["core"]: r["chip"] for r in rep["cores"]}
+    for c in range(1, n):  # chip boundaries, where the core numbering crosses to the next chip
+        if chips.get(c) != chips.get(c - 1):
+            ax.axhline(c - 0.5, color="#d62728", linewidth=1)
+            ax.axvline(c - 0.5, color="#d62728", linewidth=1)
+    ax.set_xlabel("to core")
+    ax.set_ylabel("from core")
+    what = "spike messages in the run" if measured else "synapses"
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, label=f"{what} per link (log scale; blank: none)")
+    plain_numbers = FuncFormatter(lambda v, _: f"{v:g}")
+    bar.ax.yaxis.set_major_formatter(plain_numbers)
+    bar.ax.yaxis.set_minor_formatter(plain_numbers)
+    chip_note = f"; red lines: chip boundaries ({per_chip} cores per chip)" if len(set(chips.values())) > 1 else ""
+    ax.set_title(f"inter-core traffic, {n} cores: row = from, column = to ({what}{chip_note})", fontsize=10)
     return fig
 
 
@@ -216,7 +267,8 @@ def activity_raster(rep: dict, act) -> Figure:
 
 def figures(rep: dict, act=None) -> dict[str, Figure]:
     """Every picture the report has: name -> figure (activity only with a run)."""
-    out = {"mesh": mesh_utilisation(rep), "layers": core_layers(rep), "traffic": traffic_arrows(rep)}
+    out = {"mesh": mesh_utilisation(rep), "layers": core_layers(rep), "traffic": traffic_arrows(rep),
+           "traffic_matrix": traffic_heatmap(rep)}
     if act is not None:
         out["activity"] = activity_raster(rep, act)
     return out

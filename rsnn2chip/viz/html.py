@@ -12,14 +12,16 @@ from rsnn2chip.viz.tables import TableSpec, sections
 ROW_CLASSES = {None: "", "busiest": "busiest", "emptiest": "emptiest", "warn": "warn"}
 FIGURE_CAPTIONS = {
     "mesh": "Per-core utilisation on the chip mesh (colour: the most used resource of each core).",
-    "layers": "What each core holds: its motifs, coloured by layer.",
+    "layers": "What each core holds (its motifs or neurons), coloured by layer.",
     "traffic": "Inter-core traffic: arrow width and colour grow with the traffic on the link.",
+    "traffic_matrix": "Inter-core traffic as a core x core matrix (row: from, column: to; log colour scale).",
     "activity": "Spike raster (sample 0) and firing-rate histogram of every population.",
 }
 # Every core fits in a page; every link of a large mesh (n^2) would not, and --json has them all.
 MAX_LINKS = 300
 # Each picture sits in the section whose numbers it shows.
-FIGURE_SECTION = {"mesh": "cores", "layers": "cores", "traffic": "traffic", "activity": "activity"}
+FIGURE_SECTION = {"mesh": "cores", "layers": "cores", "traffic": "traffic", "traffic_matrix": "traffic",
+                  "activity": "activity"}
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{font-size:1.6em}h2{border-bottom:2px solid #ddd;padding-bottom:4px;margin-top:2em}
@@ -30,7 +32,7 @@ tr.busiest td{background:#fde0e0;font-weight:600}tr.emptiest td{background:#dde9
 tr.warn td{background:#fff6d6}.note{color:#666;font-size:12px}
 .estimate{background:#fff3cd;border:1px solid #e0c36b;padding:8px 12px;margin:8px 0}
 figure{margin:16px 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:13px}
-nav a{margin-right:12px}
+nav a{margin-right:12px}#core-count-table td{text-align:left}
 """
 
 

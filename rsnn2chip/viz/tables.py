@@ -102,16 +102,46 @@ def cores_table(rep: dict, max_rows: int | None = None) -> TableSpec:
     shown = _shown_cores(rep, max_rows)
     note = "" if len(shown) == len(rep["cores"]) else f"busiest {len(shown) - 1} and the emptiest of " \
                                                        f"{len(rep['cores'])} cores; all are in --json"
-    t = TableSpec("cores-table", "cores (used/limit, %; busiest first)",
-                  ["core", "chip", "position", "layers", *(_label(r) for r in limits), "synapses",
-                   "utilisation"], note=note)
+    t = TableSpec("cores-table", "cores (used/limit, %; busiest first; binding resource: the one the core is "
+                  "fullest in)",
+                  ["core", "chip", "position", "neurons held", *(_label(r) for r in limits), "synapses",
+                   "utilisation", "binding resource"], note=note)
     s = rep["core_summary"]
     styles = {s["emptiest"]: "emptiest", s["busiest"]: "busiest"}  # one core both: it reads as busiest
     for r in shown:
-        t.add([r["core"], r["chip"], f"({r['position'][0]}, {r['position'][1]})", ", ".join(r["layers"]),
+        t.add([r["core"], r["chip"], f"({r['position'][0]}, {r['position'][1]})", "\n".join(r["neuron_ranges"]),
                *(used_of(r["resources"][k]) for k in limits), num(r["synapses"]),
-               f"{pct(r['utilisation_percent'])}\n{_label(r['bottleneck'])}"],
+               pct(r["utilisation_percent"]), _label(r["bottleneck"])],
               styles.get(r["core"]))
+    return t
+
+
+def core_count_table(rep: dict) -> TableSpec:
+    c = rep["core_count"]
+    per = c.get("lower_bound_per_resource", {})
+    t = TableSpec("core-count-table", f"why {c['cores']} cores (lower bound {c['lower_bound']})",
+                  ["", ""], note="lower bound per resource: " + ", ".join(
+                      f"{_label(r)} {num(v)}" for r, v in per.items() if r != "cores"))
+    for reason in c["reasons"]:
+        t.add(["why", reason])
+    for way in c["lower_it"]:
+        t.add(["what would lower it", way])
+    return t
+
+
+def mappers_table(rep: dict) -> TableSpec | None:
+    m = rep["mapping"]
+    candidates = m.get("mapper_candidates")
+    if not candidates:
+        return None
+    t = TableSpec("mappers-table", "mappers --mapper auto tried", ["mapper", "violating cores", "chips", "cores",
+                                                                   "inter-core traffic", "hop-weighted traffic",
+                                                                   "kept"],
+                  note="kept by: " + ", then ".join(m.get("mapper_cost_order", [])))
+    for name, cost in candidates.items():
+        t.add([name, num(cost["violating_cores"]), num(cost["chips"]), num(cost["cores"]),
+               num(cost["intercore_traffic"]), num(cost["hop_weighted_traffic"]),
+               "yes" if name == m.get("mapper_chosen") else ""])
     return t
 
 
@@ -243,6 +273,7 @@ def sections(rep: dict, max_rows: int | None = None, max_links: int | None = Non
     traffic = [traffic_totals_table(rep), traffic_edges_table(rep, max_links),
                traffic_matrix_table(rep, "synapses", "static"), traffic_matrix_table(rep, "messages", "measured")]
     out = [("summary", "Summary", [summary_table(rep), warnings_table(rep)]),
+           ("why-cores", f"Why {rep['core_count']['cores']} cores", [core_count_table(rep), mappers_table(rep)]),
            ("cores", "Cores", [cores_table(rep, max_rows)]),
            ("quantization", "Quantization", [quantization_table(rep), params_table(rep)]),
            ("traffic", "Traffic", traffic),

@@ -1,0 +1,127 @@
+"""What ``run`` and ``verify`` feed a network: spikes, raw features encoded as in training, or a data-set sample.
+
+* ``--input x.npy`` of 0/1 values: spikes, used as they are.
+* ``--input x.npy`` of real values: raw features, ``(T, features)`` or
+  ``(batch, T, features)``, encoded with the encoding the training run recorded
+  (in the artifact's provenance, or in the checkpoint): the per-channel
+  statistics, then graded payloads or delta thresholds (``rsnn2chip.data.encoding``),
+  so the network sees exactly what it saw in training.
+* ``--data NAME --index I [--split SPLIT]``: sample ``I`` of a data set, encoded
+  the same way.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from rsnn2chip import artifact as artifact_io
+from rsnn2chip.data.encoding import DeltaEncoder, GradedEncoder, is_binary
+from rsnn2chip.errors import InputError
+
+
+def training_meta(art, notes: list) -> dict:
+    """The training run's ``encoding`` and ``dataset``: from the artifact, else its unchanged source checkpoint."""
+    from rsnn2chip.checkpoint import load_checkpoint  # torch: only when a checkpoint must be read
+    from rsnn2chip.frontends import checkpoint as checkpoint_frontend
+
+    prov = art.provenance or {}
+    for meta in (prov, prov.get("meta") or {}):
+        if meta.get("encoding"):
+            return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
+    source = prov.get("source")
+    # Only an rsnn2chip checkpoint records its training encoding; a .nir or .net source has none to offer.
+    if (source and Path(source).is_file() and checkpoint_frontend.sniff(source)
+            and prov.get("source_sha256") == artifact_io.sha256_file(source)):
+        meta = load_checkpoint(source)["meta"]
+        if meta.get("encoding"):
+            return {"encoding": meta["encoding"], "dataset": meta.get("dataset")}
+    notes.append("the artifact records no input encoding and its source checkpoint is not available unchanged; "
+                 "using the dataset's default encoding (fitted on its train split), which is what "
+                 "`rsnn2chip train` uses unless the data were given an explicit encoding")
+    return {"encoding": None, "dataset": None}
+
+
+def add_arguments(parser, what: str = "run") -> None:
+    parser.add_argument("--input", help=".npy of 0/1 spikes, or of real-valued features that are encoded as in "
+                                        "training; shape (T, channels) or (batch, T, channels)")
+    parser.add_argument("--data", help=f"{what} sample --index of this data set instead (encoded as in training)")
+    parser.add_argument("--index", type=int, default=0, help="with --data: which sample (default %(default)s)")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
+                        help="with --data: which split (default %(default)s)")
+
+
+def read_npy(path: str) -> np.ndarray:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("input file not found", file=path,
+                         fix="pass a .npy array of 0/1 spikes or of raw features, or --data NAME --index I")
+    try:
+        return np.load(p, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot read input as a .npy array ({exc})", file=path,
+                         fix="save inputs with numpy.save(path, array)") from None
+
+
+def _per_step(encoder, features: np.ndarray, dtype) -> np.ndarray:
+    batch = features if features.ndim == 3 else features[None]
+    steps = batch.shape[1]
+    if batch.shape[2] != encoder.channels_in:
+        raise InputError("raw features have another width than the training data", found=batch.shape[2],
+                         allowed=f"{encoder.channels_in} features per step (the encoding was fitted on them)")
+    encoded = encoder.encode(batch.reshape(-1, batch.shape[2]), np.full(len(batch), steps))
+    out = np.stack(encoded).astype(dtype)
+    return out if features.ndim == 3 else out[0]
+
+
+# Encoding kind -> encoder of raw features (T, features); kinds that encode whole images or
+# event streams have no such per-step form: their samples come in with --data.
+RAW_ENCODERS = {"delta": lambda spec, x: _per_step(DeltaEncoder.from_dict(spec), x, np.int8),
+                "graded": lambda spec, x: _per_step(GradedEncoder.from_dict(spec), x, np.float32)}
+
+
+def encode_features(features: np.ndarray, encoding: dict | None, file: str) -> np.ndarray:
+    if not encoding:
+        raise InputError("real-valued input, but no input encoding is recorded for this network", file=file,
+                         found=f"values {float(features.min()):g}..{float(features.max()):g}",
+                         allowed="0/1 spikes, or raw features for a network trained by `rsnn2chip train` on them",
+                         fix="encode the features yourself, or pass --data NAME --index I")
+    encode = RAW_ENCODERS.get(encoding.get("kind"))
+    if encode is None:
+        raise InputError("real-valued input, but this network's input encoding has no per-step form", file=file,
+                         found=f"encoding kind {encoding.get('kind')!r}", allowed=", ".join(RAW_ENCODERS),
+                         fix="pass the sample as --data NAME --index I, or 0/1 spikes")
+    if features.ndim not in (2, 3):
+        raise InputError("raw features must be (T, features) or (batch, T, features)", file=file,
+                         found=features.shape)
+    return encode(encoding, features.astype(np.float64))
+
+
+def load(args, training) -> tuple[np.ndarray, list[str]]:
+    """``(spikes, notes)`` from ``args.input`` or ``args.data``/``args.index``.
+
+    ``training(notes) -> {"encoding", "dataset"}`` looks up what training recorded;
+    it is called only for raw features and data-set samples.
+    """
+    if (args.input is None) == (args.data is None):
+        raise InputError("give exactly one of --input and --data", found={"--input": args.input, "--data": args.data},
+                         fix="--input x.npy (spikes or raw features), or --data NAME --index I")
+    notes: list[str] = []
+    if args.input is not None:
+        x = read_npy(args.input)
+        if x.size == 0 or is_binary(x):
+            return x, notes
+        encoding = training(notes).get("encoding")
+        x = encode_features(x, encoding, args.input)
+        return x, notes + [f"real-valued input encoded with the training run's {encoding['kind']!r} encoding "
+                           f"-> {x.shape[-2]} steps of {x.shape[-1]} input channels"]
+    from rsnn2chip.data import load_dataset
+
+    if args.index < 0:
+        raise InputError("--index must be >= 0", found=args.index)
+    data = load_dataset(args.data, args.split, encoding=training(notes).get("encoding"), limit=args.index + 1)
+    if args.index >= len(data):
+        raise InputError("--index is past the end of the split", found=args.index,
+                         allowed=f"0..{len(data) - 1} ({args.data} {args.split})")
+    return np.asarray(data.samples[args.index]), \
+        notes + [f"{data.name} {args.split} sample {args.index} (label {int(data.labels[args.index])})"]

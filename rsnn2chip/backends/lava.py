@@ -1,70 +1,59 @@
 """The Lava backend: runs a :class:`LoweredNetwork` in Lava's bit-accurate CPU simulator.
 
-Lava's speed is set by its process count (each process is an OS process,
-synchronised every step), not by neuron count, so the network is built from
-as few processes as the arithmetic allows: one LIF for all neurons, one
-source for all input channels, one sink, one Monitor per probed variable,
-and one Sparse per group of projections (see :func:`group_projections`).
+It builds :class:`rsnn2chip.lava.Network` (the public hierarchical process,
+see docs/lava.md), feeds it from a ``RingBuffer`` and reads every neuron
+process with one sink each. A batch runs as replicas of the network side by
+side in one build (block-diagonal weights), a chunk of
+:func:`replicas_per_build` samples at a time: Lava's cost is per process and
+step, so a build of many replicas costs little more per step than one.
 The run happens under :func:`~rsnn2chip.backends.watchdog.run_with_watchdog`
 because a failing Lava process model can hang the run forever.
 """
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
-from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
+from rsnn2chip.backends.plan import LoweredNetwork
 from rsnn2chip.backends.watchdog import run_with_watchdog
 from rsnn2chip.errors import InputError
 
 PROBES = ("u", "v")
 _BASE_TIMEOUT_S = 60.0
-_BUILD_TIMEOUT_S = 20.0  # per sample: each sample compiles a fresh Lava network
-_STEP_TIMEOUT_S = 0.002  # per step and process, ~10x what Lava needs
+_BUILD_TIMEOUT_S = 30.0  # per build
+_STEP_TIMEOUT_S = 0.004  # per step and process, ~10x what Lava needs
+_NEURONS_PER_BUILD = 40_000  # replicas * neurons; beyond this one build's matrices get slow to set up
 
 
-def group_projections(net: LoweredNetwork) -> list[list[LoweredProjection]]:
-    """Partition the projections into groups that one Sparse process each can run exactly.
-
-    A Sparse shifts the *sum* of its mantissas by one ``weight_exp`` and clips
-    by one sign mode, so a group shares source, exponent and sign mode. Rows
-    must be disjoint: the floor after the shift is taken per row, and two
-    projections summed into the same row before it would round differently.
-    Greedy first fit in projection order; projections without synapses are
-    dropped since they add nothing.
-    """
-    groups: list[list[LoweredProjection]] = []
-    for proj in net.projections:
-        if proj.weights.nnz == 0:
-            continue
-        key = _group_key(proj)
-        home = next((g for g in groups if _group_key(g[0]) == key
-                     and not any(_overlap(proj.rows, other.rows) for other in g)), None)
-        if home is None:
-            groups.append([proj])
-        else:
-            home.append(proj)
-    return groups
+def replicas_per_build(net: LoweredNetwork, batch: int) -> int:
+    return max(1, min(batch, _NEURONS_PER_BUILD // max(net.n_lif, 1)))
 
 
-def process_count(net: LoweredNetwork, probes=()) -> int:
-    """Number of Lava processes :func:`simulate` builds per sample."""
+def layout(net: LoweredNetwork, replicas: int = 1):
+    from rsnn2chip.lava.layout import plan
+    return plan(net, replicas=replicas)
+
+
+def process_count(net: LoweredNetwork, probes=(), replicas: int = 1) -> int:
+    """Lava processes one build has: the network's, its source, one sink and one monitor per var per neuron process."""
     if net.n_lif == 0:
         return 0
-    groups = group_projections(net)
-    has_source = any(g[0].source == "input" for g in groups)
-    return 1 + int(has_source) + 1 + len(groups) + len(probes)
+    plan = layout(net, replicas)
+    has_source = any(g.source == "input" for g in plan.synapse_groups)
+    return plan.process_count + int(has_source) + len(plan.neuron_groups) * (1 + len(probes))
 
 
 def default_timeout(net: LoweredNetwork, steps: int, batch: int = 1, probes=()) -> float:
     """A generous limit for :func:`simulate`; a healthy run takes a small fraction of it."""
-    per_sample = _BUILD_TIMEOUT_S + steps * process_count(net, probes) * _STEP_TIMEOUT_S
-    return _BASE_TIMEOUT_S + batch * per_sample
+    per_build = replicas_per_build(net, batch)
+    builds = -(-batch // per_build)
+    width = max(1.0, per_build * net.n_lif / 1000)
+    per_build_s = _BUILD_TIMEOUT_S + steps * process_count(net, probes) * _STEP_TIMEOUT_S * width
+    return _BASE_TIMEOUT_S + builds * per_build_s
 
 
 def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=(),
              timeout: float | None = None) -> tuple[np.ndarray, dict]:
-    """Run ``steps`` steps for each sample of ``inputs`` in Lava, one sample after another.
+    """Run ``steps`` steps for each sample of ``inputs`` in Lava.
 
     Same contract as :func:`rsnn2chip.backends.reference.simulate`: ``inputs``
     is ``(B, steps, n_input)`` of 0/1; returns spikes ``(B, steps, n_lif)``
@@ -101,82 +90,57 @@ def _empty(batch, steps, n, probes):
 
 def _run_batch(net, inputs, steps, probes):
     spikes, recorded = _empty(inputs.shape[0], steps, net.n_lif, probes)
-    groups = group_projections(net)
-    for b in range(inputs.shape[0]):
-        spikes[b], sample_probes = _run_sample(net, groups, inputs[b, :steps], steps, probes)
+    width = replicas_per_build(net, inputs.shape[0])
+    for start in range(0, inputs.shape[0], width):
+        chunk = slice(start, start + width)
+        spikes[chunk], chunk_probes = run_replicas(net, inputs[chunk, :steps], steps, probes)
         for name in probes:
-            recorded[name][b] = sample_probes[name]
+            recorded[name][chunk] = chunk_probes[name]
     return spikes, recorded
 
 
-def _run_sample(net, groups, x, steps, probes):
+def run_replicas(net: LoweredNetwork, x: np.ndarray, steps: int, probes=()) -> tuple[np.ndarray, dict]:
+    """One Lava build with one replica per sample of ``x`` ``(R, steps, n_input)``; call in a watchdog."""
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc import io
+    from lava.proc.monitor.process import Monitor
 
-    lif, sink, monitors = _build(net, groups, x, steps, probes)
+    from rsnn2chip.lava import Network
+
+    replicas = x.shape[0]
+    network = Network(net, replicas=replicas)
+    if network.has_input:
+        data = np.ascontiguousarray(x.transpose(0, 2, 1).reshape(replicas * net.n_input, steps), dtype=np.int32)
+        io.source.RingBuffer(data=data).s_out.connect(network.inp)
+    sinks, monitors = {}, {}
+    for group in network.layout.neuron_groups:
+        process = network.neurons[group.name]
+        sinks[group] = io.sink.RingBuffer(shape=process.s_out.shape, buffer=steps)
+        process.s_out.connect(sinks[group].a_in)
+        for name in probes:
+            # One Monitor per variable: Monitor's bookkeeping supports one probe only.
+            monitors[group, name] = Monitor()
+            monitors[group, name].probe(getattr(process, name), steps)
     # The runtime's INFO report of a model's traceback is not needed: the
     # watchdog records it in the failing process itself, also when Lava hangs.
-    lif.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-    spikes = sink.data.get().T.astype(bool)
-    recorded = {name: _monitored(mon, lif, name) for name, mon in monitors.items()}
+    network.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    spikes, recorded = _empty(replicas, steps, net.n_lif, probes)
+    for group, sink in sinks.items():
+        spikes[:, :, group.lo:group.hi] = _per_replica(sink.data.get().T, replicas).astype(bool)
+        for name in probes:
+            monitor = monitors[group, name]
+            process = network.neurons[group.name]
+            # Monitor stores floats; u and v are 24-bit, so the float64 values are exact.
+            values = np.asarray(monitor.get_data()[process.name][name]).astype(np.int64).astype(np.int32)
+            recorded[name][:, :, group.lo:group.hi] = _per_replica(values, replicas)
     # Not in a finally: after a model error stop() waits forever for the dead
     # process; the watchdog kills what is left instead.
-    lif.stop()
+    network.stop()
     return spikes, recorded
 
 
-def _monitored(monitor, lif, name) -> np.ndarray:
-    # Monitor stores floats; u and v are 24-bit, so the float64 values are exact.
-    return np.asarray(monitor.get_data()[lif.name][name]).astype(np.int64).astype(np.int32)
-
-
-def _build(net, groups, x, steps, probes):
-    from lava.proc import io
-    from lava.proc.lif.process import LIF
-    from lava.proc.monitor.process import Monitor
-
-    p = net.params
-    lif = LIF(shape=(net.n_lif,), du=p["du"].copy(), dv=p["dv"].copy(), vth=p["vth"].copy(),
-              bias_mant=p["bias_mant"].copy(), bias_exp=p["bias_exp"].copy(), name="rsnn2chip_lif")
-    source = None
-    if any(g[0].source == "input" for g in groups):
-        source = io.source.RingBuffer(data=np.ascontiguousarray(x.T, dtype=np.int32))
-    for group in groups:
-        sparse = _sparse_for(group, net)
-        (source.s_out if group[0].source == "input" else lif.s_out).connect(sparse.s_in)
-        sparse.a_out.connect(lif.a_in)
-    sink = io.sink.RingBuffer(shape=(net.n_lif,), buffer=steps)
-    lif.s_out.connect(sink.a_in)
-    monitors = {}
-    for name in probes:
-        # One Monitor per variable: Monitor's bookkeeping supports one probe only.
-        monitors[name] = Monitor()
-        monitors[name].probe(getattr(lif, name), steps)
-    return lif, sink, monitors
-
-
-def _sparse_for(group, net):
-    from lava.proc.sparse.process import Sparse
-    from lava.utils.weightutils import SignMode
-
-    n_source = net.n_input if group[0].source == "input" else net.n_lif
-    weights = block_matrix(group, (net.n_lif, n_source))
-    return Sparse(weights=weights, weight_exp=group[0].weight_exp, num_weight_bits=8,
-                  sign_mode=SignMode[group[0].sign_mode.upper()])
-
-
-def block_matrix(group: list[LoweredProjection], shape: tuple[int, int]) -> sp.csr_matrix:
-    """The projections of one group placed at their (rows, cols) in one matrix."""
-    blocks = [p.weights.tocoo() for p in group]
-    rows = np.concatenate([b.row + p.rows[0] for b, p in zip(blocks, group)])
-    cols = np.concatenate([b.col + p.cols[0] for b, p in zip(blocks, group)])
-    data = np.concatenate([b.data for b in blocks]).astype(np.int64)
-    return sp.csr_matrix((data, (rows, cols)), shape=shape)
-
-
-def _group_key(proj: LoweredProjection):
-    return proj.source, proj.weight_exp, proj.sign_mode
-
-
-def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    return a[0] < b[1] and b[0] < a[1]
+def _per_replica(data: np.ndarray, replicas: int) -> np.ndarray:
+    """``(steps, replicas * size)`` -> ``(replicas, steps, size)``."""
+    steps, width = data.shape
+    return data.reshape(steps, replicas, width // replicas).transpose(1, 0, 2)

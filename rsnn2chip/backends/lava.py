@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from rsnn2chip.backends import Backend, Session
 from rsnn2chip.backends.plan import LoweredNetwork
 from rsnn2chip.backends.watchdog import run_with_watchdog
-from rsnn2chip.errors import InputError
+from rsnn2chip.errors import InputError, TargetError
 
 PROBES = ("u", "v")
 _BASE_TIMEOUT_S = 60.0
@@ -52,7 +53,7 @@ def default_timeout(net: LoweredNetwork, steps: int, batch: int = 1, probes=()) 
 
 
 def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=(),
-             timeout: float | None = None) -> tuple[np.ndarray, dict]:
+             timeout: float | None = None, select_tag: str = "fixed_pt") -> tuple[np.ndarray, dict]:
     """Run ``steps`` steps for each sample of ``inputs`` in Lava.
 
     Same contract as :func:`rsnn2chip.backends.reference.simulate`: ``inputs``
@@ -68,7 +69,7 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=(),
         return _empty(batch, steps, net.n_lif, probes)
     if timeout is None:
         timeout = default_timeout(net, steps, batch, probes)
-    return run_with_watchdog(_run_batch, (net, inputs, steps, probes), timeout,
+    return run_with_watchdog(_run_batch, (net, inputs, steps, probes, select_tag), timeout,
                              f"Lava simulation ({batch} sample(s), {steps} steps)")
 
 
@@ -88,46 +89,56 @@ def _empty(batch, steps, n, probes):
             {name: np.zeros((batch, steps, n), np.int32) for name in probes})
 
 
-def _run_batch(net, inputs, steps, probes):
+def _run_batch(net, inputs, steps, probes, select_tag):
     spikes, recorded = _empty(inputs.shape[0], steps, net.n_lif, probes)
     width = replicas_per_build(net, inputs.shape[0])
     for start in range(0, inputs.shape[0], width):
         chunk = slice(start, start + width)
-        spikes[chunk], chunk_probes = run_replicas(net, inputs[chunk, :steps], steps, probes)
+        spikes[chunk], chunk_probes = run_replicas(net, inputs[chunk, :steps], steps, probes, select_tag)
         for name in probes:
             recorded[name][chunk] = chunk_probes[name]
     return spikes, recorded
 
 
-def run_replicas(net: LoweredNetwork, x: np.ndarray, steps: int, probes=()) -> tuple[np.ndarray, dict]:
-    """One Lava build with one replica per sample of ``x`` ``(R, steps, n_input)``; call in a watchdog."""
+def run_replicas(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_tag: str = "fixed_pt",
+                 **network_options) -> tuple[np.ndarray, dict]:
+    """One Lava build with one replica per sample of ``x`` ``(R, steps, n_input)``; call in a watchdog.
+
+    ``network_options`` go to :class:`rsnn2chip.lava.Network` (``merge``, ``synapses``, ...).
+    """
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc import io
+    from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
     from lava.proc.monitor.process import Monitor
 
     from rsnn2chip.lava import Network
 
     replicas = x.shape[0]
-    network = Network(net, replicas=replicas)
+    network = Network(net, replicas=replicas, **network_options)
     if network.has_input:
         data = np.ascontiguousarray(x.transpose(0, 2, 1).reshape(replicas * net.n_input, steps), dtype=np.int32)
         io.source.RingBuffer(data=data).s_out.connect(network.inp)
     sinks, monitors = {}, {}
     for group in network.layout.neuron_groups:
         process = network.neurons[group.name]
-        sinks[group] = io.sink.RingBuffer(shape=process.s_out.shape, buffer=steps)
-        process.s_out.connect(sinks[group].a_in)
+        # Not a RingBuffer sink: Lava's Var.get moves arrays one element per
+        # message (~0.1 ms each); an Extractor hands over one vector per step.
+        sinks[group] = Extractor(shape=process.s_out.shape, buffer_size=steps)
+        process.s_out.connect(sinks[group].in_port)
         for name in probes:
             # One Monitor per variable: Monitor's bookkeeping supports one probe only.
             monitors[group, name] = Monitor()
             monitors[group, name].probe(getattr(process, name), steps)
     # The runtime's INFO report of a model's traceback is not needed: the
     # watchdog records it in the failing process itself, also when Lava hangs.
-    network.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    # Extractor's models carry no tag; name the synchronous one.
+    run_cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel})
+    network.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
     spikes, recorded = _empty(replicas, steps, net.n_lif, probes)
     for group, sink in sinks.items():
-        spikes[:, :, group.lo:group.hi] = _per_replica(sink.data.get().T, replicas).astype(bool)
+        received = np.stack([sink.receive() for _ in range(steps)])
+        spikes[:, :, group.lo:group.hi] = _per_replica(received, replicas).astype(bool)
         for name in probes:
             monitor = monitors[group, name]
             process = network.neurons[group.name]
@@ -144,3 +155,35 @@ def _per_replica(data: np.ndarray, replicas: int) -> np.ndarray:
     """``(steps, replicas * size)`` -> ``(replicas, steps, size)``."""
     steps, width = data.shape
     return data.reshape(steps, replicas, width // replicas).transpose(1, 0, 2)
+
+
+def select_tag(target) -> str:
+    """Lava's model tag from the target's ``simulator`` (``lava-<tag>``, e.g. ``lava-fixed_pt``)."""
+    simulator = getattr(target, "simulator", None) or target.data["target"]["simulator"]
+    if not simulator.startswith("lava-"):
+        raise TargetError("the lava backend runs Lava's simulator; this target names another",
+                          where=f"target {getattr(target, 'name', '')}", found=simulator,
+                          allowed="lava-<model tag>, e.g. lava-fixed_pt")
+    return simulator.removeprefix("lava-")
+
+
+class LavaSession(Session):
+    """Each ``run`` is one watchdog-guarded Lava run (one build per chunk of replicas)."""
+
+    def __init__(self, backend, compiled, options):
+        super().__init__(backend, compiled, options)
+        self.select_tag = select_tag(compiled.target)
+
+    def simulate(self, inputs, steps, probes):
+        return simulate(self.network, inputs, steps, probes, timeout=self.options.get("timeout"),
+                        select_tag=self.select_tag)
+
+
+class LavaBackend(Backend):
+    name = "lava"
+    summary = "Lava's CPU simulator (Loihi2SimCfg, the target's model tag) via rsnn2chip.lava.Network"
+    options = ("timeout",)
+    session_type = LavaSession
+
+
+BACKEND = LavaBackend()

@@ -3,9 +3,11 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rsnn2chip import artifact as artifact_io
+from rsnn2chip.backends import backend_names
 from rsnn2chip import ir
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
 from rsnn2chip.data import dataset_names, load_dataset
@@ -17,7 +19,9 @@ from rsnn2chip.train import evaluate
 HELP = "measure accuracy, spike rate and speed of a model (float/qat) or compiled network (reference/lava)"
 EXAMPLE = "rsnn2chip eval net.r2c --data fsdd --split test --backend reference --limit 200"
 MODEL_BACKENDS = ("float", "qat")
-ARTIFACT_BACKENDS = ("reference", "lava")
+ARTIFACT_BACKENDS = tuple(backend_names())
+DEFAULT_BATCH = 64
+LAVA_BATCH = 256  # a Lava build costs seconds; more replicas per build amortise it
 
 
 def add_arguments(parser) -> None:
@@ -28,7 +32,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", default=None, choices=MODEL_BACKENDS + ARTIFACT_BACKENDS,
                         help="default: float for model.pt, reference for .r2c")
     parser.add_argument("--limit", type=int, help="evaluate only the first N samples of the split")
-    parser.add_argument("--batch-size", type=int, default=64, help="samples per simulator call (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"samples per simulator call (default {DEFAULT_BATCH}; lava: {LAVA_BATCH}, "
+                             "one Lava build runs a batch as replicas side by side)")
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -56,6 +62,8 @@ def run(args, out) -> int:
         raise InputError(f"backend {backend!r} runs model.pt checkpoints, not compiled networks", file=str(path),
                          allowed=", ".join(ARTIFACT_BACKENDS), fix="pass the model.pt the artifact was compiled from")
     notes = []
+    if args.batch_size is None:
+        args.batch_size = LAVA_BATCH if backend == "lava" else DEFAULT_BATCH
     if checkpoint:
         result = eval_checkpoint(path, args, backend, out)
     else:
@@ -163,8 +171,10 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
     output = output_population(art.graph)
     depth = readout_depth(art.graph, output)
     correct, spikes, slots, start = 0, {}, {}, time.perf_counter()
-    with out.err.status(f"running {len(data)} samples on the {backend} backend", spinner="dots") \
-            if not args.json else _Null():
+    columns = (TextColumn(f"{backend} backend"), BarColumn(), MofNCompleteColumn(), TextColumn("samples, left"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=out.err, transient=True, disable=args.json) as progress:
+        task = progress.add_task("eval", total=len(data))
         for batch in data.batches(args.batch_size, extra_steps=depth):
             x = batch.x.numpy().astype(np.int8)
             result = run_backend(art, x, x.shape[1], backend=backend)
@@ -175,6 +185,7 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
             for name, s in result.spikes.items():
                 spikes[name] = spikes.get(name, 0) + int((s * window[:, :, None]).sum())
                 slots[name] = slots.get(name, 0) + int(window.sum()) * s.shape[2]
+            progress.advance(task, len(lengths))
     wall = time.perf_counter() - start
     n = max(len(data), 1)
     return {"dataset": data.describe(), "samples": len(data), "accuracy": correct / n,

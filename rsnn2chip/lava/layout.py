@@ -2,27 +2,34 @@
 
 Lava runs every process as an OS process synchronised at every step, so a
 process costs ~0.3 ms per step on a small CPU, whatever it computes; a
-synapse process costs its kernel on top (``weights[:, spiking].sum(axis=1)``,
-which for ``Dense`` reads every row of every spiking column and for
-``Sparse`` slices a CSR matrix by column). :func:`plan` therefore builds the
-candidate layouts below and keeps the cheapest by :func:`step_cost`:
+synapse process costs its kernel on top. :func:`plan` builds candidate
+layouts and keeps the one with the lowest :meth:`Layout.step_cost`:
 
-* **neuron groups**: the populations that share one neuron process. Either
-  every hidden population in one process (few processes: best for small
-  networks) or one process per population (narrow synapse matrices: best for
-  large ones). The readout population always has a process of its own, so that
-  it can be the hierarchical process's ``out`` port (Lava ports cannot be
-  sliced).
-* **synapse groups**: the projections that share one ``Dense`` or ``Sparse``
+* **neuron groups**: populations that share one neuron process, as runs of
+  consecutive populations (of one neuron model) in the network's order. All
+  splits into runs are tried (up to :data:`MAX_ENUMERATED_POPULATIONS`
+  populations; beyond, only all-in-one, hidden-in-one and one-per-population).
+  Few processes help small networks; narrow synapse matrices help large ones.
+  The hierarchical process's ``out`` port sends the spikes of the process that
+  holds the readout, since Lava ports cannot be sliced; ``separate_readout``
+  keeps the readout alone in its process, so that ``out`` is exactly the readout.
+* **synapse groups**: projections that share one ``Dense`` or ``Sparse``
   process. A group shares source process, target process, weight exponent and
-  sign mode (one process has one of each). It may feed the same neuron from
-  several projections only where the sum is still exact: the process floors
+  sign mode (one process has one of each). It may feed one neuron from
+  several projections only where the sum stays exact: the process floors
   ``sum * 2**weight_exp`` once per neuron, which equals the sum of the
   per-projection floors when at most one of the projections meeting there has
-  mantissas that a negative exponent does not divide (see :func:`shift_exact`).
+  mantissas that its negative exponent does not divide (:func:`shift_exact`).
   netx files always qualify: netx stores weights pre-shifted by minus their
-  exponent.
-* **Dense or Sparse** per synapse group, by the kernel's cost.
+  exponent. Two projections never share a synapse (Lava would clip the sum).
+* **kernel** per synapse group, all Lava's own ``fixed_pt`` models:
+  ``dense`` (``Dense``, binary spikes: ``weights[:, spiking].sum(axis=1)``,
+  a column gather that slows down once the matrix leaves the cache),
+  ``dense-dot`` (``Dense`` with ``num_message_bits=1``: ``weights.dot(s)``,
+  a streaming product; the 0/1 spikes make the same integer sum) and
+  ``sparse`` (``Sparse``: a CSR column slice, for few synapses). ``dense-dot``
+  declares graded spikes, which Loihi 2 hardware would read differently from a
+  LIF's binary ones, so ``hardware=True`` leaves it out.
 
 Replicas (independent copies of the network side by side, for batched
 evaluation) multiply every process's width, not the process count; each
@@ -30,6 +37,7 @@ synapse matrix becomes block diagonal.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,16 +49,24 @@ from rsnn2chip.errors import InputError
 INPUT = "input"  # the source name of synapse groups fed by the network's input port
 
 # Step-cost model (seconds), measured with lava-nc 0.10 on 2 shared CPU cores
-# (see docs/lava.md, "Choosing the layout"): per process and step; Dense per
-# (row x spiking column); Sparse per call and per stored weight in a spiking column.
+# (docs/lava.md, "How the layout is chosen"). Per process and step; Dense per
+# (row x spiking column), in and beyond the cache; Dense-dot per call and
+# (row x column); Sparse per call and per stored weight in a spiking column.
 COST_PROCESS_S = 3e-4
-COST_DENSE_ELEMENT_S = 8e-9
+COST_GATHER_S = 1e-8
+COST_GATHER_UNCACHED_S = 2.5e-8
+GATHER_CACHED_ELEMENTS = 1 << 20
+COST_DOT_CALL_S = 2e-5
+COST_DOT_S = 3e-9
 COST_SPARSE_CALL_S = 1.5e-4
 COST_SPARSE_NONZERO_S = 3.5e-8
-ASSUMED_SPIKE_RATE = 0.15  # fraction of source neurons spiking per step, for the kernel costs
+ASSUMED_SPIKE_RATE = 0.2  # fraction of source neurons spiking per step, for the kernel costs
+MAX_DENSE_ELEMENTS = 1 << 25  # a bigger Dense matrix (128 MiB of int32) is never built
+MAX_ENUMERATED_POPULATIONS = 8
 
-SYNAPSE_KINDS = ("auto", "dense", "sparse")
-MERGE_MODES = ("auto", "merged", "split")
+KERNELS = ("dense", "dense-dot", "sparse")
+SYNAPSE_CHOICES = ("auto",) + KERNELS
+MERGE_MODES = ("auto", "all", "hidden", "split")
 
 
 @dataclass(frozen=True)
@@ -69,21 +85,29 @@ class NeuronGroup:
 
 @dataclass
 class SynapseGroup:
-    """Projections that one Dense or Sparse process runs, with its matrix (replicas included)."""
+    """Projections that one Dense or Sparse process runs."""
     source: str  # INPUT or the name of a NeuronGroup
     target: str  # the name of a NeuronGroup
     projections: list[LoweredProjection]
     weight_exp: int
     sign_mode: str
+    shape: tuple[int, int] = (0, 0)  # (replicas * target size, replicas * source size)
+    replicas: int = 1
     kind: str = "dense"
-    weights: sp.csr_matrix | None = None  # (replicas * target size, replicas * source size), int64
+
+    @property
+    def nnz(self) -> int:
+        return sum(p.weights.nnz for p in self.projections) * self.replicas
 
     def kernel_cost(self, kind: str | None = None) -> float:
         kind = kind or self.kind
-        rows, cols = self.weights.shape
+        rows, cols = self.shape
         if kind == "dense":
-            return rows * cols * ASSUMED_SPIKE_RATE * COST_DENSE_ELEMENT_S
-        return COST_SPARSE_CALL_S + self.weights.nnz * ASSUMED_SPIKE_RATE * COST_SPARSE_NONZERO_S
+            per = COST_GATHER_S if rows * cols <= GATHER_CACHED_ELEMENTS else COST_GATHER_UNCACHED_S
+            return rows * cols * ASSUMED_SPIKE_RATE * per
+        if kind == "dense-dot":
+            return COST_DOT_CALL_S + rows * cols * COST_DOT_S
+        return COST_SPARSE_CALL_S + self.nnz * ASSUMED_SPIKE_RATE * COST_SPARSE_NONZERO_S
 
 
 @dataclass
@@ -93,6 +117,9 @@ class Layout:
     replicas: int
     neuron_groups: list[NeuronGroup]
     synapse_groups: list[SynapseGroup] = field(default_factory=list)
+
+    def neuron_group(self, name: str) -> NeuronGroup:
+        return next(g for g in self.neuron_groups if g.name == name)
 
     def neuron_group_of(self, population: str) -> NeuronGroup:
         return next(g for g in self.neuron_groups if population in g.populations)
@@ -109,8 +136,25 @@ class Layout:
         return len(self.neuron_groups) + len(self.synapse_groups)
 
     def step_cost(self) -> float:
-        return (COST_PROCESS_S * self.process_count
-                + sum(g.kernel_cost() for g in self.synapse_groups))
+        """Modelled seconds per step of the whole network."""
+        return COST_PROCESS_S * self.process_count + sum(g.kernel_cost() for g in self.synapse_groups)
+
+    def weights(self, group: SynapseGroup) -> sp.csr_matrix:
+        """The group's projections at their place in (target process x source process), tiled per replica."""
+        target = self.neuron_group(group.target)
+        if group.source == INPUT:
+            col0, n_cols = 0, self.lowered.n_input
+        else:
+            source = self.neuron_group(group.source)
+            col0, n_cols = source.lo, source.size
+        blocks = [p.weights.tocoo() for p in group.projections]
+        rows = np.concatenate([b.row + p.rows[0] - target.lo for b, p in zip(blocks, group.projections)])
+        cols = np.concatenate([b.col + p.cols[0] - col0 for b, p in zip(blocks, group.projections)])
+        data = np.concatenate([b.data for b in blocks]).astype(np.int64)
+        one = sp.csr_matrix((data, (rows, cols)), shape=(target.size, n_cols))
+        if self.replicas == 1:
+            return one
+        return sp.kron(sp.identity(self.replicas, dtype=np.int64, format="csr"), one, format="csr")
 
 
 def default_readout(net: LoweredNetwork) -> str:
@@ -118,7 +162,7 @@ def default_readout(net: LoweredNetwork) -> str:
 
 
 def plan(net: LoweredNetwork, readout: str | None = None, replicas: int = 1, merge: str = "auto",
-         synapses: str = "auto") -> Layout:
+         synapses: str = "auto", separate_readout: bool = False, hardware: bool = False) -> Layout:
     """The cheapest exact layout of ``net`` (see the module docstring)."""
     if not net.lif_slices:
         raise InputError("the network has no LIF population to build Lava processes for")
@@ -129,15 +173,45 @@ def plan(net: LoweredNetwork, readout: str | None = None, replicas: int = 1, mer
         raise InputError("replicas must be >= 1", found=replicas, allowed=">= 1")
     if merge not in MERGE_MODES:
         raise InputError("unknown neuron grouping", found=merge, allowed=", ".join(MERGE_MODES))
-    if synapses not in SYNAPSE_KINDS:
-        raise InputError("unknown synapse process kind", found=synapses, allowed=", ".join(SYNAPSE_KINDS))
-    modes = ("merged", "split") if merge == "auto" else (merge,)
+    if synapses not in SYNAPSE_CHOICES:
+        raise InputError("unknown synapse kernel", found=synapses, allowed=", ".join(SYNAPSE_CHOICES))
+    if hardware and synapses == "dense-dot":
+        raise InputError("the dense-dot kernel declares graded spikes, which Loihi 2 would read differently",
+                         allowed="dense, sparse or auto with hardware=True")
+    if merge == "all" and separate_readout:
+        raise InputError("merge='all' puts the readout in a shared process, so it cannot be separate",
+                         allowed="merge='hidden' or 'split' with separate_readout")
+    kernels = KERNELS if synapses == "auto" else (synapses,)
+    if hardware:
+        kernels = tuple(k for k in kernels if k != "dense-dot")
     candidates = []
-    for mode in modes:
-        layout = Layout(net, readout, replicas, neuron_groups(net, readout, merged=mode == "merged"))
-        layout.synapse_groups = synapse_groups(layout, synapses)
+    for runs in candidate_runs(net, readout, merge, separate_readout):
+        layout = Layout(net, readout, replicas, _groups_from_runs(net, runs))
+        layout.synapse_groups = synapse_groups(layout, kernels)
         candidates.append(layout)
-    return min(candidates, key=Layout.step_cost)
+    reachable = [c for c in candidates if not unreachable_groups(c)]
+    if not reachable:
+        lost = unreachable_groups(candidates[0])
+        raise InputError("a neuron process would be connected to nothing inside the network, and Lava compiles "
+                         "only the processes connected to the one it runs", found=", ".join(lost),
+                         fix="use merge='auto' or 'all' (the layout then shares a process with them)")
+    return min(reachable, key=Layout.step_cost)
+
+
+def unreachable_groups(layout: Layout) -> list[str]:
+    """Neuron groups no synapse links (in either direction) to the readout's group or the input port."""
+    links: dict[str, set[str]] = {g.name: set() for g in layout.neuron_groups}
+    links[INPUT] = set()
+    for g in layout.synapse_groups:
+        links[g.source].add(g.target)
+        links[g.target].add(g.source)
+    seen, todo = set(), [INPUT, layout.neuron_group_of(layout.readout).name]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(links[node])
+    return [g.name for g in layout.neuron_groups if g.name not in seen]
 
 
 def population_model(net: LoweredNetwork, population: str) -> str:
@@ -145,17 +219,34 @@ def population_model(net: LoweredNetwork, population: str) -> str:
     return "lif"
 
 
-def neuron_groups(net: LoweredNetwork, readout: str, merged: bool) -> list[NeuronGroup]:
-    """Runs of consecutive hidden populations of one model (``merged``), or one group per population."""
-    runs: list[list[str]] = []
-    for name in net.lif_slices:
-        previous = runs[-1][-1] if runs else None
-        joins = (merged and previous is not None and readout not in (name, previous)
-                 and population_model(net, name) == population_model(net, previous))
-        if joins:
-            runs[-1].append(name)
-        else:
-            runs.append([name])
+def candidate_runs(net: LoweredNetwork, readout: str, merge: str, separate_readout: bool) -> list[list[list[str]]]:
+    """Splits of the populations into runs of consecutive populations, one neuron process each."""
+    names = list(net.lif_slices)
+    # Populations of different models never share a process: those cuts are forced.
+    forced = {i for i in range(1, len(names))
+              if population_model(net, names[i]) != population_model(net, names[i - 1])}
+    if separate_readout:
+        at = names.index(readout)
+        forced |= {i for i in (at, at + 1) if 0 < i < len(names)}
+    named = {"all": set(), "hidden": {i for i in (names.index(readout), names.index(readout) + 1)
+                                      if 0 < i < len(names)}, "split": set(range(1, len(names)))}
+    if merge != "auto":
+        cut_sets = [named[merge] | forced]
+    elif len(names) <= MAX_ENUMERATED_POPULATIONS:
+        free = [i for i in range(1, len(names)) if i not in forced]
+        cut_sets = [forced | set(c) for r in range(len(free) + 1) for c in itertools.combinations(free, r)]
+    else:
+        cut_sets = [cuts | forced for cuts in named.values()]
+    splits = []
+    for cuts in cut_sets:
+        bounds = [0, *sorted(cuts), len(names)]
+        runs = [names[a:b] for a, b in zip(bounds, bounds[1:])]
+        if runs not in splits:
+            splits.append(runs)
+    return splits
+
+
+def _groups_from_runs(net: LoweredNetwork, runs: list[list[str]]) -> list[NeuronGroup]:
     groups = []
     for run in runs:
         lo, hi = net.lif_slices[run[0]][0], net.lif_slices[run[-1]][1]
@@ -175,8 +266,8 @@ def shift_exact(proj: LoweredProjection) -> bool:
     return not np.any(np.asarray(proj.weights.data) % (1 << -proj.weight_exp))
 
 
-def synapse_groups(layout: Layout, synapses: str = "auto") -> list[SynapseGroup]:
-    """Greedy first fit of the projections into exact synapse groups, in projection order.
+def synapse_groups(layout: Layout, kernels=KERNELS) -> list[SynapseGroup]:
+    """Greedy first fit of the projections into exact synapse groups, in projection order, and their kernels.
 
     Projections without synapses are dropped since they add nothing.
     """
@@ -194,13 +285,17 @@ def synapse_groups(layout: Layout, synapses: str = "auto") -> list[SynapseGroup]
         else:
             home.projections.append(proj)
     for group in groups:
-        group.weights = group_matrix(layout, group)
-        group.kind = synapses if synapses != "auto" else min(("dense", "sparse"), key=group.kernel_cost)
+        rows = layout.neuron_group(group.target).size
+        cols = net.n_input if group.source == INPUT else layout.neuron_group(group.source).size
+        group.shape = (layout.replicas * rows, layout.replicas * cols)
+        group.replicas = layout.replicas
+        allowed = [k for k in kernels if k == "sparse" or group.shape[0] * group.shape[1] <= MAX_DENSE_ELEMENTS]
+        group.kind = min(allowed or ["sparse"], key=group.kernel_cost)
     return groups
 
 
 def _fits(group: SynapseGroup, proj: LoweredProjection) -> bool:
-    # Two projections on the same synapse would add mantissas, which Lava then clips.
+    # Two projections on one synapse would add their mantissas, which Lava then clips.
     if any(_overlap(proj.rows, o.rows) and _overlap(proj.cols, o.cols) for o in group.projections):
         return False
     if shift_exact(proj):
@@ -210,24 +305,6 @@ def _fits(group: SynapseGroup, proj: LoweredProjection) -> bool:
 
 def _group_at(layout: Layout, lif_index: int) -> NeuronGroup:
     return next(g for g in layout.neuron_groups if g.lo <= lif_index < g.hi)
-
-
-def group_matrix(layout: Layout, group: SynapseGroup) -> sp.csr_matrix:
-    """The group's projections at their place in (target process x source process), tiled per replica."""
-    target = next(g for g in layout.neuron_groups if g.name == group.target)
-    if group.source == INPUT:
-        col0, n_cols = 0, layout.lowered.n_input
-    else:
-        source = next(g for g in layout.neuron_groups if g.name == group.source)
-        col0, n_cols = source.lo, source.size
-    blocks = [p.weights.tocoo() for p in group.projections]
-    rows = np.concatenate([b.row + p.rows[0] - target.lo for b, p in zip(blocks, group.projections)])
-    cols = np.concatenate([b.col + p.cols[0] - col0 for b, p in zip(blocks, group.projections)])
-    data = np.concatenate([b.data for b in blocks]).astype(np.int64)
-    one = sp.csr_matrix((data, (rows, cols)), shape=(target.size, n_cols))
-    if layout.replicas == 1:
-        return one
-    return sp.kron(sp.identity(layout.replicas, dtype=np.int64, format="csr"), one, format="csr")
 
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:

@@ -28,26 +28,32 @@ class Network(AbstractProcess):
     """A compiled network (``.r2c`` path, :class:`~rsnn2chip.artifact.CompiledNetwork` or lowered network).
 
     Ports: ``inp`` takes the input channels (``replicas * n_input``), ``out``
-    sends the readout population's spikes (``replicas * readout size``).
-    ``populations[name]`` gives every population's process and slice, for
-    probing spikes and ``u`` / ``v``. Built from Lava's standard ``LIF``,
-    ``Dense`` and ``Sparse`` only.
+    sends the spikes of the neuron process that holds the readout population:
+    ``readout.select(data)`` picks the readout's columns. With
+    ``separate_readout=True`` that process holds the readout alone, so
+    ``out`` is exactly the readout (``replicas * readout size``); by default
+    the cheapest layout decides. ``populations[name]`` gives every
+    population's process and slice, for probing spikes and ``u`` / ``v``.
+    Built from Lava's standard ``LIF``, ``Dense`` and ``Sparse`` only.
 
     ``replicas`` runs that many independent copies side by side (batched
     evaluation). ``merge`` and ``synapses`` override the layout choice
-    (see :mod:`rsnn2chip.lava.layout`). ``input_message_bits`` > 0 makes
-    the input synapses take graded spikes of that many bits.
+    (see :mod:`rsnn2chip.lava.layout`); ``hardware=True`` keeps to what
+    Loihi 2 runs as the simulator does (no ``dense-dot`` kernel), for
+    ``Loihi2HwCfg``. ``input_message_bits`` > 0 makes the input synapses
+    take graded spikes of that many bits.
     """
 
     def __init__(self, network, *, readout: str | None = None, replicas: int = 1, merge: str = "auto",
-                 synapses: str = "auto", input_message_bits: int = 0, name: str | None = None) -> None:
+                 synapses: str = "auto", separate_readout: bool = False, hardware: bool = False,
+                 input_message_bits: int = 0, name: str | None = None) -> None:
         lowered, readout = _lowered(network, readout)
-        layout = plan(lowered, readout, replicas, merge, synapses)
+        layout = plan(lowered, readout, replicas, merge, synapses, separate_readout, hardware)
         super().__init__(name=name or "rsnn2chip_network", replicas=replicas)
         self.layout = layout
         self.neurons = {g.name: neuron_process(g.model, _group_params(lowered, g), replicas, f"neurons[{g.name}]")
                         for g in layout.neuron_groups}
-        self.synapses = [_synapse_process(g, input_message_bits if g.source == INPUT else 0, i)
+        self.synapses = [_synapse_process(layout, g, input_message_bits if g.source == INPUT else 0, i)
                          for i, g in enumerate(layout.synapse_groups)]
         self.populations = {
             pop: PopulationView(pop, self.neurons[layout.neuron_group_of(pop).name], *layout.local_slice(pop),
@@ -107,13 +113,17 @@ def _group_params(net: LoweredNetwork, group) -> dict[str, np.ndarray]:
     return {k: v[group.lo:group.hi].copy() for k, v in net.params.items()}
 
 
-def _synapse_process(group, num_message_bits: int, index: int):
+def _synapse_process(layout: Layout, group, num_message_bits: int, index: int):
     from lava.proc.dense.process import Dense
     from lava.proc.sparse.process import Sparse
     from lava.utils.weightutils import SignMode
 
+    if group.kind == "dense-dot":
+        # Lava's Dense then computes weights.dot(s_in): for 0/1 spikes the same integer sum.
+        num_message_bits = max(num_message_bits, 1)
     options = dict(weight_exp=group.weight_exp, num_weight_bits=8, sign_mode=SignMode[group.sign_mode.upper()],
                    num_message_bits=num_message_bits, name=f"synapses[{index}]:{group.source}->{group.target}")
-    if group.kind == "dense":
-        return Dense(weights=group.weights.toarray().astype(np.int32), **options)
-    return Sparse(weights=group.weights.astype(np.int32), **options)
+    weights = layout.weights(group).astype(np.int32)
+    if group.kind == "sparse":
+        return Sparse(weights=weights, **options)
+    return Dense(weights=weights.toarray(), **options)

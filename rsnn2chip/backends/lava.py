@@ -22,11 +22,11 @@ PROBES = ("u", "v")
 _BASE_TIMEOUT_S = 60.0
 _BUILD_TIMEOUT_S = 30.0  # per build
 _STEP_TIMEOUT_S = 0.004  # per step and process, ~10x what Lava needs
-_NEURONS_PER_BUILD = 40_000  # replicas * neurons; beyond this one build's matrices get slow to set up
 
 
-def replicas_per_build(net: LoweredNetwork, batch: int) -> int:
-    return max(1, min(batch, _NEURONS_PER_BUILD // max(net.n_lif, 1)))
+def replicas_per_build(net: LoweredNetwork, batch: int, steps: int) -> int:
+    from rsnn2chip.lava.layout import best_replicas
+    return best_replicas(net, batch, steps)
 
 
 def layout(net: LoweredNetwork, replicas: int = 1):
@@ -45,10 +45,10 @@ def process_count(net: LoweredNetwork, probes=(), replicas: int = 1) -> int:
 
 def default_timeout(net: LoweredNetwork, steps: int, batch: int = 1, probes=()) -> float:
     """A generous limit for :func:`simulate`; a healthy run takes a small fraction of it."""
-    per_build = replicas_per_build(net, batch)
+    per_build = replicas_per_build(net, batch, steps)
     builds = -(-batch // per_build)
     width = max(1.0, per_build * net.n_lif / 1000)
-    per_build_s = _BUILD_TIMEOUT_S + steps * process_count(net, probes) * _STEP_TIMEOUT_S * width
+    per_build_s = _BUILD_TIMEOUT_S + steps * process_count(net, probes, per_build) * _STEP_TIMEOUT_S * width
     return _BASE_TIMEOUT_S + builds * per_build_s
 
 
@@ -91,7 +91,7 @@ def _empty(batch, steps, n, probes):
 
 def _run_batch(net, inputs, steps, probes, select_tag):
     spikes, recorded = _empty(inputs.shape[0], steps, net.n_lif, probes)
-    width = replicas_per_build(net, inputs.shape[0])
+    width = replicas_per_build(net, inputs.shape[0], steps)
     for start in range(0, inputs.shape[0], width):
         chunk = slice(start, start + width)
         spikes[chunk], chunk_probes = run_replicas(net, inputs[chunk, :steps], steps, probes, select_tag)

@@ -44,10 +44,11 @@ class _Stack:
 
     def accumulate(self, spikes: np.ndarray) -> np.ndarray:
         """``(B, n_source)`` 0/1 -> ``(B, total rows)`` exact integer sums (as floats)."""
-        src = spikes.astype(self.weights.dtype)
         if isinstance(self.weights, np.ndarray):
-            return src @ self.weights
-        return (self.weights @ src.T).T
+            if spikes.shape[0] == 1:  # one sample: add the rows of the spiking sources (few) instead of a product
+                return self.weights[np.flatnonzero(spikes[0])].sum(axis=0, keepdims=True)
+            return spikes.astype(self.weights.dtype) @ self.weights
+        return (self.weights @ spikes.T.astype(self.weights.dtype)).T
 
 
 def _exact_dtype(matrix: sp.csr_matrix):

@@ -60,9 +60,11 @@ COST_DOT_CALL_S = 2e-5
 COST_DOT_S = 3e-9
 COST_SPARSE_CALL_S = 1.5e-4
 COST_SPARSE_NONZERO_S = 3.5e-8
+COST_BUILD_S = 2.5  # one Lava build: process creation, compile, OS processes, first step
 ASSUMED_SPIKE_RATE = 0.2  # fraction of source neurons spiking per step, for the kernel costs
 MAX_DENSE_ELEMENTS = 1 << 25  # a bigger Dense matrix (128 MiB of int32) is never built
 MAX_ENUMERATED_POPULATIONS = 8
+MAX_REPLICA_NEURONS = 1 << 16  # neurons of all replicas in one build
 
 KERNELS = ("dense", "dense-dot", "sparse")
 SYNAPSE_CHOICES = ("auto",) + KERNELS
@@ -309,3 +311,19 @@ def _group_at(layout: Layout, lif_index: int) -> NeuronGroup:
 
 def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
+
+
+def best_replicas(net: LoweredNetwork, batch: int, steps: int) -> int:
+    """Replicas per build that run ``batch`` samples of ``steps`` steps in the least modelled time.
+
+    Each build costs :data:`COST_BUILD_S`; more replicas share it but widen every
+    process (block-diagonal synapses cost per stored weight).
+    """
+    cap = max(1, min(batch, MAX_REPLICA_NEURONS // max(net.n_lif, 1)))
+    sizes = sorted({min(cap, 1 << k) for k in range(cap.bit_length() + 1)} | {cap})
+
+    def total_s(replicas: int) -> float:
+        builds = -(-batch // replicas)
+        return builds * (COST_BUILD_S + steps * plan(net, replicas=replicas).step_cost())
+
+    return min(sizes, key=total_s)

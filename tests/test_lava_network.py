@@ -155,8 +155,12 @@ def _compiled(arch: dict, seed: int = 0):
     return compile_graph(model.to_ir(), load_target("loihi2-sim"))
 
 
+DEFAULT_ARCHS = ("scml_fsdd", "lif_recurrent_density_0.2", "two_hidden_layers")  # the rest run with -m slow
+
+
 @pytest.mark.lava
-@pytest.mark.parametrize("name", sorted(_archs()))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if n in DEFAULT_ARCHS else pytest.mark.slow)
+                                  for n in sorted(_archs())])
 def test_every_arch_type_matches_the_reference(name):
     net = lower(_compiled(_archs()[name]).graph)
     inputs = random_inputs(np.random.default_rng(1), net, batch=3, steps=STEPS, rate=0.4)

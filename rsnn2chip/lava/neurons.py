@@ -21,7 +21,6 @@ def lif_process(shape: tuple[int, ...], params: dict[str, np.ndarray], name: str
 
 
 NEURON_PROCESSES: dict[str, Callable] = {"lif": lif_process}
-PROBES = {"lif": ("u", "v")}
 
 
 def neuron_process(model: str, params: dict[str, np.ndarray], replicas: int, name: str):

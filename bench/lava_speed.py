@@ -18,6 +18,10 @@ netx the way its user would (one build per sample), rsnn2chip batched
 in a watchdog child. Ratios are ours / netx; JSON goes to
 bench/results/lava_speed.json (``--resume`` keeps the sizes already there).
 
+``--fsdd`` also times ``rsnn2chip eval --backend lava`` against the reference
+on the FSDD test split, with the SC-ML arch of examples/arch/scml_fsdd.yaml
+(untrained: this measures speed and agreement, not accuracy).
+
     .venv/bin/python bench/lava_speed.py [--sizes 64 512 2048] [--steps 300] [--resume]
 """
 from __future__ import annotations
@@ -172,12 +176,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.25, help="input spike probability per step and channel")
     parser.add_argument("--out", default="bench/results/lava_speed.json")
     parser.add_argument("--resume", action="store_true", help="keep the sizes already in --out")
+    parser.add_argument("--fsdd", action="store_true", help="also time `eval --backend lava` on the FSDD test split")
     args = parser.parse_args()
 
     out = Path(args.out)
-    rows = []
+    rows, extra = [], {}
     if args.resume and out.is_file():
-        rows = [r for r in json.loads(out.read_text())["rows"] if r["hidden"] in args.sizes]
+        previous = json.loads(out.read_text())
+        rows = [r for r in previous["rows"] if r["hidden"] in args.sizes]
+        extra = {k: v for k, v in previous.items() if k == "fsdd_eval"}
     done = {r["hidden"] for r in rows}
     for hidden in args.sizes:
         if hidden in done:
@@ -191,15 +198,57 @@ def main() -> None:
               f"ours {row['ours_samples_per_s']:.2f}/s, ours/netx {row['samples_ratio']:.1f}; "
               f"identical={row['identical_spikes'] and row['samples_identical']} "
               f"({row['output_spikes']} output spikes; {row['ours_processes']} processes)", flush=True)
-        _write(out, args, rows)
-    _write(out, args, rows)
+        _write(out, args, rows, extra)
+    if args.fsdd:
+        extra["fsdd_eval"] = fsdd_eval()
+    _write(out, args, rows, extra)
     print(f"wrote {out}")
 
 
-def _write(out: Path, args, rows) -> None:
+def fsdd_eval() -> dict:
+    """``rsnn2chip eval`` of one compiled SC-ML network on the FSDD test split, reference and lava."""
+    import contextlib
+    import io
+
+    import torch
+    import yaml
+
+    from rsnn2chip import artifact
+    from rsnn2chip.cli import main as cli_main
+    from rsnn2chip.compiler import compile_graph
+    from rsnn2chip.data import load_dataset
+    from rsnn2chip.nn import RSNN
+    from rsnn2chip.targets import load_target
+
+    arch = yaml.safe_load((ROOT / "examples" / "arch" / "scml_fsdd.yaml").read_text())
+    arch["input_size"] = load_dataset("fsdd", "test").n_channels
+    arch["layers"][-1]["size"] = 10
+    torch.manual_seed(0)
+    result = {"arch": "examples/arch/scml_fsdd.yaml (untrained, seed 0)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scml.r2c"
+        artifact.save(compile_graph(RSNN(arch).to_ir(), load_target("loihi2-sim")), path)
+        for backend in ("reference", "lava"):
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                code = cli_main(["eval", str(path), "--data", "fsdd", "--split", "test", "--backend", backend,
+                                 "--json"])
+            if code != 0:
+                raise SystemExit(f"eval --backend {backend} failed ({code})")
+            got = json.loads(buf.getvalue())
+            result[backend] = {k: got[k] for k in ("samples", "accuracy", "mean_spike_rate", "samples_per_s")}
+    result["identical_accuracy_and_rates"] = all(result["lava"][k] == result["reference"][k]
+                                                 for k in ("accuracy", "mean_spike_rate"))
+    print(f"FSDD test split, {result['lava']['samples']} samples: eval --backend lava "
+          f"{result['lava']['samples_per_s']:.1f} samples/s (reference {result['reference']['samples_per_s']:.0f}); "
+          f"accuracy and spike rate identical={result['identical_accuracy_and_rates']}", flush=True)
+    return result
+
+
+def _write(out: Path, args, rows, extra) -> None:
     payload = {"benchmark": "lava_speed", "command": "python bench/lava_speed.py " + " ".join(sys.argv[1:]),
                "machine": platform.machine(), "python": platform.python_version(),
-               "rows": sorted(rows, key=lambda r: r["hidden"])}
+               "rows": sorted(rows, key=lambda r: r["hidden"]), **extra}
     atomic_write_bytes(out, json.dumps(payload, indent=1).encode())
 
 

@@ -58,7 +58,19 @@ def lava_speed(d: dict) -> str:
         "Ratios are ours / netx.", "",
         f"Command: `.venv/bin/{d['command']}`", "",
         table(["H", "netx steps/s", "ours steps/s", "ratio", "netx build s", "ours build s", "our processes",
-               "our synapse kernels", "netx samples/s", "ours samples/s", "ratio", "spikes identical"], rows), ""])
+               "our synapse kernels", "netx samples/s", "ours samples/s", "ratio", "spikes identical"], rows), ""]
+        + _fsdd_eval(d.get("fsdd_eval")))
+
+
+def _fsdd_eval(f: dict | None) -> list[str]:
+    if not f:
+        return []
+    lava, ref = f["lava"], f["reference"]
+    return [f"`rsnn2chip eval --backend lava` on the FSDD test split ({lava['samples']} samples, {f['arch']}, "
+            f"run with `--fsdd`): **{lava['samples_per_s']:.1f} samples/s** (reference backend "
+            f"{ref['samples_per_s']:.0f}); accuracy {lava['accuracy']:.4f} and mean spike rate "
+            f"{lava['mean_spike_rate']:.4f}, identical to the reference: "
+            f"{'yes' if f['identical_accuracy_and_rates'] else 'NO'}.", ""]
 
 
 def mapping(d: dict) -> str:

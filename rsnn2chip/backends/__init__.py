@@ -71,6 +71,7 @@ class Backend(ABC):
     name: str = ""
     summary: str = ""
     options: tuple[str, ...] = ()  # keyword options ``open`` accepts, e.g. ("timeout",)
+    preferred_batch: int = 64  # samples per ``run`` that use it well (``eval``'s default batch)
 
     def open(self, compiled: CompiledNetwork, **options) -> Session:
         unknown = sorted(set(options) - set(self.options))

@@ -183,6 +183,7 @@ class LavaBackend(Backend):
     name = "lava"
     summary = "Lava's CPU simulator (Loihi2SimCfg, the target's model tag) via rsnn2chip.lava.Network"
     options = ("timeout",)
+    preferred_batch = 256  # a build costs seconds; replicas share it
     session_type = LavaSession
 
 

@@ -7,8 +7,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rsnn2chip import artifact as artifact_io
-from rsnn2chip.backends import backend_names
 from rsnn2chip import ir
+from rsnn2chip.backends import backend_names, get_backend
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.data.common import SpikeData
@@ -21,7 +21,6 @@ EXAMPLE = "rsnn2chip eval net.r2c --data fsdd --split test --backend reference -
 MODEL_BACKENDS = ("float", "qat")
 ARTIFACT_BACKENDS = tuple(backend_names())
 DEFAULT_BATCH = 64
-LAVA_BATCH = 256  # a Lava build costs seconds; more replicas per build amortise it
 
 
 def add_arguments(parser) -> None:
@@ -33,8 +32,8 @@ def add_arguments(parser) -> None:
                         help="default: float for model.pt, reference for .r2c")
     parser.add_argument("--limit", type=int, help="evaluate only the first N samples of the split")
     parser.add_argument("--batch-size", type=int, default=None,
-                        help=f"samples per simulator call (default {DEFAULT_BATCH}; lava: {LAVA_BATCH}, "
-                             "one Lava build runs a batch as replicas side by side)")
+                        help=f"samples per simulator call (default: the backend's preferred batch, {DEFAULT_BATCH} "
+                             "for float, qat and reference, 256 for lava, whose builds cost seconds)")
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -63,7 +62,7 @@ def run(args, out) -> int:
                          allowed=", ".join(ARTIFACT_BACKENDS), fix="pass the model.pt the artifact was compiled from")
     notes = []
     if args.batch_size is None:
-        args.batch_size = LAVA_BATCH if backend == "lava" else DEFAULT_BATCH
+        args.batch_size = DEFAULT_BATCH if checkpoint else get_backend(backend).preferred_batch
     if checkpoint:
         result = eval_checkpoint(path, args, backend, out)
     else:
@@ -161,7 +160,6 @@ def readout_depth(graph, output: str) -> int:
 
 
 def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
-    from rsnn2chip.backends import run as run_backend
     art = artifact_io.load(path)
     trained = training_meta_for_artifact(art, notes)
     dataset = trained["dataset"]
@@ -173,11 +171,12 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
     correct, spikes, slots, start = 0, {}, {}, time.perf_counter()
     columns = (TextColumn(f"{backend} backend"), BarColumn(), MofNCompleteColumn(), TextColumn("samples, left"),
                TimeRemainingColumn())
-    with Progress(*columns, console=out.err, transient=True, disable=args.json) as progress:
+    with Progress(*columns, console=out.err, transient=True, disable=args.json) as progress, \
+            get_backend(backend).open(art) as session:
         task = progress.add_task("eval", total=len(data))
         for batch in data.batches(args.batch_size, extra_steps=depth):
             x = batch.x.numpy().astype(np.int8)
-            result = run_backend(art, x, x.shape[1], backend=backend)
+            result = session.run(x, x.shape[1])
             lengths = batch.lengths.numpy()
             window = np.arange(x.shape[1])[None, :] < (lengths[:, None] + depth)  # (B, T)
             counts = (result.spikes[output] * window[:, :, None]).sum(axis=1)

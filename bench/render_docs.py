@@ -56,7 +56,9 @@ def lava_speed(d: dict) -> str:
         f"compile and those 20 steps). Samples: {first['samples']} samples of {first['sample_steps']} steps, "
         "netx one build per sample (as its user would), ours batched as `eval --backend lava` runs them. "
         "Ratios are ours / netx.", "",
-        f"Command: `.venv/bin/{d['command']}`", "",
+        f"Command: `.venv/bin/{d['command']}`"
+        + (" (`--resume` kept the rows of earlier runs of `python bench/lava_speed.py`)" if "--resume" in d["command"]
+           else ""), "",
         table(["H", "netx steps/s", "ours steps/s", "ratio", "netx build s", "ours build s", "our processes",
                "our synapse kernels", "netx samples/s", "ours samples/s", "ratio", "spikes identical"], rows), ""]
         + _fsdd_eval(d.get("fsdd_eval")))

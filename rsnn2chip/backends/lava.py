@@ -2,10 +2,10 @@
 
 It builds :class:`rsnn2chip.lava.Network` (the public hierarchical process,
 see docs/lava.md), feeds it from a ``RingBuffer`` and reads every neuron
-process with one sink each. A batch runs as replicas of the network side by
-side in one build (block-diagonal weights), a chunk of
-:func:`replicas_per_build` samples at a time: Lava's cost is per process and
-step, so a build of many replicas costs little more per step than one.
+process with an ``Extractor``. A batch runs as replicas of the network side
+by side in one build (block-diagonal weights), a chunk of
+:func:`replicas_per_build` samples at a time: a build costs seconds, which
+the replicas share, and the number per build minimises the modelled time.
 The run happens under :func:`~rsnn2chip.backends.watchdog.run_with_watchdog`
 because a failing Lava process model can hang the run forever.
 """

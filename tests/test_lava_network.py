@@ -189,3 +189,40 @@ def test_every_kernel_and_grouping_matches_the_reference(synapses, merge):
 
 def _run_forced(net, inputs, synapses, merge):
     return lava_backend.run_replicas(net, inputs, STEPS, synapses=synapses, merge=merge)
+
+
+def _run_out_port(net, inputs):
+    """Source -> Network(separate_readout, 2 replicas, hardware) -> Extractor on ``out``, as a user wires it."""
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc import io
+    from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
+
+    from rsnn2chip.lava import Network
+
+    replicas = inputs.shape[0]
+    network = Network(net, replicas=replicas, separate_readout=True, hardware=True)
+    data = inputs.transpose(0, 2, 1).reshape(replicas * net.n_input, STEPS).astype(np.int32)
+    io.source.RingBuffer(data=data).s_out.connect(network.inp)
+    sink = Extractor(shape=network.out.shape, buffer_size=STEPS)
+    network.out.connect(sink.in_port)
+    network.run(condition=RunSteps(num_steps=STEPS), run_cfg=Loihi2SimCfg(
+        select_tag="fixed_pt", exception_proc_model_map={Extractor: PyLoihiExtractorModel}))
+    out = np.stack([sink.receive() for _ in range(STEPS)])
+    kinds = {g.kind for g in network.layout.synapse_groups}
+    network.stop()
+    return out, [network.readout.select(out, r) for r in range(replicas)], kinds
+
+
+@pytest.mark.lava
+def test_out_port_is_exactly_the_readout_of_every_replica():
+    rng = np.random.default_rng(7)
+    net = random_lowered_network(rng, n_pops=3, n_input_pops=1, n_projections=12)
+    inputs = random_inputs(rng, net, batch=2, steps=STEPS)
+    out, per_replica, kinds = run_with_watchdog(_run_out_port, (net, inputs), 120, "Lava run")
+    ref, _ = reference.simulate(net, inputs, STEPS)
+    lo, hi = net.lif_slices[lay.default_readout(net)]
+    assert out.shape == (STEPS, 2 * (hi - lo)) and "dense-dot" not in kinds
+    assert ref[:, :, lo:hi].sum() > 20
+    for r in range(2):
+        np.testing.assert_array_equal(per_replica[r].astype(bool), ref[r, :, lo:hi])

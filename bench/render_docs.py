@@ -28,7 +28,8 @@ def table(header: list[str], rows: list[list]) -> str:
 def sim_speed(d: dict) -> str:
     rows = [[r["neurons"], r["lava_processes"], f"{r['lava_steps_per_s']:.0f}", f"{r['reference_steps_per_s']:.0f}",
              f"{r['speedup_single']:.1f}x", f"{r['reference_batched_sample_steps_per_s']:.0f}",
-             f"{r['speedup_batched']:.1f}x", "yes" if r["identical"] else "NO"] for r in d["rows"]]
+             f"{r['speedup_batched']:.1f}x", f"{r['batch_gain']:.1f}x" if "batch_gain" in r else "-",
+             "yes" if r["identical"] else "NO"] for r in d["rows"]]
     return "\n".join([
         "## Reference backend beside Lava", "",
         "Same compiled network (input 16 -> recurrent N -> readout 10, random weights), same input, one sample "
@@ -36,7 +37,42 @@ def sim_speed(d: dict) -> str:
         f"backend; batched: {d['batch']} samples at once in the reference.", "",
         f"Command: `.venv/bin/{d['command']}`", "",
         table(["neurons", "Lava processes", "Lava steps/s", "reference steps/s", "ratio", "reference batched "
-               "sample-steps/s", "ratio", "spikes identical"], rows), ""])
+               "sample-steps/s", "ratio", "batch gain", "spikes identical"], rows), ""])
+
+
+def lava_speed(d: dict) -> str:
+    rows = [[r["hidden"], f"{r['netx_steps_per_s']:.0f}", f"{r['ours_steps_per_s']:.0f}", f"**{r['steps_ratio']:.2f}**",
+             f"{r['netx_build_s']:.2f}", f"{r['ours_build_s']:.2f}", r["ours_processes"],
+             " + ".join(r["ours_synapses"]), f"{r['netx_samples_per_s']:.2f}", f"{r['ours_samples_per_s']:.2f}",
+             f"**{r['samples_ratio']:.1f}**", "yes" if r["identical_spikes"] and r["samples_identical"] else "NO"]
+            for r in d["rows"]]
+    first = d["rows"][0]
+    return "\n".join([
+        "## rsnn2chip's Lava Network beside lava-dl netx", "",
+        "slayer CUBA networks 12 -> H -> H (recurrent) -> 9 exported by slayer's `export_hdf5`, run by "
+        "`netx.hdf5.Network` and, compiled by rsnn2chip, by `rsnn2chip.lava.Network`, each fed by the same "
+        "`RingBuffer` and read by an `Extractor` on `out` (`Loihi2SimCfg`, `fixed_pt`). Steady state: best of "
+        f"interleaved runs of {first['steps']} steps after a 20-step warm-up (the build time is process creation, "
+        f"compile and those 20 steps). Samples: {first['samples']} samples of {first['sample_steps']} steps, "
+        "netx one build per sample (as its user would), ours batched as `eval --backend lava` runs them. "
+        "Ratios are ours / netx.", "",
+        f"Command: `.venv/bin/{d['command']}`"
+        + (" (`--resume` kept the rows of earlier runs of `python bench/lava_speed.py`)" if "--resume" in d["command"]
+           else ""), "",
+        table(["H", "netx steps/s", "ours steps/s", "ratio", "netx build s", "ours build s", "our processes",
+               "our synapse kernels", "netx samples/s", "ours samples/s", "ratio", "spikes identical"], rows), ""]
+        + _fsdd_eval(d.get("fsdd_eval")))
+
+
+def _fsdd_eval(f: dict | None) -> list[str]:
+    if not f:
+        return []
+    lava, ref = f["lava"], f["reference"]
+    return [f"`rsnn2chip eval --backend lava` on the FSDD test split ({lava['samples']} samples, {f['arch']}, "
+            f"run with `--fsdd`): **{lava['samples_per_s']:.1f} samples/s** (reference backend "
+            f"{ref['samples_per_s']:.0f}); accuracy {lava['accuracy']:.4f} and mean spike rate "
+            f"{lava['mean_spike_rate']:.4f}, identical to the reference: "
+            f"{'yes' if f['identical_accuracy_and_rates'] else 'NO'}.", ""]
 
 
 def mapping(d: dict) -> str:
@@ -229,8 +265,8 @@ def interop(d: dict) -> str:
         "drop) but not accuracy or the count.", ""])
 
 
-SECTIONS = {"sim_speed": sim_speed, "mapping": mapping, "accuracy": accuracy, "deploy_fidelity": deploy_fidelity,
-            "hrmas": hrmas, "softlif": softlif, "interop": interop}
+SECTIONS = {"sim_speed": sim_speed, "lava_speed": lava_speed, "mapping": mapping, "accuracy": accuracy,
+            "deploy_fidelity": deploy_fidelity, "hrmas": hrmas, "softlif": softlif, "interop": interop}
 EXTRA = {}  # name -> renderer, filled below by later benchmarks
 
 

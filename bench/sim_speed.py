@@ -60,11 +60,12 @@ def main() -> None:
                "identical": identical, "spikes": sum(lava.spike_counts().values())}
         row["speedup_single"] = row["reference_steps_per_s"] / row["lava_steps_per_s"]
         row["speedup_batched"] = row["reference_batched_sample_steps_per_s"] / row["lava_steps_per_s"]
+        row["batch_gain"] = row["reference_batched_sample_steps_per_s"] / row["reference_steps_per_s"]
         rows.append(row)
         print(f"{row['neurons']:6d} neurons, {row['lava_processes']} Lava processes: "
               f"lava {row['lava_steps_per_s']:8.0f} steps/s (incl. build), reference {row['reference_steps_per_s']:8.0f} "
               f"steps/s (x{row['speedup_single']:.1f}), batched {row['reference_batched_sample_steps_per_s']:8.0f} "
-              f"sample-steps/s (x{row['speedup_batched']:.1f}); identical={identical}")
+              f"sample-steps/s (x{row['speedup_batched']:.1f}, batch gain x{row['batch_gain']:.1f}); identical={identical}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "sim_speed", "command": "python bench/sim_speed.py " + " ".join(

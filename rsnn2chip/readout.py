@@ -155,12 +155,11 @@ def tally_for(art) -> Tally:
     return Tally(readout, output, readout_depth(art.graph, output))
 
 
-def classify(art, x: np.ndarray, lengths: np.ndarray, labels: np.ndarray, tally: Tally,
-             backend: str = "reference") -> np.ndarray:
-    """Run one batch ``x`` (B, T, channels; T covers each length plus ``tally.depth``) on ``backend``, add it to
-    ``tally`` and return the predicted classes. A sample's window is its first ``length + depth`` steps."""
-    from rsnn2chip.backends import run as run_backend  # backends sit above this rule, which nn also reads
-    result = run_backend(art, x, x.shape[1], backend=backend, probes=run_probes(tally.readout))
+def classify(session, x: np.ndarray, lengths: np.ndarray, labels: np.ndarray, tally: Tally) -> np.ndarray:
+    """Run one batch ``x`` (B, T, channels; T covers each length plus ``tally.depth``) in an opened backend
+    ``session`` (``rsnn2chip.backends.get_backend(name).open(art)``), add it to ``tally`` and return the
+    predicted classes. A sample's window is its first ``length + depth`` steps."""
+    result = session.run(x, x.shape[1], probes=run_probes(tally.readout))
     window = np.arange(x.shape[1])[None, :] < (np.asarray(lengths)[:, None] + tally.depth)  # (B, T)
     predicted = tally.readout.scores(trace_of(tally.readout, result, tally.output), lengths, tally.depth).argmax(1)
     tally.samples += len(labels)

@@ -21,6 +21,7 @@ from rsnn2chip.backends import reference
 from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, single_group
 from rsnn2chip.neurons import cuba_lif
 from rsnn2chip.backends.watchdog import run_with_watchdog
+from rsnn2chip.lava import layout
 from rsnn2chip.errors import BackendError, InputError
 
 pytestmark = pytest.mark.lava
@@ -48,10 +49,10 @@ def test_random_network_matches_reference(seed):
 
 @pytest.mark.lava
 def test_merged_groups_match_reference():
-    """Networks where several projections share one Sparse still run bit-exactly."""
+    """Networks where several projections share one synapse process still run bit-exactly."""
     rng = np.random.default_rng(11)
     net = random_lowered_network(rng, n_pops=4, n_input_pops=2, n_projections=14, exp_range=(0, 1), strong=0.0)
-    groups = lava_backend.group_projections(net)
+    groups = [g.projections for g in lava_backend.layout(net).synapse_groups]
     assert max(len(g) for g in groups) >= 2 and len(groups) < len(net.projections)
     inputs = random_inputs(rng, net, batch=3, steps=STEPS)
     spikes, probes = lava_backend.simulate(net, inputs, STEPS, probes=("v",))
@@ -85,7 +86,7 @@ def test_overlapping_same_key_projections_match_reference():
     projs = [LoweredProjection(f"p{i}", "input", (0, n), (0, n_in), fx.lava_weights(w, "inhibitory"),
                                -3, "inhibitory") for i, w in enumerate(weights)]
     net = LoweredNetwork(n_in, n, {"in": (0, n_in)}, {"a": (0, n)}, single_group(cuba_lif.MODEL, params), projs)
-    assert len(lava_backend.group_projections(net)) == 2
+    assert len(layout.plan(net).synapse_groups) == 2
     inputs = random_inputs(rng, net, 1, 16, rate=0.7)
     _, probes = lava_backend.simulate(net, inputs, 16, probes=("u",))
     _, ref = reference.simulate(net, inputs, 16, probes=("u",))
@@ -114,7 +115,7 @@ def test_bad_inputs_are_rejected_before_running():
         lava_backend.simulate(net, np.zeros((1, 5, net.n_input)), 5, probes=("w",))
 
 
-# --- grouping ----------------------------------------------------------------
+# --- grouping (the layout's synapse groups, all neurons in one process) --------
 
 def _proj(name, source, rows, cols, exp=0, mode="excitatory", value=1):
     shape = (rows[1] - rows[0], cols[1] - cols[0])
@@ -127,52 +128,46 @@ def _net(projs, n_lif=12, n_input=8):
                           single_group(cuba_lif.MODEL, params), projs)
 
 
-@pytest.mark.lava
+def _groups(net):
+    return [[p.name for p in g.projections] for g in layout.plan(net, merge="all").synapse_groups]
+
+
 def test_grouping_merges_disjoint_rows_with_same_key():
     projs = [_proj("a", "lif", (0, 4), (0, 4)), _proj("b", "lif", (4, 8), (0, 4)),
              _proj("c", "lif", (8, 12), (4, 12)), _proj("i", "input", (0, 4), (0, 8)),
              _proj("j", "input", (4, 12), (0, 8))]
-    groups = lava_backend.group_projections(_net(projs))
-    assert [[p.name for p in g] for g in groups] == [["a", "b", "c"], ["i", "j"]]
-    assert lava_backend.process_count(_net(projs)) == 5  # lif, source, sink, 2 sparse
+    assert _groups(_net(projs)) == [["a", "b", "c"], ["i", "j"]]
+    assert lava_backend.process_count(_net(projs)) == 5  # lif, 2 synapses, source, extractor
     assert lava_backend.process_count(_net(projs), probes=("u", "v")) == 7
 
 
-@pytest.mark.lava
-def test_grouping_never_merges_overlapping_rows_or_different_keys():
-    projs = [_proj("a", "lif", (0, 6), (0, 4)), _proj("b", "lif", (4, 8), (0, 4)),  # rows overlap
+def test_grouping_never_merges_shared_synapses_or_different_keys():
+    projs = [_proj("a", "lif", (0, 6), (0, 4)), _proj("b", "lif", (4, 8), (0, 4)),  # synapses overlap
              _proj("c", "lif", (8, 12), (0, 4), exp=1),  # other exponent
              _proj("d", "lif", (8, 12), (0, 4), mode="mixed", value=2),  # other sign mode
              _proj("e", "input", (8, 12), (0, 4)),  # other source
              _proj("f", "lif", (8, 12), (0, 4))]  # fits with a
-    groups = lava_backend.group_projections(_net(projs))
-    assert [[p.name for p in g] for g in groups] == [["a", "f"], ["b"], ["c"], ["d"], ["e"]]
+    groups = layout.plan(_net(projs), merge="all").synapse_groups
+    assert [[p.name for p in g.projections] for g in groups] == [["a", "f"], ["b"], ["c"], ["d"], ["e"]]
     for group in groups:
-        rows = sorted(p.rows for p in group)
-        assert all(r0[1] <= r1[0] for r0, r1 in zip(rows, rows[1:]))
-        assert len({(p.source, p.weight_exp, p.sign_mode) for p in group}) == 1
+        assert len({(p.source, p.weight_exp, p.sign_mode) for p in group.projections}) == 1
 
 
-@pytest.mark.lava
 def test_grouping_keeps_process_count_small_for_a_layered_network():
-    """A 16-layer chain collapses to 2 Sparse processes (input + all recurrent/feed-forward)."""
+    """A 16-layer chain collapses to 2 synapse processes when its sums are exact, 3 when they round."""
     size, layers = 4, 16
-    projs = [_proj("in", "input", (0, size), (0, size))]
-    for k in range(layers):
-        projs.append(_proj(f"rec{k}", "lif", (k * size, (k + 1) * size), (k * size, (k + 1) * size)))
-        if k:
-            projs.append(_proj(f"ff{k}", "lif", (k * size, (k + 1) * size), ((k - 1) * size, k * size)))
-    net = _net(projs, n_lif=size * layers, n_input=size)
-    # Feed-forward and recurrent blocks share rows, so they need two groups.
-    assert len(lava_backend.group_projections(net)) == 3
-    assert lava_backend.process_count(net) == 6
 
+    def chain(exp, value):
+        projs = [_proj("in", "input", (0, size), (0, size))]
+        for k in range(layers):
+            rows = (k * size, (k + 1) * size)
+            projs.append(_proj(f"rec{k}", "lif", rows, rows, exp, value=value))
+            if k:
+                projs.append(_proj(f"ff{k}", "lif", rows, ((k - 1) * size, k * size), exp, value=value))
+        return _net(projs, n_lif=size * layers, n_input=size)
 
-@pytest.mark.lava
-def test_block_matrix_places_blocks():
-    projs = [_proj("a", "lif", (0, 2), (3, 5), value=7), _proj("b", "lif", (5, 6), (0, 1), value=9)]
-    m = lava_backend.block_matrix(projs, (6, 6), [p.rows[0] for p in projs], [p.cols[0] for p in projs]).toarray()
-    assert (m[0:2, 3:5] == 7).all() and m[5, 0] == 9 and m.sum() == 4 * 7 + 9
+    assert len(_groups(chain(exp=0, value=1))) == 2  # left shifts: ff and rec may share rows
+    assert len(_groups(chain(exp=-2, value=3))) == 3  # 3 * 2**-2 floors: ff and rec rows stay apart
 
 
 # --- watchdog ------------------------------------------------------------------

@@ -1,14 +1,21 @@
-"""Backends run a compiled network: ``run(artifact, inputs, steps) -> RunResult``.
+"""Backends run a compiled network: one interface, one registry.
 
-``reference`` is the NumPy bit-exact simulator, ``lava`` builds Lava processes
-and runs them with ``Loihi2SimCfg(select_tag="fixed_pt")``. Both execute the
-same lowering (``backends/plan.py``), so they agree on layout by construction
-and must agree on every spike by testing.
+A backend sees the whole compiled network (graph, core mapping, target):
+``session = get_backend(name).open(compiled)``, then ``session.run(inputs,
+steps, probes)`` as often as needed (every call starts from the reset
+state), then ``session.close()`` (or ``with ... as session``). ``run()``
+below does all three for one call. ``reference`` is the NumPy bit-exact
+simulator, ``lava`` Lava's fixed-point CPU simulator through
+:class:`rsnn2chip.lava.Network`. Both execute the same lowering
+(``backends/plan.py``), so they agree on layout by construction and must
+agree on every spike by testing. Adding a backend (e.g. a board) is one
+module plus one line in :data:`BACKENDS`; see docs/backends.md.
 """
 from __future__ import annotations
 
 import importlib
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,8 +24,76 @@ from rsnn2chip.artifact import CompiledNetwork
 from rsnn2chip.backends.plan import LoweredNetwork, lower
 from rsnn2chip.errors import InputError
 
+# name -> module defining ``BACKEND``, imported on first use (so `reference` never imports Lava).
 BACKENDS = {"reference": "rsnn2chip.backends.reference", "lava": "rsnn2chip.backends.lava"}
 PROBES = ("u", "v")
+
+
+class Session(ABC):
+    """An opened compiled network on one backend. ``run`` may be called many times."""
+
+    def __init__(self, backend: str, compiled: CompiledNetwork, options: dict):
+        self.name = backend
+        self.compiled = compiled
+        self.network: LoweredNetwork = lower(compiled.graph)
+        self.options = options
+
+    @abstractmethod
+    def simulate(self, inputs: np.ndarray, steps: int, probes: tuple[str, ...]) -> tuple[np.ndarray, dict]:
+        """``(B, steps, n_input)`` 0/1 -> spikes ``(B, steps, n_lif)`` bool, probes ``(B, steps, n_lif)`` int32."""
+
+    def run(self, inputs: np.ndarray, steps: int, probes=()) -> RunResult:
+        """Run every sample of ``inputs`` for ``steps`` steps from the reset state, probing ``probes``."""
+        probes = tuple(probes)
+        bad = [p for p in probes if p not in PROBES]
+        if bad:
+            raise InputError("unknown probe", found=bad, allowed=", ".join(PROBES))
+        x = prepare_inputs(self.network, inputs, steps)
+        start = time.perf_counter()
+        spikes, recorded = self.simulate(x, steps, probes)
+        wall = time.perf_counter() - start
+        return RunResult(self.name, steps, split_by_population(self.network, spikes),
+                         {name: split_by_population(self.network, arr) for name, arr in recorded.items()}, wall)
+
+    def close(self) -> None:
+        """Release what ``open`` took (processes, a board); the base session holds nothing."""
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+
+class Backend(ABC):
+    """A way to run compiled networks. Subclasses set ``name``, ``summary`` and ``options``."""
+    name: str = ""
+    summary: str = ""
+    options: tuple[str, ...] = ()  # keyword options ``open`` accepts, e.g. ("timeout",)
+    preferred_batch: int = 64  # samples per ``run`` that use it well (``eval``'s default batch)
+
+    def open(self, compiled: CompiledNetwork, **options) -> Session:
+        unknown = sorted(set(options) - set(self.options))
+        if unknown:
+            raise InputError(f"backend {self.name!r} takes no option {', '.join(unknown)}",
+                             allowed=", ".join(self.options) or "none")
+        return self.session_type(self.name, compiled, options)
+
+    @property
+    @abstractmethod
+    def session_type(self) -> type[Session]:
+        """The :class:`Session` subclass ``open`` creates."""
+
+
+def backend_names() -> list[str]:
+    return list(BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise InputError("unknown backend", found=name, allowed=", ".join(BACKENDS))
+    return importlib.import_module(BACKENDS[name]).BACKEND
 
 
 @dataclass
@@ -81,19 +156,9 @@ def split_by_population(net: LoweredNetwork, array: np.ndarray) -> dict[str, np.
 
 def run(artifact: CompiledNetwork, inputs: np.ndarray, steps: int, backend: str = "reference",
         probes=(), **options) -> RunResult:
-    if backend not in BACKENDS:
-        raise InputError("unknown backend", found=backend, allowed=", ".join(BACKENDS))
-    bad = [p for p in probes if p not in PROBES]
-    if bad:
-        raise InputError("unknown probe", found=bad, allowed=", ".join(PROBES))
-    net = lower(artifact.graph)
-    x = prepare_inputs(net, inputs, steps)
-    simulate = importlib.import_module(BACKENDS[backend]).simulate
-    start = time.perf_counter()
-    spikes, recorded = simulate(net, x, steps, probes=tuple(probes), **options)
-    wall = time.perf_counter() - start
-    return RunResult(backend, steps, split_by_population(net, spikes),
-                     {name: split_by_population(net, arr) for name, arr in recorded.items()}, wall)
+    """Open ``artifact`` on ``backend``, run ``inputs`` for ``steps`` steps, close."""
+    with get_backend(backend).open(artifact, **options) as session:
+        return session.run(inputs, steps, probes)
 
 
 @dataclass

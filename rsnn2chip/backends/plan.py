@@ -8,7 +8,7 @@ the populations come in. Both backends build from the same
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -73,11 +73,11 @@ class LoweredNetwork:
     groups: list[NeuronGroup]  # one per neuron model and process key, in order of first appearance
     projections: list[LoweredProjection]
     # Per input channel: the graded payload format, None for 0/1 spikes.
-    input_graded: dict[str, ir.GradedInput | None] = None
+    input_graded: dict[str, ir.GradedInput | None] = field(default_factory=dict)
 
     @property
     def graded(self) -> bool:
-        return any(g is not None for g in (self.input_graded or {}).values())
+        return any(g is not None for g in self.input_graded.values())
 
     def population_params(self, name: str) -> tuple[NeuronModel, dict[str, np.ndarray]]:
         """The model and fixed-point parameters of one population's neurons."""

@@ -1,10 +1,12 @@
 import time
 from pathlib import Path
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rsnn2chip import artifact as artifact_io
 from rsnn2chip import inputs, ir, readout
+from rsnn2chip.backends import backend_names, get_backend
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.data.common import SpikeData
@@ -16,7 +18,8 @@ from rsnn2chip.train import evaluate
 HELP = "measure accuracy, spike rate and speed of a model (float/qat) or compiled network (reference/lava)"
 EXAMPLE = "rsnn2chip eval net.r2c --data fsdd --split test --backend reference --limit 200"
 MODEL_BACKENDS = ("float", "qat")
-ARTIFACT_BACKENDS = ("reference", "lava")
+ARTIFACT_BACKENDS = tuple(backend_names())
+DEFAULT_BATCH = 64
 
 
 def add_arguments(parser) -> None:
@@ -27,7 +30,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", default=None, choices=MODEL_BACKENDS + ARTIFACT_BACKENDS,
                         help="default: float for model.pt, reference for .r2c")
     parser.add_argument("--limit", type=int, help="evaluate only the first N samples of the split")
-    parser.add_argument("--batch-size", type=int, default=64, help="samples per simulator call (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"samples per simulator call (default: the backend's preferred batch, {DEFAULT_BATCH} "
+                             "for float, qat and reference, 256 for lava, whose builds cost seconds)")
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -55,6 +60,8 @@ def run(args, out) -> int:
         raise InputError(f"backend {backend!r} runs model.pt checkpoints, not compiled networks", file=str(path),
                          allowed=", ".join(ARTIFACT_BACKENDS), fix="pass the model.pt the artifact was compiled from")
     notes = []
+    if args.batch_size is None:
+        args.batch_size = DEFAULT_BATCH if checkpoint else get_backend(backend).preferred_batch
     if checkpoint:
         result = eval_checkpoint(path, args, backend, out)
     else:
@@ -122,10 +129,14 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
     check_channels(data, n_input, path)
     tally = readout.tally_for(art)
     start = time.perf_counter()
-    with out.status(f"running {len(data)} samples on the {backend} backend"):
+    columns = (TextColumn(f"{backend} backend"), BarColumn(), MofNCompleteColumn(), TextColumn("samples, left"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=out.err, transient=True, disable=args.json) as progress, \
+            get_backend(backend).open(art) as session:
+        task = progress.add_task("eval", total=len(data))
         for batch in data.batches(args.batch_size, extra_steps=tally.depth):
-            readout.classify(art, batch.x.numpy(), batch.lengths.numpy(), batch.y.numpy(), tally,
-                             backend)
+            readout.classify(session, batch.x.numpy(), batch.lengths.numpy(), batch.y.numpy(), tally)
+            progress.advance(task, len(batch.y))
     wall = time.perf_counter() - start
     return {"dataset": data.describe(), "samples": len(data), "accuracy": tally.accuracy,
             "spike_rate": tally.spike_rate(), "mean_spike_rate": tally.mean_spike_rate,

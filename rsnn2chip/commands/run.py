@@ -7,7 +7,8 @@ from rich.table import Table
 
 from rsnn2chip import activity, artifact, inputs
 from rsnn2chip.fileio import atomic_write_bytes
-from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, prepare_inputs, run as run_backend
+from rsnn2chip.backends import RunResult, backend_names, first_divergence, get_backend, prepare_inputs
+from rsnn2chip.backends import run as run_backend
 from rsnn2chip.backends.plan import lower
 from rsnn2chip.errors import InputError
 from rsnn2chip.readout import compiled_readout, predicted_classes, run_probes
@@ -21,10 +22,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c)")
     inputs.add_arguments(parser, "run")
     parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
-    parser.add_argument("--backend", default="reference", choices=sorted(BACKENDS))
+    parser.add_argument("--backend", default="reference", choices=backend_names())
     parser.add_argument("--compare", action="store_true",
-                        help="run both backends and report the first (population, neuron, step) that differs")
-    parser.add_argument("--timeout", type=float, help="seconds before the Lava watchdog stops a run")
+                        help="run the reference and --backend (lava when --backend is reference) and report the "
+                             "first (population, neuron, step) that differs")
+    parser.add_argument("--timeout", type=float, help="seconds before a backend that takes a timeout (lava's "
+                                                      "watchdog) stops a run")
     parser.add_argument("--save-spikes", metavar="NPZ", help="write spikes per population to this .npz")
     parser.add_argument("--save-activity", metavar="RUN",
                         help="save this run's spikes (every population, input included) for `rsnn2chip report "
@@ -32,7 +35,7 @@ def add_arguments(parser) -> None:
 
 
 def _options(backend: str, timeout):
-    return {"timeout": timeout} if backend == "lava" and timeout else {}
+    return {"timeout": timeout} if timeout and "timeout" in get_backend(backend).options else {}
 
 
 def _table(result: RunResult) -> Table:
@@ -49,7 +52,8 @@ def run(args, out) -> int:
     art = artifact.load(args.artifact)
     x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found))
     steps = args.steps or (x.shape[-2] if x.ndim >= 2 else 0)
-    backends = ["reference", "lava"] if args.compare else [args.backend]
+    other = args.backend if args.backend != "reference" else "lava"
+    backends = ["reference", other] if args.compare else [args.backend]
     results = {}
     readout, _ = compiled_readout(art.graph)
     for name in backends:
@@ -65,7 +69,7 @@ def run(args, out) -> int:
         payload["input"] = notes
     status = 0
     if args.compare:
-        div = first_divergence(results["reference"], results["lava"])
+        div = first_divergence(results["reference"], results[other])
         payload["comparison"] = "identical" if div is None else {"first_difference": div.__dict__}
         status = 0 if div is None else 1
     if args.save_spikes:
@@ -83,10 +87,10 @@ def run(args, out) -> int:
                           f"{' '.join(str(c) for c in predicted[name])}")
     if args.compare:
         if div is None:
-            out.console.print("[bold green]identical[/]: reference and Lava agree on every spike")
+            out.console.print(f"[bold green]identical[/]: reference and {other} agree on every spike")
         else:
             out.console.print(f"[bold red]differ[/]: first at population {div.population}, neuron {div.neuron}, "
-                              f"step {div.step} (sample {div.sample}): reference={div.a}, lava={div.b}")
+                              f"step {div.step} (sample {div.sample}): reference={div.a}, {other}={div.b}")
     return status
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from rsnn2chip import readout
+from rsnn2chip.backends import get_backend
 from rsnn2chip.checkpoint import save_checkpoint
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.data import images
@@ -78,8 +79,9 @@ def spiking_accuracy(model, x: np.ndarray, y: np.ndarray, spec: dict, target_nam
     spikes = images.encode(x, spec).astype(np.int8)
     lengths = np.full(len(x), spikes.shape[1])
     spikes = np.concatenate([spikes, np.zeros((len(x), tally.depth, x.shape[1]), np.int8)], axis=1)
-    for i in range(0, len(y), 256):
-        readout.classify(art, spikes[i:i + 256], lengths[i:i + 256], y[i:i + 256], tally)
+    with get_backend("reference").open(art) as session:
+        for i in range(0, len(y), 256):
+            readout.classify(session, spikes[i:i + 256], lengths[i:i + 256], y[i:i + 256], tally)
     return {"accuracy": tally.accuracy, "steps": spec["steps"], "target": target_name, "backend": "reference"}
 
 

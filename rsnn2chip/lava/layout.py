@@ -1,0 +1,348 @@
+"""Which Lava processes a compiled network becomes: a pure NumPy plan, no Lava import.
+
+Lava runs every process as an OS process synchronised at every step, so a
+process costs ~0.3 ms per step on a small CPU, whatever it computes; a
+synapse process costs its kernel on top. :func:`plan` builds candidate
+layouts and keeps the one with the lowest :meth:`Layout.step_cost`:
+
+* **neuron groups**: populations that share one neuron process, as runs of
+  consecutive populations (of one neuron model) in the network's order. All
+  splits into runs are tried (up to :data:`MAX_ENUMERATED_POPULATIONS`
+  populations; beyond, only all-in-one, hidden-in-one and one-per-population).
+  Few processes help small networks; narrow synapse matrices help large ones.
+  The hierarchical process's ``out`` port sends the spikes of the process that
+  holds the readout, since Lava ports cannot be sliced; ``separate_readout``
+  keeps the readout alone in its process, so that ``out`` is exactly the readout.
+* **synapse groups**: projections that share one ``Dense`` or ``Sparse``
+  process. A group shares source process, target process, weight exponent and
+  sign mode (one process has one of each). It may feed one neuron from
+  several projections only where the sum stays exact: the process floors
+  ``sum * 2**weight_exp`` once per neuron, which equals the sum of the
+  per-projection floors when at most one of the projections meeting there has
+  mantissas that its negative exponent does not divide (:func:`shift_exact`).
+  netx files always qualify: netx stores weights pre-shifted by minus their
+  exponent. Two projections never share a synapse (Lava would clip the sum).
+* **kernel** per synapse group, all Lava's own ``fixed_pt`` models:
+  ``dense`` (``Dense``, binary spikes: ``weights[:, spiking].sum(axis=1)``,
+  a column gather that slows down once the matrix leaves the cache),
+  ``dense-dot`` (``Dense`` with ``num_message_bits=1``: ``weights.dot(s)``,
+  a streaming product; the 0/1 spikes make the same integer sum) and
+  ``sparse`` (``Sparse``: a CSR column slice, for few synapses). ``dense-dot``
+  declares graded spikes, which Loihi 2 hardware would read differently from a
+  LIF's binary ones, so ``hardware=True`` leaves it out.
+
+Replicas (independent copies of the network side by side, for batched
+evaluation) multiply every process's width, not the process count; each
+synapse matrix becomes block diagonal.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
+from rsnn2chip.errors import InputError
+
+INPUT = "input"  # the source name of synapse groups fed by the network's input port
+
+# Step-cost model (seconds), measured with lava-nc 0.10 on 2 shared CPU cores
+# (docs/lava.md, "How the layout is chosen"). Per process and step; Dense per
+# (row x spiking column), in and beyond the cache; Dense-dot per call and
+# (row x column); Sparse per call and per stored weight in a spiking column.
+COST_PROCESS_S = 3e-4
+COST_GATHER_S = 1e-8
+COST_GATHER_UNCACHED_S = 2.5e-8
+GATHER_CACHED_ELEMENTS = 1 << 20
+COST_DOT_CALL_S = 2e-5
+COST_DOT_S = 3e-9
+COST_SPARSE_CALL_S = 1.5e-4
+COST_SPARSE_NONZERO_S = 7e-8  # measured on block-diagonal replicas; a slice of a small CSR is ~2x cheaper
+COST_BUILD_S = 2.5  # one Lava build: process creation, compile, OS processes, first step
+ASSUMED_SPIKE_RATE = 0.2  # fraction of source neurons spiking per step, for the kernel costs
+MAX_DENSE_ELEMENTS = 1 << 25  # a bigger Dense matrix (128 MiB of int32) is never built
+MAX_ENUMERATED_POPULATIONS = 8
+MAX_REPLICA_NEURONS = 1 << 16  # neurons of all replicas in one build
+
+KERNELS = ("dense", "dense-dot", "sparse")
+SYNAPSE_CHOICES = ("auto",) + KERNELS
+MERGE_MODES = ("auto", "all", "hidden", "split")
+
+
+@dataclass(frozen=True)
+class NeuronGroup:
+    """Populations (contiguous in the global LIF order) that one neuron process runs."""
+    name: str
+    populations: tuple[str, ...]
+    lo: int
+    hi: int
+    model: str = "cuba_lif"
+
+    @property
+    def size(self) -> int:
+        return self.hi - self.lo
+
+
+@dataclass
+class SynapseGroup:
+    """Projections that one Dense or Sparse process runs."""
+    source: str  # INPUT or the name of a NeuronGroup
+    target: str  # the name of a NeuronGroup
+    projections: list[LoweredProjection]
+    weight_exp: int
+    sign_mode: str
+    shape: tuple[int, int] = (0, 0)  # (replicas * target size, replicas * source size)
+    replicas: int = 1
+    kind: str = "dense"
+
+    @property
+    def nnz(self) -> int:
+        return sum(p.weights.nnz for p in self.projections) * self.replicas
+
+    def kernel_cost(self, kind: str | None = None) -> float:
+        kind = kind or self.kind
+        rows, cols = self.shape
+        if kind == "dense":
+            per = COST_GATHER_S if rows * cols <= GATHER_CACHED_ELEMENTS else COST_GATHER_UNCACHED_S
+            return rows * cols * ASSUMED_SPIKE_RATE * per
+        if kind == "dense-dot":
+            return COST_DOT_CALL_S + rows * cols * COST_DOT_S
+        return COST_SPARSE_CALL_S + self.nnz * ASSUMED_SPIKE_RATE * COST_SPARSE_NONZERO_S
+
+
+@dataclass
+class Layout:
+    lowered: LoweredNetwork
+    readout: str
+    replicas: int
+    neuron_groups: list[NeuronGroup]
+    synapse_groups: list[SynapseGroup] = field(default_factory=list)
+
+    def neuron_group(self, name: str) -> NeuronGroup:
+        return next(g for g in self.neuron_groups if g.name == name)
+
+    def neuron_group_of(self, population: str) -> NeuronGroup:
+        return next(g for g in self.neuron_groups if population in g.populations)
+
+    def local_slice(self, population: str) -> tuple[int, int]:
+        """``[start, stop)`` of ``population`` inside its neuron process (replica 0)."""
+        group = self.neuron_group_of(population)
+        lo, hi = self.lowered.lif_slices[population]
+        return lo - group.lo, hi - group.lo
+
+    @property
+    def process_count(self) -> int:
+        """Processes inside the hierarchical process (sources, sinks and monitors not counted)."""
+        return len(self.neuron_groups) + len(self.synapse_groups)
+
+    def step_cost(self) -> float:
+        """Modelled seconds per step of the whole network."""
+        return COST_PROCESS_S * self.process_count + sum(g.kernel_cost() for g in self.synapse_groups)
+
+    def weights(self, group: SynapseGroup) -> sp.csr_matrix:
+        """The group's projections at their place in (target process x source process), tiled per replica."""
+        target = self.neuron_group(group.target)
+        if group.source == INPUT:
+            col0, n_cols = 0, self.lowered.n_input
+        else:
+            source = self.neuron_group(group.source)
+            col0, n_cols = source.lo, source.size
+        if not group.projections:  # a link that only keeps a process connected (link_unreached)
+            return sp.csr_matrix((group.shape[0], group.shape[1]), dtype=np.int64)
+        blocks = [p.weights.tocoo() for p in group.projections]
+        rows = np.concatenate([b.row + p.rows[0] - target.lo for b, p in zip(blocks, group.projections)])
+        cols = np.concatenate([b.col + p.cols[0] - col0 for b, p in zip(blocks, group.projections)])
+        data = np.concatenate([b.data for b in blocks]).astype(np.int64)
+        one = sp.csr_matrix((data, (rows, cols)), shape=(target.size, n_cols))
+        if self.replicas == 1:
+            return one
+        return sp.kron(sp.identity(self.replicas, dtype=np.int64, format="csr"), one, format="csr")
+
+
+def default_readout(net: LoweredNetwork) -> str:
+    return list(net.lif_slices)[-1]
+
+
+def plan(net: LoweredNetwork, readout: str | None = None, replicas: int = 1, merge: str = "auto",
+         synapses: str = "auto", separate_readout: bool = False, hardware: bool = False) -> Layout:
+    """The cheapest exact layout of ``net`` (see the module docstring)."""
+    if not net.lif_slices:
+        raise InputError("the network has no LIF population to build Lava processes for")
+    readout = readout or default_readout(net)
+    if readout not in net.lif_slices:
+        raise InputError("unknown readout population", found=readout, allowed=", ".join(net.lif_slices))
+    if replicas < 1:
+        raise InputError("replicas must be >= 1", found=replicas, allowed=">= 1")
+    if merge not in MERGE_MODES:
+        raise InputError("unknown neuron grouping", found=merge, allowed=", ".join(MERGE_MODES))
+    if synapses not in SYNAPSE_CHOICES:
+        raise InputError("unknown synapse kernel", found=synapses, allowed=", ".join(SYNAPSE_CHOICES))
+    if hardware and synapses == "dense-dot":
+        raise InputError("the dense-dot kernel declares graded spikes, which Loihi 2 would read differently",
+                         allowed="dense, sparse or auto with hardware=True")
+    if merge == "all" and separate_readout:
+        raise InputError("merge='all' puts the readout in a shared process, so it cannot be separate",
+                         allowed="merge='hidden' or 'split' with separate_readout")
+    kernels = KERNELS if synapses == "auto" else (synapses,)
+    if hardware:
+        kernels = tuple(k for k in kernels if k != "dense-dot")
+    candidates = []
+    for runs in candidate_runs(net, readout, merge, separate_readout):
+        layout = Layout(net, readout, replicas, _groups_from_runs(net, runs))
+        layout.synapse_groups = synapse_groups(layout, kernels)
+        candidates.append(layout)
+    for layout in candidates:
+        link_unreached(layout)
+    return min(candidates, key=Layout.step_cost)
+
+
+def link_unreached(layout: Layout) -> None:
+    """Give every neuron process no synapse connects (a population fed by nothing, or split off because its
+    neuron model differs) an empty synapse from the readout's process: Lava compiles only the processes
+    connected to the one it runs, and a synapse without weights changes no value."""
+    readout = layout.neuron_group_of(layout.readout)
+    for name in unreachable_groups(layout):
+        target = layout.neuron_group(name)
+        layout.synapse_groups.append(SynapseGroup(readout.name, name, [], 0, "excitatory",
+                                                  (layout.replicas * target.size, layout.replicas * readout.size),
+                                                  layout.replicas, "sparse"))
+
+
+def unreachable_groups(layout: Layout) -> list[str]:
+    """Neuron groups no chain of synapses links (in either direction) to the readout's group."""
+    links: dict[str, set[str]] = {g.name: set() for g in layout.neuron_groups}
+    links[INPUT] = set()
+    for g in layout.synapse_groups:
+        links[g.source].add(g.target)
+        links[g.target].add(g.source)
+    # One connected component through the readout's process: Lava compiles what is connected to the process
+    # it runs, so a part reached only from the input port would be left out.
+    seen, todo = set(), [layout.neuron_group_of(layout.readout).name]
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(links[node])
+    return [g.name for g in layout.neuron_groups if g.name not in seen]
+
+
+def lowered_group(net: LoweredNetwork, population: str) -> int:
+    """Index of the lowering's neuron group (one model and process key) that runs ``population``."""
+    first = net.lif_slices[population][0]
+    return next(k for k, g in enumerate(net.groups) if first in g.index)
+
+
+def population_model(net: LoweredNetwork, population: str) -> str:
+    """The registered name of a population's neuron model."""
+    return net.groups[lowered_group(net, population)].model.name
+
+
+def candidate_runs(net: LoweredNetwork, readout: str, merge: str, separate_readout: bool) -> list[list[list[str]]]:
+    """Splits of the populations into runs of consecutive populations, one neuron process each."""
+    names = list(net.lif_slices)
+    # Populations of different models (or of one model with different process-wide values, such as
+    # ATRLIF's threshold step) never share a process: those cuts are forced.
+    forced = {i for i in range(1, len(names))
+              if lowered_group(net, names[i]) != lowered_group(net, names[i - 1])}
+    if separate_readout:
+        at = names.index(readout)
+        forced |= {i for i in (at, at + 1) if 0 < i < len(names)}
+    named = {"all": set(), "hidden": {i for i in (names.index(readout), names.index(readout) + 1)
+                                      if 0 < i < len(names)}, "split": set(range(1, len(names)))}
+    if merge != "auto":
+        cut_sets = [named[merge] | forced]
+    elif len(names) <= MAX_ENUMERATED_POPULATIONS:
+        free = [i for i in range(1, len(names)) if i not in forced]
+        cut_sets = [forced | set(c) for r in range(len(free) + 1) for c in itertools.combinations(free, r)]
+    else:
+        cut_sets = [cuts | forced for cuts in named.values()]
+    splits = []
+    for cuts in cut_sets:
+        bounds = [0, *sorted(cuts), len(names)]
+        runs = [names[a:b] for a, b in zip(bounds, bounds[1:])]
+        if runs not in splits:
+            splits.append(runs)
+    return splits
+
+
+def _groups_from_runs(net: LoweredNetwork, runs: list[list[str]]) -> list[NeuronGroup]:
+    groups = []
+    for run in runs:
+        lo, hi = net.lif_slices[run[0]][0], net.lif_slices[run[-1]][1]
+        name = run[0] if len(run) == 1 else f"{run[0]}..{run[-1]}"
+        groups.append(NeuronGroup(name, tuple(run), lo, hi, population_model(net, run[0])))
+    return groups
+
+
+def shift_exact(proj: LoweredProjection) -> bool:
+    """True when ``floor(mantissa_sum * 2**weight_exp)`` never rounds for this projection.
+
+    A non-negative exponent shifts left; a negative one divides exactly when
+    every mantissa is a multiple of ``2**-weight_exp``.
+    """
+    if proj.weight_exp >= 0:
+        return True
+    return not np.any(np.asarray(proj.weights.data) % (1 << -proj.weight_exp))
+
+
+def synapse_groups(layout: Layout, kernels=KERNELS) -> list[SynapseGroup]:
+    """Greedy first fit of the projections into exact synapse groups, in projection order, and their kernels.
+
+    Projections without synapses are dropped since they add nothing.
+    """
+    net = layout.lowered
+    groups: list[SynapseGroup] = []
+    for proj in net.projections:
+        if proj.weights.nnz == 0:
+            continue
+        source = INPUT if proj.source == "input" else _group_at(layout, proj.cols[0]).name
+        target = _group_at(layout, proj.rows[0]).name
+        home = next((g for g in groups if (g.source, g.target, g.weight_exp, g.sign_mode)
+                     == (source, target, proj.weight_exp, proj.sign_mode) and _fits(g, proj)), None)
+        if home is None:
+            groups.append(SynapseGroup(source, target, [proj], proj.weight_exp, proj.sign_mode))
+        else:
+            home.projections.append(proj)
+    for group in groups:
+        rows = layout.neuron_group(group.target).size
+        cols = net.n_input if group.source == INPUT else layout.neuron_group(group.source).size
+        group.shape = (layout.replicas * rows, layout.replicas * cols)
+        group.replicas = layout.replicas
+        allowed = [k for k in kernels if k == "sparse" or group.shape[0] * group.shape[1] <= MAX_DENSE_ELEMENTS]
+        group.kind = min(allowed or ["sparse"], key=group.kernel_cost)
+    return groups
+
+
+def _fits(group: SynapseGroup, proj: LoweredProjection) -> bool:
+    # Two projections on one synapse would add their mantissas, which Lava then clips.
+    if any(_overlap(proj.rows, o.rows) and _overlap(proj.cols, o.cols) for o in group.projections):
+        return False
+    if shift_exact(proj):
+        return True
+    return not any(_overlap(proj.rows, o.rows) for o in group.projections if not shift_exact(o))
+
+
+def _group_at(layout: Layout, lif_index: int) -> NeuronGroup:
+    return next(g for g in layout.neuron_groups if g.lo <= lif_index < g.hi)
+
+
+def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def best_replicas(net: LoweredNetwork, batch: int, steps: int) -> int:
+    """Replicas per build that run ``batch`` samples of ``steps`` steps in the least modelled time.
+
+    Each build costs :data:`COST_BUILD_S`; more replicas share it but widen every
+    process (block-diagonal synapses cost per stored weight).
+    """
+    cap = max(1, min(batch, MAX_REPLICA_NEURONS // max(net.n_lif, 1)))
+    sizes = sorted({min(cap, 1 << k) for k in range(cap.bit_length() + 1)} | {cap})
+
+    def total_s(replicas: int) -> float:
+        builds = -(-batch // replicas)
+        return builds * (COST_BUILD_S + steps * plan(net, replicas=replicas).step_cost())
+
+    return min(sizes, key=total_s)

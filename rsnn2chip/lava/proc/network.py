@@ -1,0 +1,137 @@
+"""``Network``: a compiled rsnn2chip network as one hierarchical Lava process.
+
+Kept alone in this folder because Lava's process-model discovery executes
+every module next to a Process definition. The plan (which processes, which
+weights) comes from :mod:`rsnn2chip.lava.layout`; this module only creates
+Lava's standard processes from it and wires them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.sub.model import AbstractSubProcessModel
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from rsnn2chip.backends.plan import LoweredNetwork, lower
+from rsnn2chip.lava.layout import INPUT, Layout, lowered_group, plan
+from rsnn2chip.lava.neurons import neuron_process
+from rsnn2chip.lava.population import PopulationView
+
+
+class Network(AbstractProcess):
+    """A compiled network (``.r2c`` path, :class:`~rsnn2chip.artifact.CompiledNetwork` or lowered network).
+
+    Ports: ``inp`` takes the input channels (``replicas * n_input``; graded payloads for a network
+    compiled from graded input), ``out``
+    sends the spikes of the neuron process that holds the readout population:
+    ``readout.select(data)`` picks the readout's columns. With
+    ``separate_readout=True`` that process holds the readout alone, so
+    ``out`` is exactly the readout (``replicas * readout size``); by default
+    the cheapest layout decides. ``populations[name]`` gives every
+    population's process and slice, for probing spikes and ``u`` / ``v``.
+    Built from Lava's standard processes only: each neuron model's own (``LIF``, ``ATRLIF``), ``Dense``
+    and ``Sparse``.
+
+    ``replicas`` runs that many independent copies side by side (batched
+    evaluation). ``merge`` and ``synapses`` override the layout choice
+    (see :mod:`rsnn2chip.lava.layout`); ``hardware=True`` keeps to what
+    Loihi 2 runs as the simulator does (no ``dense-dot`` kernel), for
+    ``Loihi2HwCfg``. ``input_message_bits`` > 0 makes the input synapses
+    take graded spikes of that many bits.
+    """
+
+    def __init__(self, network, *, readout: str | None = None, replicas: int = 1, merge: str = "auto",
+                 synapses: str = "auto", separate_readout: bool = False, hardware: bool = False,
+                 input_message_bits: int = 0, name: str | None = None) -> None:
+        lowered, readout = _lowered(network, readout)
+        layout = plan(lowered, readout, replicas, merge, synapses, separate_readout, hardware)
+        # A graded input's synapses read payloads of the recorded width unless told otherwise.
+        input_message_bits = input_message_bits or max(
+            [p.payload_bits for p in lowered.projections if p.source == INPUT], default=0)
+        super().__init__(name=name or "rsnn2chip_network", replicas=replicas)
+        self.layout = layout
+        self.neurons = {g.name: neuron_process(g.model, _group_params(lowered, g), replicas, f"neurons[{g.name}]")
+                        for g in layout.neuron_groups}
+        self.synapses = [_synapse_process(layout, g, input_message_bits if g.source == INPUT else 0, i)
+                         for i, g in enumerate(layout.synapse_groups)]
+        self.populations = {
+            pop: PopulationView(pop, self.neurons[layout.neuron_group_of(pop).name], *layout.local_slice(pop),
+                                layout.neuron_group_of(pop).size)
+            for pop in lowered.lif_slices}
+        self.inp = InPort(shape=(replicas * lowered.n_input,))
+        readout_process = self.populations[layout.readout].process
+        self.out = OutPort(shape=readout_process.s_out.shape)
+        for group, synapse in zip(layout.synapse_groups, self.synapses):
+            if group.source == INPUT:
+                self.inp.connect(synapse.s_in)
+            else:
+                self.neurons[group.source].s_out.connect(synapse.s_in)
+            synapse.a_out.connect(self.neurons[group.target].a_in)
+        readout_process.s_out.connect(self.out)
+
+    @property
+    def readout(self) -> PopulationView:
+        return self.populations[self.layout.readout]
+
+    @property
+    def has_input(self) -> bool:
+        """Whether any synapse reads ``inp`` (Lava cannot compile a source wired to an unused port)."""
+        return any(g.source == INPUT for g in self.layout.synapse_groups)
+
+    def sub_processes(self) -> dict[str, AbstractProcess]:
+        procs = {f"neurons_{i}": p for i, p in enumerate(self.neurons.values())}
+        procs.update({f"synapses_{i}": p for i, p in enumerate(self.synapses)})
+        return procs
+
+
+@implements(proc=Network, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class NetworkModel(AbstractSubProcessModel):
+    """Expands ``Network`` into the processes it created (Lava finds them as attributes)."""
+
+    def __init__(self, proc: Network) -> None:
+        for attr, process in proc.sub_processes().items():
+            setattr(self, attr, process)
+
+
+def _lowered(network, readout: str | None) -> tuple[LoweredNetwork, str | None]:
+    if isinstance(network, LoweredNetwork):
+        return network, readout
+    if isinstance(network, (str, Path)):
+        from rsnn2chip import artifact
+        network = artifact.load(network)
+    graph = network.graph
+    lowered = lower(graph)
+    if readout is None and graph.graph.get("output") in lowered.lif_slices:
+        readout = graph.graph["output"]
+    return lowered, readout
+
+
+def _group_params(net: LoweredNetwork, group) -> dict[str, np.ndarray]:
+    """The fixed-point parameters of a layout group's neurons (all of one lowering group, see layout.py)."""
+    lowered = net.groups[lowered_group(net, group.populations[0])]
+    at = np.searchsorted(lowered.index, np.arange(group.lo, group.hi))
+    return {k: v[at].copy() for k, v in lowered.params.items()}
+
+
+def _synapse_process(layout: Layout, group, num_message_bits: int, index: int):
+    from lava.proc.dense.process import Dense
+    from lava.proc.sparse.process import Sparse
+    from lava.utils.weightutils import SignMode
+
+    if group.kind == "dense-dot":
+        # Lava's Dense then computes weights.dot(s_in): for 0/1 spikes the same integer sum.
+        num_message_bits = max(num_message_bits, 1)
+    options = dict(weight_exp=group.weight_exp, num_weight_bits=8, sign_mode=SignMode[group.sign_mode.upper()],
+                   num_message_bits=num_message_bits, name=f"synapses[{index}]:{group.source}->{group.target}")
+    weights = layout.weights(group).astype(np.int32)
+    if group.kind == "sparse":
+        return Sparse(weights=weights, **options)
+    return Dense(weights=weights.toarray(), **options)

@@ -1,0 +1,71 @@
+"""Every registered backend, through the one interface, against the reference.
+
+Parametrized by the registry: a new backend is tested here by being registered.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import rsnn2chip  # noqa: F401 - must precede any lava import
+from rsnn2chip import backends
+from rsnn2chip.backends import backend_names, get_backend
+from rsnn2chip.compiler import compile_graph
+from rsnn2chip.errors import InputError, TargetError
+from rsnn2chip.nn import RSNN, example_arch
+from rsnn2chip.targets import load_target, target_from_dict
+
+STEPS = 25
+NEEDS = {"lava": pytest.mark.lava}
+
+
+def _compiled(seed=0):
+    torch.manual_seed(seed)
+    model = RSNN(example_arch("agree", input_size=6, sizes=(20, 12, 4)))
+    with torch.no_grad():
+        next(iter(model.parameters())).mul_(3.0)  # an untrained network that fires
+    return compile_graph(model.to_ir(), load_target("loihi2-sim"))
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=NEEDS.get(n, ())) for n in backend_names()])
+def test_backend_agrees_with_the_reference(name):
+    art = _compiled()
+    x = (np.random.default_rng(0).random((3, STEPS, 6)) < 0.4).astype(np.int8)
+    expected = backends.run(art, x, STEPS, backend="reference", probes=("u", "v"))
+    assert sum(expected.spike_counts().values()) > 20
+    with get_backend(name).open(art) as session:
+        first = session.run(x, STEPS, probes=("u", "v"))
+        again = session.run(x[1:], STEPS)  # a session runs many times, each from the reset state
+    assert first.backend == name and backends.first_divergence(expected, first) is None
+    for var in ("u", "v"):
+        for pop, values in expected.probes[var].items():
+            np.testing.assert_array_equal(first.probes[var][pop], values, err_msg=f"{var} {pop}")
+    for pop, spikes in expected.spikes.items():
+        np.testing.assert_array_equal(again.spikes[pop], spikes[1:])
+
+
+def test_registry_names_and_refusals():
+    assert backend_names()[:2] == ["reference", "lava"]
+    for name in backend_names():
+        backend = get_backend(name)
+        assert backend.name == name and backend.summary
+    with pytest.raises(InputError, match="unknown backend"):
+        get_backend("board")
+    with pytest.raises(InputError, match="takes no option"):
+        get_backend("reference").open(_compiled(), timeout=3)
+    with pytest.raises(InputError, match="unknown probe"):
+        backends.run(_compiled(), np.zeros((5, 6)), 5, probes=("w",))
+
+
+def test_lava_backend_reads_the_target_simulator():
+    # The session's model tag is the target's; a simulator Lava does not have is refused when the target is read.
+    compiled = _compiled()
+    with get_backend("lava").open(compiled) as session:
+        assert session.select_tag == compiled.target.info.select_tag == "fixed_pt"
+    data = copy.deepcopy(load_target("loihi2-sim").data)
+    data["target"]["simulator"] = "board-x"
+    with pytest.raises(TargetError, match="board-x"):
+        target_from_dict(data, "a board target")

@@ -78,7 +78,11 @@ def read_member(z: zipfile.ZipFile, name: str, file: str, error: type[R2CError] 
 
 # --------------------------------------------------------------------------- npy / npz
 
-def npy_header(handle, file: str, where: str, error: type[R2CError]) -> tuple[tuple[int, ...], np.dtype, bool]:
+NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats: all any of our formats holds
+
+
+def npy_header(handle, file: str, where: str, error: type[R2CError],
+               kinds: str = NUMERIC_KINDS) -> tuple[tuple[int, ...], np.dtype, bool]:
     """``(shape, dtype, fortran_order)`` from a ``.npy`` header, validated; the handle is left at the data."""
     try:
         version = np.lib.format.read_magic(handle)
@@ -94,6 +98,10 @@ def npy_header(handle, file: str, where: str, error: type[R2CError]) -> tuple[tu
     if dtype.hasobject:
         raise error("array holds Python objects, which are never unpickled", file=file, where=where,
                     found=f"dtype {dtype}", allowed="numeric or bool arrays")
+    if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
+        raise error("array has an unsupported dtype", file=file, where=where, found=f"dtype {dtype}",
+                    allowed="plain " + ", ".join({"b": "bool", "i": "int", "u": "uint", "f": "float",
+                                                   "U": "str"}[k] for k in kinds))
     if not all(isinstance(n, int) and n >= 0 for n in shape):
         raise error("array header declares an invalid shape", file=file, where=where, found=shape)
     nbytes = int(np.prod([int(n) for n in shape], dtype=object)) * dtype.itemsize
@@ -101,8 +109,8 @@ def npy_header(handle, file: str, where: str, error: type[R2CError]) -> tuple[tu
     return tuple(shape), dtype, fortran
 
 
-def _read_npy(handle, file: str, where: str, error: type[R2CError]) -> np.ndarray:
-    shape, dtype, fortran = npy_header(handle, file, where, error)
+def _read_npy(handle, file: str, where: str, error: type[R2CError], kinds: str = NUMERIC_KINDS) -> np.ndarray:
+    shape, dtype, fortran = npy_header(handle, file, where, error, kinds)
     count = int(np.prod(shape, dtype=np.int64))
     array = np.empty(count, dtype=dtype)
     buffer, got = memoryview(array.view(np.uint8)), 0
@@ -127,7 +135,7 @@ def load_npz_bytes(payload: bytes, file: str, error: type[R2CError] = InputError
 
 
 def load_npz(path: str | Path, what: str, error: type[R2CError] = InputError, fix: str | None = None,
-             keys: Callable[[list[str]], None] | None = None) -> dict[str, np.ndarray]:
+             keys: Callable[[list[str]], None] | None = None, kinds: str = NUMERIC_KINDS) -> dict[str, np.ndarray]:
     """A ``.npz`` archive as ``{name: array}``, bounded and without unpickling.
 
     ``keys``, if given, sees the member names first, so a file with unexpected
@@ -135,13 +143,13 @@ def load_npz(path: str | Path, what: str, error: type[R2CError] = InputError, fi
     """
     path = check_readable_file(path, what, error, fix)
     if not zipfile.is_zipfile(path):
-        raise error(f"{what} is not a .npz file (not a zip archive)", file=str(path),
+        raise error(f"{what} is not a readable .npz file (not a zip archive)", file=str(path),
                     fix=fix or "write it with numpy.savez")
     with path.open("rb") as handle:
-        return _load_npz(handle, str(path), error, keys)
+        return _load_npz(handle, str(path), error, keys, kinds)
 
 
-def _load_npz(handle, file: str, error: type[R2CError], keys=None) -> dict[str, np.ndarray]:
+def _load_npz(handle, file: str, error: type[R2CError], keys=None, kinds: str = NUMERIC_KINDS) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(handle) as z:
             check_zip_members(z, file, error)
@@ -155,7 +163,7 @@ def _load_npz(handle, file: str, error: type[R2CError], keys=None) -> dict[str, 
             arrays = {}
             for name in names:
                 with z.open(name) as member:
-                    arrays[name[:-4]] = _read_npy(member, file, name[:-4], error)
+                    arrays[name[:-4]] = _read_npy(member, file, name[:-4], error, kinds)
             return arrays
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
         raise error(f"not a readable .npz archive ({type(exc).__name__}: {exc})", file=file,
@@ -197,6 +205,41 @@ def parse_yaml(text: str, file: str, what: str, error: type[R2CError] = InputErr
         raise error(f"{what} nests too deeply", file=file, fix=fix) from None
     finally:
         loader.dispose()
+
+
+def check_expansion(obj, file: str, where: str, error: type[R2CError] = InputError,
+                    limit: int = YAML_MAX_NODES) -> None:
+    """Refuse nested containers that share children so deeply that walking them (repr, validation)
+    would never end: a pickle can build the same alias bomb as YAML."""
+    memo: dict[int, int] = {}
+    in_progress: set[int] = set()
+    cap = 10 ** 18
+
+    def count(value) -> int:
+        if not isinstance(value, (dict, list, tuple)):
+            return 1
+        key = id(value)
+        if key in memo:
+            return memo[key]
+        if key in in_progress:
+            return cap
+        in_progress.add(key)
+        children = [c for kv in value.items() for c in kv] if isinstance(value, dict) else value
+        total = 1
+        for child in children:
+            total = min(cap, total + count(child))
+        in_progress.discard(key)
+        memo[key] = total
+        return total
+
+    try:
+        total = count(obj)
+    except RecursionError:
+        total = cap
+    if total > limit:
+        raise error("file holds nested values that expand to too many entries (shared or recursive references)",
+                    file=file, where=where, found=f"{total:,} entries" if total < cap else "unbounded",
+                    allowed=f"at most {limit:,}")
 
 
 def _expanded_nodes(root: yaml.Node) -> int:

@@ -5,10 +5,11 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from rsnn2chip import artifact
 from rsnn2chip.compiler import PASSES, compile_file
-from rsnn2chip.errors import InputError
+from rsnn2chip.safeio import load_npy
 from rsnn2chip.passes.partition import MAPPERS
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.targets import load_target
+from rsnn2chip import argtypes
 
 HELP = "compile a model (model.pt, netx .net or NIR) for a target into a .r2c artifact"
 EXAMPLE = "rsnn2chip compile model.pt --target loihi2-sim -o net.r2c"
@@ -27,18 +28,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spike-counts", metavar="NPY",
                         help="measured spikes per LIF neuron (.npy, IR order) to weigh traffic by, instead of "
                              "synapse counts")
-    parser.add_argument("--threshold-mantissa", type=int, default=QuantizationConfig.threshold_mantissa_target,
+    parser.add_argument("--threshold-mantissa", type=argtypes.THRESHOLD_MANTISSA, default=QuantizationConfig.threshold_mantissa_target,
                         help="target threshold mantissa; larger = finer weights, less headroom (default %(default)s)")
-    parser.add_argument("--weight-clip-percentile", type=float, default=100.0,
+    parser.add_argument("--weight-clip-percentile", type=argtypes.percentile, default=100.0,
                         help="clip weight magnitudes above this percentile per projection (default: never clip)")
 
 
 def _load_spike_counts(path: str):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read spike counts ({type(exc).__name__}: {exc})", file=path,
-                         fix="save one count per LIF neuron with numpy.save") from None
+    return load_npy(path, "spike counts file", fix="save one count per LIF neuron with numpy.save")
 
 
 def run(args, out) -> int:

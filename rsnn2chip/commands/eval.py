@@ -13,6 +13,7 @@ from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.nn import prepare_torch
 from rsnn2chip.train import evaluate
+from rsnn2chip import argtypes
 
 HELP = "measure accuracy, spike rate and speed of a model (float/qat) or compiled network (reference/lava)"
 EXAMPLE = "rsnn2chip eval net.r2c --data fsdd --split test --backend reference --limit 200"
@@ -27,8 +28,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="default %(default)s")
     parser.add_argument("--backend", default=None, choices=MODEL_BACKENDS + ARTIFACT_BACKENDS,
                         help="default: float for model.pt, reference for .r2c")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N samples of the split")
-    parser.add_argument("--batch-size", type=int, default=64, help="samples per simulator call (default %(default)s)")
+    parser.add_argument("--limit", type=argtypes.positive_int, help="evaluate only the first N samples of the split")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=64, help="samples per simulator call (default %(default)s)")
 
 
 def is_checkpoint(path: Path) -> bool:
@@ -44,8 +45,6 @@ def run(args, out) -> int:
     if not path.is_file():
         raise InputError("model file not found", file=str(path),
                          fix="pass model.pt from `rsnn2chip train` or a .r2c from `rsnn2chip compile`")
-    if args.limit is not None and args.limit < 1:
-        raise InputError("--limit must be >= 1", found=args.limit)
     checkpoint = is_checkpoint(path)
     backend = args.backend or ("float" if checkpoint else "reference")
     if checkpoint and backend not in MODEL_BACKENDS:

@@ -9,6 +9,7 @@ from rsnn2chip.errors import ModelError
 from rsnn2chip.exporters import EXPORTERS, exporter
 from rsnn2chip.frontends import load_network
 from rsnn2chip.frontends.nir import DEFAULT_DT
+from rsnn2chip import argtypes
 
 HELP = "export a compiled network (.r2c) to lava-dl netx HDF5 (.net) or NIR (.nir)"
 EXAMPLE = "rsnn2chip export net.r2c --format netx -o net.net"
@@ -19,7 +20,7 @@ def add_arguments(parser) -> None:
                                          "rsnn2chip reads (model.pt, .nir, .net)")
     parser.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="output format")
     parser.add_argument("-o", "--output", help="output path (default: ARTIFACT with the format's suffix)")
-    parser.add_argument("--dt", type=float, default=DEFAULT_DT,
+    parser.add_argument("--dt", type=argtypes.positive_float, default=DEFAULT_DT,
                         help="NIR only: time step in seconds the time constants are written for (default %(default)g)")
     parser.add_argument("--values", choices=("float", "deployed"), default="float",
                         help="NIR only: trained float parameters, or the float image of the quantized ones")

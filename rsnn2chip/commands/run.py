@@ -1,7 +1,5 @@
 import contextlib
 import io
-from pathlib import Path
-
 import numpy as np
 from rich.table import Table
 
@@ -9,7 +7,8 @@ from rsnn2chip import activity, artifact
 from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower
-from rsnn2chip.errors import InputError
+from rsnn2chip.safeio import load_npy
+from rsnn2chip import argtypes
 
 HELP = "run a compiled network on spike input with the reference (NumPy) or Lava backend"
 EXAMPLE = "rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --compare"
@@ -19,11 +18,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c)")
     parser.add_argument("--input", required=True,
                         help=".npy of 0/1 spikes, shape (T, channels) or (batch, T, channels)")
-    parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
+    parser.add_argument("--steps", type=argtypes.positive_int, help="time steps to run (default: input length)")
     parser.add_argument("--backend", default="reference", choices=sorted(BACKENDS))
     parser.add_argument("--compare", action="store_true",
                         help="run both backends and report the first (population, neuron, step) that differs")
-    parser.add_argument("--timeout", type=float, help="seconds before the Lava watchdog stops a run")
+    parser.add_argument("--timeout", type=argtypes.positive_float, help="seconds before the Lava watchdog stops a run")
     parser.add_argument("--save-spikes", metavar="NPZ", help="write spikes per population to this .npz")
     parser.add_argument("--save-activity", metavar="RUN",
                         help="save this run's spikes (every population, input included) for `rsnn2chip report "
@@ -31,18 +30,11 @@ def add_arguments(parser) -> None:
 
 
 def load_spike_input(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("input file not found", file=path, fix="pass a .npy array of 0/1 spikes")
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read input as a .npy array ({exc})", file=path,
-                         fix="save inputs with numpy.save(path, array)") from None
+    return load_npy(path, "input spike file", fix="pass a .npy array of 0/1 spikes saved with numpy.save")
 
 
 def _options(backend: str, timeout):
-    return {"timeout": timeout} if backend == "lava" and timeout else {}
+    return {"timeout": timeout} if backend == "lava" and timeout is not None else {}
 
 
 def _table(result: RunResult) -> Table:
@@ -58,7 +50,7 @@ def _table(result: RunResult) -> Table:
 def run(args, out) -> int:
     art = artifact.load(args.artifact)
     x = load_spike_input(args.input)
-    steps = args.steps or (x.shape[-2] if x.ndim >= 2 else 0)
+    steps = args.steps if args.steps is not None else (x.shape[-2] if x.ndim >= 2 else 0)
     backends = ["reference", "lava"] if args.compare else [args.backend]
     results = {}
     for name in backends:

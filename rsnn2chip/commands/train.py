@@ -1,13 +1,16 @@
 from pathlib import Path
 
-import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from rsnn2chip import distributed
 from rsnn2chip.data import dataset_names, load_dataset
 from rsnn2chip.errors import InputError
+from rsnn2chip.fileio import check_output_file
+from rsnn2chip.preflight import check_arch_fits
+from rsnn2chip.safeio import load_yaml
 from rsnn2chip.train import TrainConfig, train
+from rsnn2chip import argtypes
 
 HELP = "train a recurrent spiking network (BPTT, Adam) on a dataset and write model.pt + metrics JSON"
 EXAMPLE = ("rsnn2chip train --arch examples/arch/rsnn_fsdd.yaml --data fsdd --epochs 12 -o build/fsdd.pt\n"
@@ -23,41 +26,31 @@ def add_arguments(parser) -> None:
                         help=f"dataset: {', '.join(dataset_names())}, NAME:DIR, or a .npz file (docs/data.md)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (rewritten after every epoch)")
     parser.add_argument("--metrics", help="metrics JSON (default: OUTPUT with suffix .metrics.json)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default %(default)s")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="default %(default)s")
-    parser.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=defaults.epochs, help="default %(default)s")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=defaults.batch_size, help="default %(default)s")
+    parser.add_argument("--lr", type=argtypes.learning_rate, default=defaults.lr, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--seed", type=argtypes.SEED, default=defaults.seed, help="default %(default)s")
     parser.add_argument("--qat", action="store_true", help="quantization-aware training for --target")
     parser.add_argument("--target", default=defaults.target, help="target for --qat (default %(default)s)")
-    parser.add_argument("--limit", type=int, help="use at most N samples of the train and val splits")
+    parser.add_argument("--limit", type=argtypes.positive_int, help="use at most N samples of the train and val splits")
     parser.add_argument("--neuron", choices=("lif", "softlif"), default="lif",
                         help="lif: BPTT on spikes; softlif: train a soft-LIF rate net on static images "
                              "(digits-images, fmnist-images) and convert it to spiking LIF (docs/softlif.md)")
-    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+    parser.add_argument("--noise", type=argtypes.non_negative_float, default=0.0, metavar="SIGMA",
                         help="softlif only: Gaussian noise (Hz) on the rates of firing neurons while training")
 
 
 def read_arch(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("arch file not found", file=path, fix="see examples/arch/rsnn_fsdd.yaml")
-    try:
-        arch = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise InputError(f"arch file is not valid YAML: {err}", file=path) from None
+    arch = load_yaml(path, "arch file", fix="see examples/arch/rsnn_fsdd.yaml")
     if not isinstance(arch, dict):
         raise InputError("arch file must hold a mapping (the RSNN arch dict)", file=path,
                          found=type(arch).__name__, fix="see examples/arch/rsnn_fsdd.yaml")
+    check_arch_fits(arch, path)
     return arch
 
 
 def metrics_path_for(output: Path) -> Path:
     return output.with_name(output.stem + ".metrics.json")
-
-
-def check_positive(name: str, value) -> None:
-    if value is not None and value < 1:
-        raise InputError(f"{name} must be >= 1", found=value)
 
 
 def run(args, out) -> int:
@@ -66,13 +59,11 @@ def run(args, out) -> int:
         return run_train(args, out)
     if args.noise:
         raise InputError("--noise applies only to --neuron softlif", found=args.noise)
-    for name in ("epochs", "batch_size", "limit"):
-        check_positive("--" + name.replace("_", "-"), getattr(args, name))
-    if not args.lr > 0:
-        raise InputError("--lr must be > 0", found=args.lr)
     arch = read_arch(args.arch)
     output = Path(args.output)
     metrics_path = Path(args.metrics) if args.metrics else metrics_path_for(output)
+    for path in (output, metrics_path):
+        check_output_file(path)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       limit=args.limit, qat=args.qat, target=args.target)
     with out.err.status(f"loading {args.data}", spinner="dots") if not args.json else _Null():

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+import numpy as np
+
 from rsnn2chip.errors import CheckpointError
 
 # Order matters only where formats could be confused; each sniff is strict.
@@ -30,6 +32,43 @@ def hdf5_matches(path: str | Path, predicate) -> bool:
             return bool(predicate(f))
     except (OSError, ImportError):
         return False
+
+
+MAX_HDF5_OBJECTS = 100_000  # netx and NIR files of real networks hold a few hundred
+
+
+def check_hdf5(path: Path, what: str) -> None:
+    """Before a frontend reads data: every dataset fits in memory, the file stays small in objects, and no
+    dataset keeps its data in another file (external or virtual storage could read any file on the machine)."""
+    import h5py
+    from rsnn2chip.preflight import check_fits
+
+    total, count = 0, 0
+    problems: list[str] = []
+
+    def visit(name, obj):
+        nonlocal total, count
+        count += 1
+        if count > MAX_HDF5_OBJECTS:
+            return True  # stops the walk
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual or obj.external:
+                problems.append(name)
+            total += int(np.prod(obj.shape or (), dtype=object)) * obj.dtype.itemsize if obj.shape is not None else 0
+        return None
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot read {what} ({type(exc).__name__}: {exc})", file=str(path)) from None
+    if count > MAX_HDF5_OBJECTS:
+        raise CheckpointError(f"{what} holds too many groups and datasets", file=str(path),
+                              found=f"more than {MAX_HDF5_OBJECTS:,}", allowed=f"at most {MAX_HDF5_OBJECTS:,}")
+    if problems:
+        raise CheckpointError(f"{what} keeps data outside the file (external or virtual datasets)", file=str(path),
+                              where=", ".join(problems[:5]), allowed="datasets stored in the file itself")
+    check_fits(total, f"the datasets of {what}", file=str(path), error=CheckpointError)
 
 
 def frontends():

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
-from rsnn2chip.frontends import hdf5_matches
+from rsnn2chip.frontends import check_hdf5, hdf5_matches
 
 NAME = "NIR graph (.nir)"
 # snnTorch exports with dt = 1e-4 (Norse uses 1e-3 but also writes tau in seconds).
@@ -51,6 +51,8 @@ def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:
     import nir
 
     path = Path(path)
+    check_hdf5(path, "NIR file")
+    check_nir_version(path)
     try:
         graph = nir.read(path)
     except Exception as exc:  # noqa: BLE001 - nir raises many kinds on malformed files
@@ -59,6 +61,20 @@ def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:
     g = graph_from_nir(graph, dt=dt, name=path.stem)
     g.graph["source"] = str(path)
     return g
+
+
+SUPPORTED_NIR_MAJOR = "1"  # the format of nir >= 1.0; files declare the nir version that wrote them
+
+
+def check_nir_version(path: Path) -> None:
+    import h5py
+    with h5py.File(path, "r") as f:
+        raw = f["version"][()] if isinstance(f.get("version"), h5py.Dataset) else None
+    version = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw if isinstance(raw, str) else None
+    if version is None or version.split(".")[0] != SUPPORTED_NIR_MAJOR:
+        raise CheckpointError("unsupported NIR file version", file=str(path), where="version",
+                              found=repr(raw)[:60], allowed=f"{SUPPORTED_NIR_MAJOR}.x",
+                              fix="write the file with nir 1.x (nir.write)")
 
 
 def resolve_dt(nir_graph, dt: float | None) -> float:

@@ -33,9 +33,9 @@ import copy
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
 from rsnn2chip.errors import InputError, Problem
+from rsnn2chip.preflight import check_arch_fits
+from rsnn2chip.safeio import load_yaml
 from rsnn2chip.nn.layers import LAYER_NAME, RESERVED_NAMES, check_layer_cfg, check_neuron, is_positive_int
 from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION, READOUTS
 
@@ -299,14 +299,10 @@ def space_from_dict(raw, file: str | None = None) -> Space:
 
 
 def load_space(path: str | Path) -> Space:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("search-space file not found", file=str(path), fix="see examples/search/space_fsdd.yaml")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise InputError(f"search-space file is not valid YAML: {err}", file=str(path)) from None
-    return space_from_dict(raw, str(path))
+    raw = load_yaml(path, "search-space file", fix="see examples/search/space_fsdd.yaml")
+    space = space_from_dict(raw, str(path))
+    check_arch_fits({"input_size": space.input_size, "layers": space.layers}, str(path))
+    return space
 
 
 def arch_header(name: str, input_size: int, readout: str) -> dict:

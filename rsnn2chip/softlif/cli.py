@@ -84,14 +84,6 @@ def run_train(args, out) -> int:
     if args.qat:
         raise InputError("--qat does not apply to --neuron softlif: the converted network is quantized by "
                          "`rsnn2chip compile`, and its rate model has no fixed-point forward pass")
-    if args.noise < 0:
-        raise InputError("--noise must be >= 0 (sigma in Hz)", found=args.noise)
-    if not args.lr > 0:
-        raise InputError("--lr must be > 0", found=args.lr)
-    for name in ("epochs", "batch_size", "limit"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be >= 1", found=value)
     prepare_torch()
     params, dep = SoftLIFParams(), Deployment()
     c = constants(params, dep)

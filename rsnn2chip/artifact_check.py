@@ -85,6 +85,30 @@ def check_manifest_types(manifest: dict, c: Checker) -> None:
             c.add(f"'{key}' is not a SHA-256 hex digest", key, found=manifest[key], allowed="64 hex digits")
     if isinstance(manifest.get("warnings"), list) and not all(isinstance(w, dict) for w in manifest["warnings"]):
         c.add("every warning must be a mapping", "warnings")
+    if isinstance(manifest.get("provenance"), dict):
+        check_provenance(manifest["provenance"], c)
+
+
+def check_provenance(prov: dict, c: Checker) -> None:
+    """The provenance entries the tool acts on (verify re-quantizes with them, eval finds the source)."""
+    for key in ("source", "source_sha256"):
+        if key in prov and not isinstance(prov[key], str):
+            c.add(f"provenance.{key} must be a string", f"provenance.{key}", found=_short(prov[key]))
+    for key in ("meta", "encoding", "training"):
+        if prov.get(key) is not None and not isinstance(prov[key], dict):
+            c.add(f"provenance.{key} must be a mapping", f"provenance.{key}", found=_short(prov[key]))
+    q = prov.get("quantization")
+    if q is None:
+        return
+    if not isinstance(q, dict):
+        c.add("provenance.quantization must be a mapping", "provenance.quantization", found=_short(q))
+        return
+    if "threshold_mantissa_target" in q:
+        c.int_in(q["threshold_mantissa_target"], 1, fx.VTH_RANGE[1], "provenance.quantization.threshold_mantissa_target")
+    pct = q.get("weight_clip_percentile", 100.0)
+    if not (is_number(pct) and 0 < pct <= 100):
+        c.add("provenance.quantization.weight_clip_percentile out of range",
+              "provenance.quantization.weight_clip_percentile", found=_short(pct), allowed="a number in (0, 100]")
 
 
 # --------------------------------------------------------------------------- IR

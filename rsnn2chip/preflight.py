@@ -66,3 +66,18 @@ def arch_bytes(arch: dict) -> int:
 def check_arch_fits(arch: dict, file: str | None, error: type[R2CError] = InputError) -> None:
     check_fits(arch_bytes(arch), "the network this arch describes", file=file, where="arch.layers[*].size",
                error=error, fix="use smaller layer sizes")
+
+
+# One run simulates at most this many steps: the reference backend does ~10^4 steps/s on a small network and
+# Lava ~10^3, so more is hours of work that a person asks for by mistake (--steps 1000000000), not a run.
+MAX_STEPS = 1_000_000
+
+
+def check_run_fits(batch: int, steps: int, n_input: int, n_lif: int, n_probes: int = 0) -> None:
+    """A simulation's inputs, spike record and probes (and a working copy of each) fit in memory and time."""
+    if steps > MAX_STEPS:
+        raise InputError("too many time steps for one run", resource="steps", found=steps,
+                         allowed=f"at most {MAX_STEPS:,}", fix="run fewer steps, or split the input in time")
+    per_step = n_input + n_lif * (1 + 8 * n_probes)  # int8 input, bool spikes, int64 probes
+    check_fits(2 * batch * steps * per_step, f"a run of {batch} sample(s) x {steps:,} steps",
+               where=f"{n_input} inputs, {n_lif} neurons", fix="run fewer steps or a smaller batch")

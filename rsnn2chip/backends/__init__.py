@@ -16,6 +16,7 @@ import numpy as np
 from rsnn2chip.artifact import CompiledNetwork
 from rsnn2chip.backends.plan import LoweredNetwork, lower
 from rsnn2chip.errors import InputError
+from rsnn2chip.preflight import check_run_fits
 
 BACKENDS = {"reference": "rsnn2chip.backends.reference", "lava": "rsnn2chip.backends.lava"}
 PROBES = ("u", "v")
@@ -51,6 +52,7 @@ def prepare_inputs(net: LoweredNetwork, inputs: np.ndarray, steps: int) -> np.nd
                          fix="encode analog inputs as spikes first (see docs/data.md)")
     if steps < 1:
         raise InputError("steps must be >= 1", found=steps, allowed=">= 1")
+    check_run_fits(x.shape[0], steps, net.n_input, net.n_lif)
     out = np.zeros((x.shape[0], steps, net.n_input), np.int8)
     t = min(steps, x.shape[1])
     out[:, :t] = x[:, :t]

@@ -271,6 +271,16 @@ def make_scheduler(optimizer, cfg: TrainConfig):
     raise InputError("unknown learning-rate schedule", found=cfg.lr_schedule, allowed="cosine, constant")
 
 
+def stop_if_diverged(model: RSNN, loss: torch.Tensor, epoch: int, step: int) -> None:
+    """Training that produced a non-finite loss or weights cannot recover; say where, instead of saving NaNs."""
+    bad = None if torch.isfinite(loss).all() else "the loss"
+    bad = bad or next((f"weights {name}" for name, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+    if bad:
+        raise InputError(f"training diverged: {bad} became NaN or infinite", where=f"epoch {epoch}, step {step}",
+                         found=f"loss {float(loss.detach()):g}",
+                         fix="lower --lr (and keep gradient clipping on); checkpoints of the epochs that finished are kept")
+
+
 def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch: int, depth: int,
                 progress=None, net=None, env: distributed.DistEnv | None = None) -> dict:
     """One epoch; ``net`` is ``model`` wrapped in DDP when ``env`` is distributed."""
@@ -279,7 +289,7 @@ def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch
     loss_sum, correct, seen, totals = 0.0, 0, 0, {}
     task = progress.add_task(f"epoch {epoch}", total=len(data)) if progress else None
     # The batch order depends on (seed, epoch) only, so a rerun (or every rank) sees the same batches.
-    for index in data.batch_order(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch):
+    for step, index in enumerate(data.batch_order(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch), 1):
         part = distributed.shard(index, env)
         # A rank whose slice is empty still joins the gradient all-reduce, with a zero-weight sample.
         batch = data.make_batch(part if len(part) else index[:1], extra_steps=depth)
@@ -297,6 +307,7 @@ def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
+        stop_if_diverged(model, loss, epoch, step)
         if not len(part):
             continue
         n = len(part)

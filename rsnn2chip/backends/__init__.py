@@ -42,6 +42,9 @@ def prepare_inputs(net: LoweredNetwork, inputs: np.ndarray, steps: int) -> np.nd
     if x.ndim != 3:
         raise InputError("input spikes must have shape (T, channels) or (batch, T, channels)",
                          found=f"shape {x.shape}", allowed=f"(T, {net.n_input}) or (B, T, {net.n_input})")
+    if x.shape[0] == 0:
+        raise InputError("input holds no samples (an empty batch)", found=f"shape {x.shape}",
+                         allowed=f"at least one sample: (T, {net.n_input}) or (B >= 1, T, {net.n_input})")
     if x.shape[2] != net.n_input:
         raise InputError("input has the wrong number of channels", resource="input channels",
                          found=x.shape[2], allowed=net.n_input,

@@ -1,15 +1,14 @@
 from pathlib import Path
 
-import numpy as np
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from rsnn2chip import artifact
+from rsnn2chip import argtypes, artifact
 from rsnn2chip.compiler import PASSES, compile_file
-from rsnn2chip.safeio import load_npy
+from rsnn2chip.fileio import check_output_file
 from rsnn2chip.passes.partition import MAPPERS
 from rsnn2chip.passes.quantize import QuantizationConfig
+from rsnn2chip.safeio import load_npy
 from rsnn2chip.targets import load_target
-from rsnn2chip import argtypes
 
 HELP = "compile a model (model.pt, netx .net or NIR) for a target into a .r2c artifact"
 EXAMPLE = "rsnn2chip compile model.pt --target loihi2-sim -o net.r2c"
@@ -41,6 +40,7 @@ def _load_spike_counts(path: str):
 def run(args, out) -> int:
     target = load_target(args.target)
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".r2c")
+    check_output_file(output)
     qcfg = QuantizationConfig(args.threshold_mantissa, args.weight_clip_percentile)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=out.err, transient=True, disable=args.json) as progress:

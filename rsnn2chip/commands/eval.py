@@ -8,10 +8,11 @@ from rich.table import Table
 from rsnn2chip import artifact as artifact_io
 from rsnn2chip import ir
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
-from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip.data import dataset_names, load_dataset, require_samples
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.nn import prepare_torch
+from rsnn2chip.safeio import check_readable_file
 from rsnn2chip.train import evaluate
 from rsnn2chip import argtypes
 
@@ -42,9 +43,8 @@ def is_checkpoint(path: Path) -> bool:
 
 def run(args, out) -> int:
     path = Path(args.model)
-    if not path.is_file():
-        raise InputError("model file not found", file=str(path),
-                         fix="pass model.pt from `rsnn2chip train` or a .r2c from `rsnn2chip compile`")
+    check_readable_file(path, "model file", fix="pass model.pt from `rsnn2chip train` or a .r2c from "
+                                                "`rsnn2chip compile`")
     checkpoint = is_checkpoint(path)
     backend = args.backend or ("float" if checkpoint else "reference")
     if checkpoint and backend not in MODEL_BACKENDS:
@@ -186,7 +186,7 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
 def load_for(args, encoding: dict | None, trained_on: str | None, path: Path) -> SpikeData:
     """The split to evaluate, encoded as in training; a dataset mix-up is named as such."""
     try:
-        return load_dataset(args.data, args.split, encoding=encoding, limit=args.limit)
+        data = load_dataset(args.data, args.split, encoding=encoding, limit=args.limit)
     except InputError as err:
         asked = Path(args.data).name if str(args.data).endswith(".npz") else str(args.data).partition(":")[0]
         if trained_on and trained_on != asked:
@@ -194,6 +194,8 @@ def load_for(args, encoding: dict | None, trained_on: str | None, path: Path) ->
                                            file=str(path), fix=f"evaluate with --data {trained_on}"))
             raise InputError(problems=err.problems) from None
         raise
+    require_samples(data, args.split, args.data)
+    return data
 
 
 def check_channels(data: SpikeData, n_input: int, path: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rsnn2chip import artifact
 from rsnn2chip.errors import ModelError
+from rsnn2chip.fileio import check_output_file
 from rsnn2chip.exporters import EXPORTERS, exporter
 from rsnn2chip.frontends import load_network
 from rsnn2chip.frontends.nir import DEFAULT_DT
@@ -47,6 +48,7 @@ def run(args, out) -> int:
     path = Path(args.artifact)
     module = exporter(args.format)
     output = Path(args.output) if args.output else path.with_suffix(module.SUFFIX)
+    check_output_file(output)
     options = {"dt": args.dt, "values": args.values} if args.format == "nir" else {}
     summary = module.export(source_graph(path, args.format), output, **options)
     if args.json:

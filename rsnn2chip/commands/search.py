@@ -5,7 +5,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rsnn2chip import distributed
-from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip.data import dataset_names, load_dataset, require_samples
 from rsnn2chip.errors import InputError
 from rsnn2chip.fileio import check_output_file, publish_directory
 from rsnn2chip import argtypes
@@ -41,7 +41,7 @@ def run(args, out) -> int:
     env = distributed.setup()
     quiet = args.json or not env.is_main
     with out.err.status(f"loading {args.data}", spinner="dots") if not quiet else _Null():
-        train_data = load_dataset(args.data, "train", limit=args.limit)
+        train_data = require_samples(load_dataset(args.data, "train", limit=args.limit), "train", args.data)
         val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
         test_data = load_dataset(args.data, "test", encoding=train_data.encoding, limit=args.limit)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -4,7 +4,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rsnn2chip import distributed
-from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip.data import dataset_names, load_dataset, require_samples
 from rsnn2chip.errors import InputError
 from rsnn2chip.fileio import check_output_file
 from rsnn2chip.preflight import check_arch_fits
@@ -67,7 +67,7 @@ def run(args, out) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       limit=args.limit, qat=args.qat, target=args.target)
     with out.err.status(f"loading {args.data}", spinner="dots") if not args.json else _Null():
-        train_data = load_dataset(args.data, "train", limit=args.limit)
+        train_data = require_samples(load_dataset(args.data, "train", limit=args.limit), "train", args.data)
         # val is encoded with the train split's encoder, as eval will be.
         val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

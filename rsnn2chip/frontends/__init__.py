@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from rsnn2chip.errors import CheckpointError
+from rsnn2chip.safeio import check_readable_file
 
 # Order matters only where formats could be confused; each sniff is strict.
 FRONTEND_MODULES = ("rsnn2chip.frontends.checkpoint", "rsnn2chip.frontends.netx", "rsnn2chip.frontends.nir")
@@ -76,10 +77,8 @@ def frontends():
 
 
 def load_network(path: str | Path):
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError("model file not found", file=str(path),
-                              fix="check the path; `rsnn2chip train` writes model.pt")
+    path = check_readable_file(path, "model file", CheckpointError,
+                               fix="check the path; `rsnn2chip train` writes model.pt")
     for frontend in frontends():
         if frontend.sniff(path):
             return frontend.load(path)

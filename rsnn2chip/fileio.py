@@ -21,6 +21,7 @@ from rsnn2chip.errors import OutputError
 _CAUSES = {
     errno.ENOSPC: ("the disk is full", "free space or write elsewhere"),
     errno.EDQUOT: ("the disk quota is exceeded", "free space or write elsewhere"),
+    errno.EFBIG: ("the file exceeds the allowed file size", "write elsewhere or raise the limit (ulimit -f)"),
     errno.EROFS: ("the file system is read-only", "write to a writable directory"),
     errno.EACCES: ("permission denied", "write to a directory you may write to"),
     errno.EPERM: ("permission denied", "write to a directory you may write to"),
@@ -41,6 +42,10 @@ def check_output_file(path: Path) -> None:
     if path.is_dir():
         raise OutputError("cannot write output: the output path is a directory", file=str(path),
                           fix="give a file name, not a directory")
+    if path.exists() and not path.is_file():
+        # A device or pipe: replacing it by rename would destroy it, not write to it.
+        raise OutputError("cannot write output: the output path exists and is not a regular file", file=str(path),
+                          fix="give the path of a regular file")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():

@@ -40,7 +40,6 @@ from rsnn2chip.safeio import load_npz
 FRAME_KEYS = ("X", "lengths", "y")
 EVENT_KEYS = ("events", "sample_index", "lengths", "y", "n_channels")
 OPTIONAL_KEYS = ("split",)
-MAX_LENGTH = (1 << 31) - 1  # steps of one sample
 MAX_CLASSES = 1 << 16
 FIX = "see docs/data.md, 'The npz format'"
 
@@ -100,10 +99,13 @@ def check_common(arrays: dict, file: str) -> None:
     if len(y) != len(lengths):
         problems.append(Problem("'y' and 'lengths' must have one entry per sample", file=file, where="y",
                                 found=f"{len(y)} labels for {len(lengths)} samples"))
-    if lengths.min() < 1 or lengths.max() > MAX_LENGTH:
-        bad = int(lengths.argmin()) if lengths.min() < 1 else int(lengths.argmax())
-        problems.append(Problem("every sample needs at least one time step, and at most 2^31 - 1", file=file,
-                                where=f"lengths[{bad}]", found=int(lengths[bad]), allowed=f"1..{MAX_LENGTH}"))
+    if lengths.min() < 1:
+        problems.append(Problem("every sample needs at least one time step", file=file, where="lengths",
+                                found=f"min {int(lengths.min())} (sample {int(lengths.argmin())})", allowed=">= 1"))
+    else:
+        # Summed as floats: int64 would wrap for crafted lengths. Every step costs a byte per channel at least.
+        check_fits(float(lengths.sum(dtype=np.float64)), f"the {len(lengths)} samples' time steps", file=file,
+                   where="lengths", fix="check 'lengths'; " + FIX)
     if y.size and (y.min() < 0 or y.max() >= MAX_CLASSES):
         problems.append(Problem("labels must be 0..K-1", file=file, where="y",
                                 found=f"{int(y.min())}..{int(y.max())}", allowed=f"0..{MAX_CLASSES - 1}"))
@@ -153,7 +155,8 @@ def check_events(arrays: dict, file: str) -> None:
     if problems:
         raise InputError(problems=problems)
     # The samples are expanded to dense (steps, channels) uint8 arrays.
-    check_fits(int(lengths.sum()) * n_channels, f"the {len(lengths)} samples as dense spike arrays", file=file,
+    check_fits(float(lengths.sum(dtype=np.float64)) * n_channels, f"the {len(lengths)} samples as dense spike arrays",
+               file=file,
                where="lengths, n_channels", fix="check 'lengths' and 'n_channels'; " + FIX)
     if len(events) == 0:
         return

@@ -80,7 +80,10 @@ def check_nir_version(path: Path) -> None:
 def resolve_dt(nir_graph, dt: float | None) -> float:
     for value in (dt, (nir_graph.metadata or {}).get("dt"), os.environ.get(DT_ENV), DEFAULT_DT):
         if value is not None:
-            value = float(np.asarray(value).ravel()[0]) if not isinstance(value, str) else float(value)
+            try:
+                value = float(np.asarray(value).ravel()[0]) if not isinstance(value, str) else float(value)
+            except (IndexError, TypeError, ValueError):
+                raise ModelError("dt must be a positive number", resource="dt", found=repr(value)[:60]) from None
             if not np.isfinite(value) or value <= 0:
                 raise ModelError("dt must be a positive number", resource="dt", found=value)
             return value

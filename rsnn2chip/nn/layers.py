@@ -100,7 +100,7 @@ def check_neuron(where: str, neuron, size) -> list[Problem]:
                         allowed=f"keys {list(NEURON_PARAMS)}")]
     problems = []
     missing = [k for k in NEURON_PARAMS if k not in neuron]
-    unknown = sorted(set(neuron) - set(NEURON_PARAMS))
+    unknown = sorted(set(neuron) - set(NEURON_PARAMS), key=str)
     if missing:
         problems.append(Problem("neuron parameters missing", where=where, found=missing,
                                 allowed=list(NEURON_PARAMS)))
@@ -124,7 +124,7 @@ def check_layer_cfg(cfg, index: int = 0) -> list[Problem]:
     if not isinstance(cfg, dict):
         return [Problem("a layer must be a mapping", where=where, found=type(cfg).__name__)]
     layer_type = cfg.get("type")
-    if layer_type not in LAYER_TYPES:
+    if not isinstance(layer_type, str) or layer_type not in LAYER_TYPES:
         return [Problem("unknown layer type", where=where, found=repr(layer_type), allowed=sorted(LAYER_TYPES),
                         fix="set 'type' to one of the allowed layer types")]
     cls = LAYER_TYPES[layer_type]
@@ -138,7 +138,7 @@ def check_layer_cfg(cfg, index: int = 0) -> list[Problem]:
         problems.append(Problem("size must be a positive integer", where=where, found=repr(size)))
     problems += check_neuron(where, cfg.get("neuron"), size)
     known = set(COMMON_KEYS) | set(cls.OPTIONS)
-    unknown = sorted(set(cfg) - known)
+    unknown = sorted(set(cfg) - known, key=str)
     if unknown:
         problems.append(Problem(f"unknown keys for layer type {layer_type!r}", where=where, found=unknown,
                                 allowed=sorted(known), fix="check the spelling"))

@@ -144,7 +144,13 @@ def test_learned_voltage_decay_gets_a_gradient_and_keeps_state_dict_keys():
     assert set(learned.state_dict()) == set(RSNN(arch).state_dict())
     x = (torch.rand(2, STEPS, arch["input_size"]) < 0.5).float()
     learned(x)["hidden0"].sum().backward()
-    assert learned.layers["hidden0"].neuron.voltage_decay.grad is not None
+    grad = learned.layers["hidden0"].neuron.voltage_decay.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    fixed_names = {name for name, _ in RSNN(arch).named_parameters()}
+    learned_names = {name for name, _ in learned.named_parameters()}
+    assert not any("voltage_decay" in name for name in fixed_names)
+    assert {name for name in learned_names - fixed_names} == {f"layers.{layer}.neuron.voltage_decay"
+                                                              for layer in learned.layers}
 
 
 # --------------------------------------------------------------------------- IR

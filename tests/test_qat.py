@@ -258,31 +258,35 @@ def _hand_lif(fixed: dict, a_in: list[list[int]], steps: int) -> np.ndarray:
     return out
 
 
-def test_qat_spikes_match_hand_computed_fixed_point_steps(target):
+@pytest.mark.parametrize("seed", [0, 1])
+def test_qat_spikes_match_hand_computed_fixed_point_steps(target, seed):
     """QAT and the reference backend share rsnn2chip.fixedpoint, so comparing them cannot catch an error in it;
-    this compares QAT with the chip's arithmetic written out independently. Negative inputs and bias make u and
-    v negative, where truncation and flooring differ."""
-    arch = example_arch("hand", input_size=3)
-    arch["layers"] = [{"type": "lif_dense", "name": "out", "size": 3,
-                       "neuron": {"current_decay": 0.3, "voltage_decay": 0.15, "threshold": 1.0, "bias": -0.05}}]
+    this compares QAT with the chip's arithmetic written out independently. A threshold mantissa of 2 makes one
+    unit of state matter, and negative weights and bias keep u and v negative half of the time, where truncation
+    toward zero and flooring differ."""
+    n_in, n, steps = 6, 12, 120
+    rng = np.random.default_rng(seed)
+    arch = example_arch("hand", input_size=n_in)
+    arch["layers"] = [{"type": "lif_dense", "name": "out", "size": n,
+                       "neuron": {"current_decay": 0.3, "voltage_decay": 0.15, "threshold": 1.0, "bias": -0.04}}]
     model = RSNN(arch).double()
     with torch.no_grad():
-        model.layers["out"].w_in.copy_(torch.tensor([[0.9, -0.6, 0.3], [-0.45, 0.8, 0.55], [0.35, 0.35, -0.7]]))
-    steps = 40
-    x = (np.random.default_rng(5).random((steps, 3)) < 0.5).astype(np.int8)
-    compiled = compile_graph(model.to_ir(), target)
+        model.layers["out"].w_in.copy_(torch.as_tensor(rng.normal(0.1, 0.6, (n, n_in))))
+    x = (rng.random((steps, n_in)) < 0.4).astype(np.int8)
+    qcfg = QuantizationConfig(threshold_mantissa_target=2)
+    compiled = compile_graph(model.to_ir(), target, qcfg=qcfg)
     pop = ir.population(compiled.graph, "out")
-    fixed = {name: [int(v) for v in pop.fixed.expanded(3)[name]] for name in ir.LoihiLIF.PARAMS}
+    fixed = {name: [int(v) for v in pop.fixed.expanded(n)[name]] for name in ir.LoihiLIF.PARAMS}
     [proj] = list(ir.projections(compiled.graph))
     m, exp = proj.quant.mantissa.toarray().astype(int), proj.quant.weight_exp
-    assert proj.quant.sign_mode == "mixed"  # Lava's weights: mantissas as stored (even), no clipping needed
+    assert proj.quant.sign_mode == "mixed" and not (m % 2).any()  # Lava's mixed mantissas: even, as stored
     # Input spikes reach the layer one step later (Sparse's delay); Lava shifts the summed mantissas (floor).
-    a_in = [[0] * 3] + [[int(sum(int(m[i, j]) * int(x[t, j]) for j in range(3))) for i in range(3)]
+    a_in = [[0] * n] + [[int(sum(int(m[i, j]) * int(x[t, j]) for j in range(n_in))) for i in range(n)]
                         for t in range(steps - 1)]
     a_in = [[(a << exp) if exp >= 0 else (a >> -exp) for a in row] for row in a_in]
     expected = _hand_lif(fixed, a_in, steps)
-    assert expected.any() and not expected.all(), "the case must both spike and stay silent"
-    enable_qat(model, target)
+    assert 0.05 < expected.mean() < 0.95, "the case must both spike and stay silent"
+    enable_qat(model, target, qcfg)
     with torch.no_grad():
         got = model(torch.as_tensor(x[None], dtype=torch.float64))["out"][0].numpy() > 0.5
     np.testing.assert_array_equal(got, expected)

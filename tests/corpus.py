@@ -239,6 +239,20 @@ def _nir_external(d: Path, name: str) -> Path:
     return d / name
 
 
+def _nir_nan_weight(d: Path, name: str) -> Path:
+    import shutil
+
+    import h5py
+    shutil.copy(d / "net.nir", d / name)
+    with h5py.File(d / name, "r+") as f:
+        key = next(k for k in ("node/nodes/hidden0->output/weight", "node/nodes/input->hidden0/weight") if k in f)
+        weights = f[key][()]
+        weights.flat[0] = np.nan
+        del f[key]
+        f.create_dataset(key, data=weights)
+    return d / name
+
+
 def _events_npz(d: Path, name: str, lengths) -> Path:
     np.savez(d / name, events=np.zeros((1, 2), np.int64), sample_index=np.zeros(1, np.int64),
              lengths=np.asarray(lengths, np.int64), y=np.zeros(len(lengths), np.int64), n_channels=np.int64(6))
@@ -372,6 +386,10 @@ CASES: list[Case] = [
          "more than is available", outputs=("hn.r2c",)),
     Case("nir-external-data", lambda d: ["compile", str(_nir_external(d, "ext.nir")), "-o", str(d / "ext.r2c")],
          "outside the file", outputs=("ext.r2c",)),
+    Case("nir-nan-weight-compile", lambda d: ["compile", str(_nir_nan_weight(d, "nanw.nir")), "-o",
+                                              str(d / "nanw.r2c")], "NaN or infinity", outputs=("nanw.r2c",)),
+    Case("nir-nan-weight-export", lambda d: ["export", str(_nir_nan_weight(d, "nanw.nir")), "--format", "nir", "-o",
+                                             str(d / "nanw.out.nir")], "NaN or infinity", outputs=("nanw.out.nir",)),
     # ---- argument semantics
     Case("steps-0", lambda d: ["run", str(d / "net.r2c"), "--input", str(d / "x.npy"), "--steps", "0"], "--steps"),
     Case("steps-negative", lambda d: ["run", str(d / "net.r2c"), "--input", str(d / "x.npy"), "--steps", "-5"],

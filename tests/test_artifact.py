@@ -194,14 +194,14 @@ def _csr_key(compiled):
     return f"proj/{proj.pre}/{proj.post}", proj
 
 
-@pytest.mark.parametrize("index", [10 ** 6, 2 ** 31 - 1, -1, -(2 ** 31)])
+@pytest.mark.parametrize("index", ["columns", 10 ** 6, 2 ** 31 - 1, -1, -(2 ** 31)])
 @pytest.mark.parametrize("part", ["weight", "mantissa"])
 def test_sparse_indices_out_of_range_are_refused(compiled, tmp_path, index, part):
     path = tmp_path / "net.r2c"
     artifact.save(compiled, path)
     key, proj = _csr_key(compiled)
     indices = proj.weight.indices.astype(np.int32)
-    indices[0] = index
+    indices[0] = proj.weight.shape[1] if index == "columns" else index  # one past the last column, or far
     payload = _arrays_with(path, f"{key}/{part}.indices", indices)
     _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
     with pytest.raises(ArtifactError, match="column index out of range") as info:
@@ -300,6 +300,22 @@ def test_malformed_ir_metadata_is_refused(compiled, tmp_path, edit, message):
     with pytest.raises(ArtifactError, match=message) as info:
         artifact.load(path)
     assert all(p.file == str(path) for p in info.value.problems)
+
+
+def test_a_wrong_array_checksum_is_found_without_holding_the_member(compiled, tmp_path):
+    """The arrays member is hashed as a stream: 64 MiB of zeros that fail the checksum never sit in memory."""
+    import tracemalloc
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    _rewrite(path, arrays=b"\0" * (64 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArtifactError, match="array checksum mismatch"):
+            artifact.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak / 2 ** 20:.0f} MiB"
 
 
 def test_members_declaring_huge_sizes_are_refused_before_reading(compiled, tmp_path, monkeypatch):

@@ -303,6 +303,18 @@ def test_pickled_code_is_refused_not_run(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_by_name(tmp_path, good_checkpoint, value):
+    payload = torch.load(good_checkpoint, weights_only=True)
+    key = sorted(k for k, v in payload["state_dict"].items() if v.is_floating_point() and v.numel())[0]
+    payload["state_dict"][key] = payload["state_dict"][key].clone()
+    payload["state_dict"][key].view(-1)[0] = value
+    path = resave(tmp_path, payload)
+    with pytest.raises(CheckpointError, match="NaN or infinity") as info:
+        model_from_checkpoint(path)
+    assert info.value.problems[0].where == key and info.value.problems[0].file == str(path)
+
+
 def test_torch_file_that_is_not_ours(tmp_path):
     path = resave(tmp_path, {"weight": torch.zeros(3)})
     message = checkpoint_error(path)

@@ -102,6 +102,15 @@ def test_quantize_reports_every_bad_parameter_at_once():
     assert "threshold" in text and "voltage_decay" in text
 
 
+def test_threshold_mantissa_rounds_to_nearest():
+    # vth = threshold * scale / 64: 0.7 * 2^17 / 64 = 1433.6 -> 1434, 1.3 * 2^17 / 64 = 2662.4 -> 2662
+    neuron = ir.CubaLIF(current_decay=0.5, voltage_decay=0.5, threshold=[0.7, 1.3], bias=0.0)
+    fixed, losses = quantize_neuron(neuron, scale=2.0 ** 17)
+    np.testing.assert_array_equal(fixed.vth, [1434, 2662])
+    threshold_loss = next(q for q in losses if q["param"] == "threshold")
+    assert threshold_loss["max_abs_error"] == pytest.approx(0.4 * 64 / 2 ** 17)
+
+
 def test_quantize_fills_every_population_and_projection():
     """Every value against the pass's contract, computed here independently (docstring of quantize.py)."""
     g = quantize(small_graph(), TARGET)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rsnn2chip.errors import CheckpointError
+from rsnn2chip import ir
+from rsnn2chip.errors import CheckpointError, ModelError, Problem
 from rsnn2chip.safeio import check_readable_file
 
 # Order matters only where formats could be confused; each sniff is strict.
@@ -72,6 +73,24 @@ def check_hdf5(path: Path, what: str) -> None:
     check_fits(total, f"the datasets of {what}", file=str(path), error=CheckpointError)
 
 
+def check_finite(graph, path: Path) -> None:
+    """Every float weight and neuron parameter a frontend read is finite: NaN would otherwise reach the
+    quantizer (an integer cast) or an exported file."""
+    problems = []
+    for pop in ir.populations(graph, "lif"):
+        for name in ir.CubaLIF.PARAMS:
+            if not np.isfinite(getattr(pop.neuron, name)).all():
+                problems.append(Problem("neuron parameter holds NaN or infinity", file=str(path),
+                                        where=f"population {pop.name}", resource=name, allowed="finite values"))
+    for proj in ir.projections(graph):
+        if not np.isfinite(proj.weight.data).all():
+            problems.append(Problem("weights hold NaN or infinity", file=str(path), where=f"projection {proj.name}",
+                                    found=f"{int((~np.isfinite(proj.weight.data)).sum())} non-finite weights",
+                                    allowed="finite values", fix="fix or retrain the model that wrote the file"))
+    if problems:
+        raise ModelError(problems=problems)
+
+
 def frontends():
     return [importlib.import_module(name) for name in FRONTEND_MODULES]
 
@@ -81,7 +100,9 @@ def load_network(path: str | Path):
                                fix="check the path; `rsnn2chip train` writes model.pt")
     for frontend in frontends():
         if frontend.sniff(path):
-            return frontend.load(path)
+            graph = frontend.load(path)
+            check_finite(graph, path)
+            return graph
     names = ", ".join(f.NAME for f in frontends())
     raise CheckpointError("not a model file rsnn2chip can read", file=str(path),
                           allowed=f"one of: {names}",

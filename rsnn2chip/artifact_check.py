@@ -104,7 +104,8 @@ def check_provenance(prov: dict, c: Checker) -> None:
         c.add("provenance.quantization must be a mapping", "provenance.quantization", found=_short(q))
         return
     if "threshold_mantissa_target" in q:
-        c.int_in(q["threshold_mantissa_target"], 1, fx.VTH_RANGE[1], "provenance.quantization.threshold_mantissa_target")
+        c.int_in(q["threshold_mantissa_target"], 1, fx.VTH_RANGE[1],
+                 "provenance.quantization.threshold_mantissa_target")
     pct = q.get("weight_clip_percentile", 100.0)
     if not (is_number(pct) and 0 < pct <= 100):
         c.add("provenance.quantization.weight_clip_percentile out of range",
@@ -283,7 +284,8 @@ def _check_csr(arrays, prefix: str, rows: int, cols: int, kind: str, c: Checker)
     """True if the three arrays form a valid ``(rows, cols)`` CSR matrix of the dtype ``kind``."""
     before = len(c.problems)
     data, indices, indptr = (arrays[f"{prefix}.{p}"] for p in ("data", "indices", "indptr"))
-    shapes = f"data {data.dtype}{data.shape}, indices {indices.dtype}{indices.shape}, indptr {indptr.dtype}{indptr.shape}"
+    shapes = (f"data {data.dtype}{data.shape}, indices {indices.dtype}{indices.shape}, "
+              f"indptr {indptr.dtype}{indptr.shape}")
     if (data.dtype.kind != kind or indices.dtype.kind not in "iu" or indptr.dtype.kind not in "iu"
             or data.ndim != 1 or indices.ndim != 1 or indptr.ndim != 1):
         c.add("sparse matrix arrays have the wrong dtype or dimensions", prefix, found=shapes,

@@ -34,7 +34,8 @@ YAML_MAX_BYTES = 16 << 20  # arch and space files are a few kB
 YAML_MAX_NODES = 1_000_000  # after alias expansion; real files have a few hundred
 
 
-def check_readable_file(path: str | Path, what: str, error: type[R2CError] = InputError, fix: str | None = None) -> Path:
+def check_readable_file(path: str | Path, what: str, error: type[R2CError] = InputError,
+                        fix: str | None = None) -> Path:
     """``path`` as a Path if it is an existing, readable regular file; otherwise a clear error."""
     path = Path(path)
     if path.is_dir():

@@ -278,7 +278,7 @@ def stop_if_diverged(model: RSNN, loss: torch.Tensor, epoch: int, step: int) -> 
     if bad:
         raise InputError(f"training diverged: {bad} became NaN or infinite", where=f"epoch {epoch}, step {step}",
                          found=f"loss {float(loss.detach()):g}",
-                         fix="lower --lr (and keep gradient clipping on); checkpoints of the epochs that finished are kept")
+                         fix="lower --lr or the arch's init_scale; checkpoints of finished epochs are kept")
 
 
 def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch: int, depth: int,
@@ -289,7 +289,8 @@ def train_epoch(model: RSNN, optimizer, data: SpikeData, cfg: TrainConfig, epoch
     loss_sum, correct, seen, totals = 0.0, 0, 0, {}
     task = progress.add_task(f"epoch {epoch}", total=len(data)) if progress else None
     # The batch order depends on (seed, epoch) only, so a rerun (or every rank) sees the same batches.
-    for step, index in enumerate(data.batch_order(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch), 1):
+    order = data.batch_order(cfg.batch_size, shuffle=True, seed=cfg.seed * 100_003 + epoch)
+    for step, index in enumerate(order, 1):
         part = distributed.shard(index, env)
         # A rank whose slice is empty still joins the gradient all-reduce, with a zero-weight sample.
         batch = data.make_batch(part if len(part) else index[:1], extra_steps=depth)

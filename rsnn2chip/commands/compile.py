@@ -27,7 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spike-counts", metavar="NPY",
                         help="measured spikes per LIF neuron (.npy, IR order) to weigh traffic by, instead of "
                              "synapse counts")
-    parser.add_argument("--threshold-mantissa", type=argtypes.THRESHOLD_MANTISSA, default=QuantizationConfig.threshold_mantissa_target,
+    parser.add_argument("--threshold-mantissa", type=argtypes.THRESHOLD_MANTISSA,
+                        default=QuantizationConfig.threshold_mantissa_target,
                         help="target threshold mantissa; larger = finer weights, less headroom (default %(default)s)")
     parser.add_argument("--weight-clip-percentile", type=argtypes.percentile, default=100.0,
                         help="clip weight magnitudes above this percentile per projection (default: never clip)")

@@ -5,6 +5,7 @@ import networkx as nx
 import numpy as np
 from rich.table import Table
 
+from rsnn2chip import argtypes
 from rsnn2chip import artifact as artifact_io
 from rsnn2chip import ir
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
@@ -14,7 +15,6 @@ from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.nn import prepare_torch
 from rsnn2chip.safeio import check_readable_file
 from rsnn2chip.train import evaluate
-from rsnn2chip import argtypes
 
 HELP = "measure accuracy, spike rate and speed of a model (float/qat) or compiled network (reference/lava)"
 EXAMPLE = "rsnn2chip eval net.r2c --data fsdd --split test --backend reference --limit 200"
@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--backend", default=None, choices=MODEL_BACKENDS + ARTIFACT_BACKENDS,
                         help="default: float for model.pt, reference for .r2c")
     parser.add_argument("--limit", type=argtypes.positive_int, help="evaluate only the first N samples of the split")
-    parser.add_argument("--batch-size", type=argtypes.positive_int, default=64, help="samples per simulator call (default %(default)s)")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=64,
+                        help="samples per simulator call (default %(default)s)")
 
 
 def is_checkpoint(path: Path) -> bool:

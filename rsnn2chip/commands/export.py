@@ -4,13 +4,12 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from rsnn2chip import artifact
+from rsnn2chip import argtypes, artifact
 from rsnn2chip.errors import ModelError
 from rsnn2chip.fileio import check_output_file
 from rsnn2chip.exporters import EXPORTERS, exporter
 from rsnn2chip.frontends import load_network
 from rsnn2chip.frontends.nir import DEFAULT_DT
-from rsnn2chip import argtypes
 
 HELP = "export a compiled network (.r2c) to lava-dl netx HDF5 (.net) or NIR (.nir)"
 EXAMPLE = "rsnn2chip export net.r2c --format netx -o net.net"

@@ -5,12 +5,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rsnn2chip import activity, artifact
+from rsnn2chip import activity, argtypes, artifact
 from rsnn2chip.errors import InputError
 from rsnn2chip.report import build
 from rsnn2chip.fileio import atomic_directory, atomic_write_bytes as write_file
 from rsnn2chip.viz import figures, html, text
-from rsnn2chip import argtypes
 
 HELP = ("report a compiled network: per-core utilisation, quantization diagnostics, inter-core traffic, "
         "cost estimate and pictures (text, JSON or one self-contained HTML file)")

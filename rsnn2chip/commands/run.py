@@ -1,14 +1,14 @@
 import contextlib
 import io
+
 import numpy as np
 from rich.table import Table
 
-from rsnn2chip import activity, artifact
+from rsnn2chip import activity, argtypes, artifact
 from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.backends import BACKENDS, RunResult, first_divergence, prepare_inputs, run as run_backend
 from rsnn2chip.backends.plan import lower
 from rsnn2chip.safeio import load_npy
-from rsnn2chip import argtypes
 
 HELP = "run a compiled network on spike input with the reference (NumPy) or Lava backend"
 EXAMPLE = "rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --compare"

@@ -4,11 +4,10 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rsnn2chip import distributed
+from rsnn2chip import argtypes, distributed
 from rsnn2chip.data import dataset_names, load_dataset, require_samples
 from rsnn2chip.errors import InputError
 from rsnn2chip.fileio import check_output_file, publish_directory
-from rsnn2chip import argtypes
 
 HELP = ("HRMAS architecture search of SC-ML layers with intrinsic-plasticity self-repair; writes the searched "
         "arch, the retrained model.pt, a JSON-lines log and pictures")
@@ -23,7 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run directory's last checkpoint (same space, data and seed)")
     parser.add_argument("--seed", type=argtypes.SEED, help="overrides search.seed of the space")
-    parser.add_argument("--limit", type=argtypes.positive_int, help="use at most N samples of each split (quick runs, tests)")
+    parser.add_argument("--limit", type=argtypes.positive_int,
+                        help="use at most N samples of each split (quick runs, tests)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
 
 
@@ -37,8 +37,8 @@ def run(args, out) -> int:
     if output.exists() and not output.is_dir():
         raise InputError("-o must be a directory", file=str(output))
     check_output_file(output / "x")
-    work = working_directory(output, args.resume)
     env = distributed.setup()
+    work = working_directory(output, args.resume, env.is_main)
     quiet = args.json or not env.is_main
     with out.err.status(f"loading {args.data}", spinner="dots") if not quiet else _Null():
         train_data = require_samples(load_dataset(args.data, "train", limit=args.limit), "train", args.data)
@@ -86,14 +86,14 @@ def run(args, out) -> int:
     return 0
 
 
-def working_directory(output: Path, resume: bool) -> Path:
+def working_directory(output: Path, resume: bool, main_rank: bool) -> Path:
     """Where the run writes until it is done: a hidden sibling, moved to ``output`` at the end, so a killed or
     failed search never leaves a half-written run directory. ``--resume`` continues in the sibling it left
     (or, for a finished run, in ``output`` itself)."""
     partial = output.with_name(f".{output.name}.partial")
     if resume and not partial.exists() and output.is_dir():
         return output
-    if not resume and partial.exists() and distributed.is_main():
+    if not resume and partial.exists() and main_rank:
         shutil.rmtree(partial)
     return partial
 

@@ -3,14 +3,13 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rsnn2chip import distributed
+from rsnn2chip import argtypes, distributed
 from rsnn2chip.data import dataset_names, load_dataset, require_samples
 from rsnn2chip.errors import InputError
 from rsnn2chip.fileio import check_output_file
 from rsnn2chip.preflight import check_arch_fits
 from rsnn2chip.safeio import load_yaml
 from rsnn2chip.train import TrainConfig, train
-from rsnn2chip import argtypes
 
 HELP = "train a recurrent spiking network (BPTT, Adam) on a dataset and write model.pt + metrics JSON"
 EXAMPLE = ("rsnn2chip train --arch examples/arch/rsnn_fsdd.yaml --data fsdd --epochs 12 -o build/fsdd.pt\n"
@@ -27,8 +26,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (rewritten after every epoch)")
     parser.add_argument("--metrics", help="metrics JSON (default: OUTPUT with suffix .metrics.json)")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=defaults.epochs, help="default %(default)s")
-    parser.add_argument("--batch-size", type=argtypes.positive_int, default=defaults.batch_size, help="default %(default)s")
-    parser.add_argument("--lr", type=argtypes.learning_rate, default=defaults.lr, help="Adam learning rate (default %(default)s)")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=defaults.batch_size,
+                        help="default %(default)s")
+    parser.add_argument("--lr", type=argtypes.learning_rate, default=defaults.lr,
+                        help="Adam learning rate, in (0, 10] (default %(default)s)")
     parser.add_argument("--seed", type=argtypes.SEED, default=defaults.seed, help="default %(default)s")
     parser.add_argument("--qat", action="store_true", help="quantization-aware training for --target")
     parser.add_argument("--target", default=defaults.target, help="target for --qat (default %(default)s)")

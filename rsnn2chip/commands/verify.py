@@ -2,12 +2,11 @@ import contextlib
 
 from rich.table import Table
 
-from rsnn2chip import artifact
+from rsnn2chip import argtypes, artifact
 from rsnn2chip.checkpoint import model_from_checkpoint
 from rsnn2chip.commands.run import load_spike_input
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.verify import verify
-from rsnn2chip import argtypes
 
 HELP = ("check fidelity: run the trained model (float and quantization-aware), the reference backend and Lava on "
         "one input; name the first (layer, neuron, step) where each pair differs and why; exit 1 if Lava and the "
@@ -25,7 +24,8 @@ def add_arguments(parser) -> None:
                         help=".npy of 0/1 spikes, shape (T, channels) or (batch, T, channels)")
     parser.add_argument("--steps", type=argtypes.positive_int, help="time steps to run (default: input length)")
     parser.add_argument("--timeout", type=argtypes.positive_float, help="seconds before the Lava watchdog stops a run")
-    parser.add_argument("--threshold-mantissa", type=argtypes.THRESHOLD_MANTISSA, default=QuantizationConfig.threshold_mantissa_target,
+    parser.add_argument("--threshold-mantissa", type=argtypes.THRESHOLD_MANTISSA,
+                        default=QuantizationConfig.threshold_mantissa_target,
                         help="as given to `compile` (for the quantization-aware run; default %(default)s)")
     parser.add_argument("--weight-clip-percentile", type=argtypes.percentile, default=100.0,
                         help="as given to `compile` (for the quantization-aware run; default 100)")

@@ -31,9 +31,9 @@ _CAUSES = {
 }
 
 
-def output_error(path: Path, exc: OSError) -> OutputError:
-    cause, fix = _CAUSES.get(exc.errno, (exc.strerror or str(exc), "check the output path"))
-    return OutputError(f"cannot write output: {cause}", file=str(path), found=f"{type(exc).__name__}: "
+def output_error(path, exc: OSError, doing: str = "cannot write output") -> OutputError:
+    cause, fix = _CAUSES.get(exc.errno, (exc.strerror or str(exc), "check the path"))
+    return OutputError(f"{doing}: {cause}", file=str(path), found=f"{type(exc).__name__}: "
                        f"{exc.strerror or exc}", fix=fix)
 
 

@@ -200,7 +200,7 @@ def check_ir_meta(meta: dict, c: Checker) -> dict[str, dict] | None:
         if extra:
             c.add("projection entry has unknown keys", where, found=extra)
         pre, post = entry.get("pre"), entry.get("post")
-        if pre not in pops or post not in pops:
+        if not (isinstance(pre, str) and isinstance(post, str) and pre in pops and post in pops):
             c.add("projection names a population that does not exist", where, found=f"{_short(pre)} -> {_short(post)}",
                   allowed=sorted(pops)[:10])
             continue
@@ -227,12 +227,28 @@ def check_ir_meta(meta: dict, c: Checker) -> dict[str, dict] | None:
                 c.add("unknown sign mode", f"{where}.quant.sign_mode", found=_short(quant["sign_mode"]),
                       allowed=list(ir.SIGN_MODES))
             c.typed(quant["stats"], dict, f"{where}.quant.stats", "a mapping")
-    for key in ("output",):
-        value = meta["graph"].get(key)
-        if value is not None and value not in pops:
-            c.add("graph attribute names a population that does not exist", f"ir.graph.{key}", found=_short(value),
-                  allowed=sorted(pops)[:10])
+    check_graph_attributes(meta["graph"], pops, c)
     return pops if len(c.problems) == before else None
+
+
+def check_graph_attributes(attrs: dict, pops: dict[str, dict], c: Checker) -> None:
+    """The frontend annotations later code reads: names of populations, and NIR's list of non-spiking ones."""
+    def names_populations(value) -> bool:
+        return isinstance(value, str) and value in pops
+
+    output = attrs.get("output")
+    if output is not None and not names_populations(output):
+        c.add("graph attribute names a population that does not exist", "ir.graph.output", found=_short(output),
+              allowed=sorted(pops)[:10])
+    outputs = attrs.get("outputs")
+    if outputs is not None and not (isinstance(outputs, list) and all(map(names_populations, outputs))):
+        c.add("graph attribute must list existing populations", "ir.graph.outputs", found=_short(outputs),
+              allowed=sorted(pops)[:10])
+    nir_notes = attrs.get("nir")
+    if nir_notes is not None and not (isinstance(nir_notes, dict) and isinstance(nir_notes.get("nonspiking", []), list)
+                                      and all(map(names_populations, nir_notes.get("nonspiking", [])))):
+        c.add("graph attribute 'nir' must be a mapping whose 'nonspiking' lists existing populations", "ir.graph.nir",
+              found=_short(nir_notes))
 
 
 def check_ir_arrays(meta: dict, pops: dict[str, dict], arrays: dict[str, np.ndarray], c: Checker) -> None:
@@ -377,7 +393,8 @@ def check_mapping(mapping: dict, pops: dict[str, dict], target: dict, c: Checker
             c.add("core 'slices' must be a list of [population, start, stop]", f"{where}.slices", found=_short(slices))
             continue
         for j, s in enumerate(slices):
-            ok = (isinstance(s, list) and len(s) == 3 and s[0] in covered and is_int(s[1]) and is_int(s[2])
+            ok = (isinstance(s, list) and len(s) == 3 and isinstance(s[0], str) and s[0] in covered
+                  and is_int(s[1]) and is_int(s[2])
                   and 0 <= s[1] < s[2] <= covered[s[0]].size)
             if not ok:
                 c.add("core slice must be [LIF population, start, stop] within the population",

@@ -51,6 +51,13 @@ def check_output_file(path: Path) -> None:
             if not parent.is_dir():
                 raise OutputError("cannot write output: a parent of the path is a file, not a directory",
                                   file=str(path), where=str(parent), fix="choose a path whose parents are directories")
+            # A read-only or forbidden directory is found now, not after the training or compile it would end.
+            try:
+                fd, probe = tempfile.mkstemp(prefix=".rsnn2chip-probe.", dir=parent)
+            except OSError as exc:
+                raise output_error(path, exc) from None
+            os.close(fd)
+            os.unlink(probe)
             break
 
 

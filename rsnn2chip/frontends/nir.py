@@ -58,7 +58,13 @@ def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:
     except Exception as exc:  # noqa: BLE001 - nir raises many kinds on malformed files
         raise CheckpointError(f"cannot read NIR file ({type(exc).__name__}: {exc})", file=str(path),
                               fix="write it with nir.write (nir >= 1.0)") from None
-    g = graph_from_nir(graph, dt=dt, name=path.stem)
+    try:
+        g = graph_from_nir(graph, dt=dt, name=path.stem)
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        # nir.read checks node types, not that parameter arrays agree in shape; a file whose arrays do not
+        # is malformed input, not a bug here (the named checks of graph_from_nir raise ModelError first).
+        raise CheckpointError(f"NIR file holds parameters of inconsistent shapes or types ({type(exc).__name__}: "
+                              f"{exc})", file=str(path), fix="write it with nir.write from a consistent graph") from None
     g.graph["source"] = str(path)
     return g
 

@@ -118,13 +118,13 @@ def run_job(job: dict) -> dict:
 
     def finish(method: str, arch: dict, trained, retrain_s: float, extra: dict) -> None:
         hidden = arch["layers"][0]
-        epochs = trained.metrics["epochs"]
+        evaluations = trained.metrics["evaluations"]
         t = evaluate(trained.model, test)
         results[method] = {"test_accuracy": t["accuracy"], "test_spike_rate": t["mean_spike_rate"],
                            "recurrent_synapses": synapse_count(hidden), "neurons": hidden["size"],
                            "motif_size": hidden.get("motif_size"), "retrain_seconds": retrain_s,
-                           "retrain_epoch_seconds": sum(e["seconds"] for e in epochs),
-                           "val_curve": [e["val_accuracy"] for e in epochs], **extra}
+                           "retrain_epoch_seconds": len(train_data) / trained.metrics["train_samples_per_s"],
+                           "val_curve": [e["val_accuracy"] for e in evaluations], **extra}
         if "search_seconds" in extra:
             results[method]["search_cost_ratio"] = extra["search_seconds"] / results[method]["retrain_epoch_seconds"]
 

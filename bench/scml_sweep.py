@@ -17,10 +17,10 @@ Sizes must be multiples of 4 (the motif size). Every (dataset, size, seed) train
 on the train split and reports test accuracy; ``train_samples_per_s`` is training samples x epochs over the
 summed epoch times of ``train()`` (each includes its validation pass; the GRU loop times the same).
 
-    nice .venv/bin/python bench/accuracy.py           # default run (see DEFAULT below)
-    .venv/bin/python bench/accuracy.py --quick         # smoke: 1 seed, sizes 16 32, 1 epoch, 256 samples
+    nice .venv/bin/python bench/scml_sweep.py           # default run (see DEFAULT below)
+    .venv/bin/python bench/scml_sweep.py --quick         # smoke: 1 seed, sizes 16 32, 1 epoch, 256 samples
 
-Writes bench/results/accuracy.json; checkpoints under build/bench_accuracy/.
+Writes bench/results/scml_sweep.json; checkpoints under build/bench_scml_sweep/.
 """
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def train_gru(train_data, val_data, test_data, size: int, cfg) -> tuple[float, f
     import torch
     import torch.nn.functional as F
     from torch import nn
-    from rsnn2chip.train import make_scheduler, seed_everything
+    from rsnn2chip.train import seed_everything
 
     class GRUClassifier(nn.Module):
         def __init__(self):
@@ -114,7 +114,7 @@ def train_gru(train_data, val_data, test_data, size: int, cfg) -> tuple[float, f
     seed_everything(cfg.seed)
     model = GRUClassifier()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scheduler = make_scheduler(optimizer, cfg)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1), eta_min=cfg.lr / 10)
     start = time.perf_counter()
     for epoch in range(cfg.epochs):
         for b in train_data.batches(cfg.batch_size, shuffle=True, seed=cfg.seed * 1000 + epoch):
@@ -158,8 +158,8 @@ def run_job(job: dict) -> list[dict]:
         else:
             arch = arch_for(model, size, seed)
             trained = train(arch, train_data, val, cfg, root / f"{dataset}_{model}_n{size}_s{seed}.pt")
-            # epoch times of train() (training + validation pass), not model building / first imports
-            sps = len(train_data) * cfg.epochs / sum(e["seconds"] for e in trained.metrics["epochs"])
+            # training steps only (train() times them), not model building, validation or first imports
+            sps = trained.metrics["train_samples_per_s"]
             acc = evaluate(trained.model, test)["accuracy"]
         rows.append({"dataset": dataset, "size": size, "seed": seed, "model": model, "test_accuracy": acc,
                      "synapses": recurrent_synapses(model, size), "train_samples_per_s": sps,
@@ -221,8 +221,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--limit", type=int, help="samples per split (default: all)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
-    parser.add_argument("--out", default="bench/results/accuracy.json")
-    parser.add_argument("--runs", default="build/bench_accuracy")
+    parser.add_argument("--out", default="bench/results/scml_sweep.json")
+    parser.add_argument("--runs", default="build/bench_scml_sweep")
     args = parser.parse_args()
     settings = copy.deepcopy(QUICK if args.quick else DEFAULT)
     sizes = args.sizes or settings["sizes"]
@@ -251,7 +251,7 @@ def main() -> None:
             "splits": {r["dataset"]: r["splits"] for r in done}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": "accuracy", "command": " ".join(["bench/accuracy.py", *sys.argv[1:]]),
+    payload = {"benchmark": "scml_sweep", "command": " ".join(["bench/scml_sweep.py", *sys.argv[1:]]),
                "quick": args.quick, "machine": platform.machine(), "python": platform.python_version(),
                "jobs": args.jobs, "threads_per_job": 1, "wall_seconds": wall,
                "settings": {"sizes": sizes, "seeds": seeds, "datasets": datasets, "epochs": epochs,

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import tempfile
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rsnn2chip import ir
-from rsnn2chip.fileio import atomic_write_bytes, default_mode
 from rsnn2chip.errors import InputError
+from rsnn2chip.fileio import atomic_directory, atomic_write_bytes
+from rsnn2chip.safeio import load_npz
 
 FORMAT = "rsnn2chip.activity"
 VERSION = 1
@@ -74,54 +71,36 @@ def save(act: Activity, path: str | Path) -> Path:
     if path.suffix == ".npz":
         atomic_write_bytes(path, payload)
         return path
-    _replace_dir(path, {DIR_FILE: payload, "meta.json": json.dumps(meta, indent=1).encode()})
+    with atomic_directory(path, replace=True) as tmp:
+        (tmp / DIR_FILE).write_bytes(payload)
+        (tmp / "meta.json").write_bytes(json.dumps(meta, indent=1).encode())
     return path
-
-
-def _replace_dir(path: Path, files: dict[str, bytes]) -> None:
-    """Fill a fresh directory beside ``path`` and swap it in, so readers never see half a run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    old = None
-    try:
-        for name, data in files.items():
-            (tmp / name).write_bytes(data)
-        tmp.chmod(default_mode(directory=True))  # mkdtemp made it 0700; a saved run is as shareable as any file
-        if path.exists():
-            if not path.is_dir():
-                raise InputError("activity path exists and is not a directory", file=str(path),
-                                 fix="pass a directory, or a path ending in .npz")
-            old = path.with_name(f".{path.name}.old.{os.getpid()}")
-            os.replace(path, old)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not path.exists():
-            os.replace(old, path)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def load(path: str | Path) -> Activity:
     path = Path(path)
     file = path / DIR_FILE if path.is_dir() else path
     fix = "write it with `rsnn2chip run NET.r2c --input X.npy --save-activity RUN`"
-    if not file.is_file():
-        raise InputError("activity not found", file=str(file), fix=fix)
+    arrays = load_npz(file, "activity file", InputError, fix=fix, kinds="bU")
+    meta_array = arrays.pop("meta", None)
     try:
-        with np.load(file, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            spikes = {k[len(SPIKES):]: z[k].astype(bool) for k in z.files if k.startswith(SPIKES)}
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-        raise InputError(f"not a readable activity file ({type(exc).__name__}: {exc})", file=str(file),
-                         fix=fix) from None
+        meta = json.loads(str(meta_array[()])) if meta_array is not None and meta_array.ndim == 0 else None
+    except (ValueError, RecursionError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise InputError("activity file lacks its metadata (a JSON string 'meta')", file=str(file), fix=fix)
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise InputError("not an rsnn2chip activity file of a supported version", file=str(file),
                          found=f"{meta.get('format')} v{meta.get('version')}", allowed=f"{FORMAT} v{VERSION}", fix=fix)
+    unknown = [k for k in arrays if not k.startswith(SPIKES)]
+    bad = [k for k, v in arrays.items() if k.startswith(SPIKES) and (v.dtype != bool or v.ndim != 3)]
+    if unknown or bad:
+        raise InputError("activity file holds unexpected arrays", file=str(file), found=(unknown + bad)[:10],
+                         allowed="meta and spikes/<population> bool arrays of shape (batch, steps, size)", fix=fix)
+    spikes = {k[len(SPIKES):]: v for k, v in arrays.items()}
     extra = {k: v for k, v in meta.items() if k not in ("format", "version", "backend", "network", "batch", "steps",
                                                            "populations")}
-    return Activity(spikes, meta.get("backend", ""), meta.get("network", ""), extra)
+    return Activity(spikes, str(meta.get("backend", "")), str(meta.get("network", "")), extra)
 
 
 def check_matches(act: Activity, graph, source: str = "activity") -> None:

@@ -2,8 +2,10 @@
 
 It is a zip archive holding ``manifest.json`` (format, version, provenance,
 the target description, the IR's metadata, the core mapping as NetworkX
-node-link JSON, warnings) and ``arrays.npz`` (the IR's arrays, loaded with
-``allow_pickle=False``). It is written atomically and validated when read.
+node-link JSON, warnings, the SHA-256 of the arrays and, over all of that, the
+SHA-256 of the manifest itself) and ``arrays.npz`` (the IR's arrays, read
+without pickle). It is written atomically and validated when read: sizes,
+checksums, then every value (``artifact_check.py``).
 """
 from __future__ import annotations
 
@@ -19,13 +21,15 @@ import networkx as nx
 import numpy as np
 from networkx.readwrite import json_graph
 
-from rsnn2chip import __version__, fixedpoint as fx, ir
-from rsnn2chip.errors import ArtifactError, R2CError
+from rsnn2chip import __version__, ir
+from rsnn2chip.artifact_check import Checker, check_ir_arrays, check_ir_meta, check_manifest_types, check_mapping
+from rsnn2chip.errors import ArtifactError, Problem, R2CError
 from rsnn2chip.fileio import atomic_write_bytes, plain
+from rsnn2chip.safeio import check_readable_file, check_zip_members, load_npz_bytes, read_member
 from rsnn2chip.targets import Target, target_from_dict
 
 FORMAT = "rsnn2chip.artifact"
-VERSION = 1
+VERSION = 2  # 2: manifest_sha256 covers the whole manifest
 MANIFEST = "manifest.json"
 ARRAYS = "arrays.npz"
 
@@ -52,6 +56,16 @@ def provenance_for(source: str | Path, **extra) -> dict:
             "tool_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **extra}
 
 
+def canonical_json(obj) -> bytes:
+    """The bytes the manifest checksum is computed over: key order and spacing fixed."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """SHA-256 of the whole manifest except the checksum itself (it includes the arrays' checksum)."""
+    return hashlib.sha256(canonical_json({k: v for k, v in manifest.items() if k != "manifest_sha256"})).hexdigest()
+
+
 def save(artifact: CompiledNetwork, path: str | Path) -> None:
     meta, arrays = ir.to_serializable(artifact.graph)
     buf = io.BytesIO()
@@ -63,6 +77,10 @@ def save(artifact: CompiledNetwork, path: str | Path) -> None:
         "mapping": json_graph.node_link_data(artifact.cores), "warnings": artifact.warnings,
         "arrays_sha256": hashlib.sha256(array_bytes).hexdigest(),
     })
+    text = json.dumps(manifest, indent=1)
+    # Checksummed as it will be read back (JSON turns tuples into lists, keys into strings).
+    manifest = json.loads(text)
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr(MANIFEST, json.dumps(manifest, indent=1))
@@ -71,45 +89,86 @@ def save(artifact: CompiledNetwork, path: str | Path) -> None:
 
 
 def load(path: str | Path) -> CompiledNetwork:
+    """Read and validate an artifact; every problem is an :class:`ArtifactError` naming the file and entry.
+
+    Order matters: sizes are bounded before anything is read, the checksums are
+    checked before anything is parsed into arrays, and every array is checked
+    (artifact_check) before it reaches SciPy or a backend.
+    """
     path = Path(path)
     fix = ("pass an artifact written by `rsnn2chip compile`, or recompile: "
            f"`rsnn2chip compile MODEL --target TARGET -o {path.with_suffix('.r2c').name}`")
-    if not path.is_file():
-        raise ArtifactError("artifact not found", file=str(path), fix=fix)
+    check_readable_file(path, "artifact", ArtifactError, fix)
+    file = str(path)
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
-            if MANIFEST not in names or ARRAYS not in names:
-                raise ArtifactError("not an rsnn2chip artifact (missing manifest or arrays)", file=str(path),
-                                    found=sorted(names), fix=fix)
-            manifest = json.loads(z.read(MANIFEST))
-            array_bytes = z.read(ARRAYS)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            if names != {MANIFEST, ARRAYS}:
+                raise ArtifactError("not an rsnn2chip artifact (missing manifest or arrays)" if not
+                                    {MANIFEST, ARRAYS} <= names else "artifact holds unexpected members",
+                                    file=file, found=sorted(names)[:10], allowed=[MANIFEST, ARRAYS], fix=fix)
+            check_zip_members(z, file, ArtifactError)
+            manifest_bytes = read_member(z, MANIFEST, file, ArtifactError, limit=MAX_MANIFEST_BYTES)
+            manifest = _parse_manifest(manifest_bytes, file, fix)
+            _check_manifest(manifest, path, fix)
+            if _member_sha256(z, ARRAYS) != manifest["arrays_sha256"]:
+                raise ArtifactError("artifact is corrupt: array checksum mismatch", file=file, where=ARRAYS, fix=fix)
+            array_bytes = read_member(z, ARRAYS, file, ArtifactError)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
         raise ArtifactError(f"not a readable rsnn2chip artifact ({type(exc).__name__}: {exc})",
-                            file=str(path), fix=fix) from None
-    _check_manifest(manifest, path, fix)
+                            file=file, fix=fix) from None
     if hashlib.sha256(array_bytes).hexdigest() != manifest["arrays_sha256"]:
-        raise ArtifactError("artifact is corrupt: array checksum mismatch", file=str(path), fix=fix)
-    try:
-        with np.load(io.BytesIO(array_bytes), allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        # Includes object arrays, which would need unpickling: refused, never loaded.
-        raise ArtifactError(f"artifact arrays are unreadable ({exc})", file=str(path), fix=fix) from None
+        raise ArtifactError("artifact is corrupt: array checksum mismatch", file=file, where=ARRAYS, fix=fix)
+    # Object arrays would need unpickling: refused from their header, never loaded.
+    arrays = load_npz_bytes(array_bytes, f"{file} ({ARRAYS})", ArtifactError)
+    c = Checker(file)
+    pops = check_ir_meta(manifest["ir"], c)
+    if pops is not None:
+        check_ir_arrays(manifest["ir"], pops, arrays, c)
+        check_mapping(manifest["mapping"], pops, manifest["target"], c)
+    _raise(c, fix)
     try:
         graph = ir.from_serializable(manifest["ir"], arrays)
         target = target_from_dict(manifest["target"], f"{path} (embedded target)")
         cores = json_graph.node_link_graph(manifest["mapping"], directed=True)
     except R2CError:
         raise
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ArtifactError(f"artifact content is inconsistent ({type(exc).__name__}: {exc})", file=str(path),
+    except (KeyError, ValueError, TypeError, AttributeError, nx.NetworkXError) as exc:
+        raise ArtifactError(f"artifact content is inconsistent ({type(exc).__name__}: {exc})", file=file,
                             fix=fix) from None
-    problems = validate_fixed_point(graph)
-    if problems:
-        raise ArtifactError("artifact holds values Loihi cannot represent: " + "; ".join(problems),
-                            file=str(path), fix=fix)
-    return CompiledNetwork(graph, target, cores, manifest["provenance"], manifest.get("warnings", []))
+    return CompiledNetwork(graph, target, cores, manifest["provenance"], manifest["warnings"])
+
+
+MAX_MANIFEST_BYTES = 256 << 20
+MAX_PROBLEMS = 12
+
+
+def _raise(c: Checker, fix: str) -> None:
+    if not c.problems:
+        return
+    problems = c.problems[:MAX_PROBLEMS]
+    for p in problems:
+        p.fix = fix
+    if len(c.problems) > MAX_PROBLEMS:
+        problems.append(Problem(f"... and {len(c.problems) - MAX_PROBLEMS} more problems", file=c.file))
+    raise ArtifactError(problems=problems)
+
+
+def _member_sha256(z: zipfile.ZipFile, name: str) -> str:
+    """Streamed, so a member that decompresses to gigabytes costs time, not memory, before it is refused."""
+    h = hashlib.sha256()
+    with z.open(name) as member:
+        for chunk in iter(lambda: member.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _parse_manifest(payload: bytes, file: str, fix: str):
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ArtifactError(f"artifact manifest is not valid JSON ({type(exc).__name__}: {exc})", file=file,
+                            where=MANIFEST, fix=fix) from None
 
 
 def _check_manifest(manifest, path: Path, fix: str) -> None:
@@ -120,28 +179,9 @@ def _check_manifest(manifest, path: Path, fix: str) -> None:
     if version != VERSION:
         raise ArtifactError("unsupported artifact version", file=str(path), found=version, allowed=VERSION,
                             fix=fix + " with this rsnn2chip version")
-    missing = [k for k in ("provenance", "target", "ir", "mapping", "arrays_sha256") if k not in manifest]
-    if missing:
-        raise ArtifactError(f"artifact manifest lacks {', '.join(missing)}", file=str(path), fix=fix)
-
-
-def validate_fixed_point(graph: nx.DiGraph) -> list[str]:
-    """Every fixed-point value within the range Lava's models accept."""
-    problems = []
-    for pop in ir.populations(graph, "lif"):
-        if pop.fixed is None:
-            problems.append(f"population {pop.name} is not quantized")
-            continue
-        for name, (lo, hi) in pop.model.fixed_ranges.items():
-            values = getattr(pop.fixed, name)
-            if values.size and (values.min() < lo or values.max() > hi):
-                problems.append(f"population {pop.name} {name} outside {lo}..{hi}")
-    for proj in ir.projections(graph):
-        if proj.quant is None:
-            problems.append(f"projection {proj.name} is not quantized")
-            continue
-        lo, hi = fx.WEIGHT_RANGE.get(proj.quant.sign_mode, (0, -1))
-        data = proj.quant.mantissa.data
-        if data.size and (data.min() < lo or data.max() > hi):
-            problems.append(f"projection {proj.name} mantissa outside {lo}..{hi} ({proj.quant.sign_mode})")
-    return problems
+    c = Checker(str(path))
+    check_manifest_types(manifest, c)
+    _raise(c, fix)
+    if manifest_checksum(manifest) != manifest["manifest_sha256"]:
+        raise ArtifactError("artifact is corrupt: manifest checksum mismatch", file=str(path), where=MANIFEST,
+                            fix=fix)

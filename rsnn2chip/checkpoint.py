@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -25,6 +26,8 @@ import rsnn2chip
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
 from rsnn2chip.fileio import atomic_write
 from rsnn2chip.nn.network import RSNN
+from rsnn2chip.preflight import check_arch_fits
+from rsnn2chip.safeio import check_expansion, check_readable_file, check_zip_members
 
 CHECKPOINT_FORMAT = "rsnn2chip.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -92,6 +95,14 @@ def load_checked(path: Path) -> tuple[dict, RSNN]:
 def read_payload(path: Path):
     check_readable_zip(path)
     try:
+        with zipfile.ZipFile(path) as z:
+            # torch allocates each storage at the size its zip member declares.
+            check_zip_members(z, str(path), CheckpointError)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+        raise CheckpointError("checkpoint file is truncated or corrupt", file=str(path),
+                              found=f"{type(err).__name__}: {first_line(err)}",
+                              fix="copy the file again or " + RETRAIN_FIX) from None
+    try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise refused_error(path, err) from None
@@ -102,11 +113,8 @@ def read_payload(path: Path):
 
 
 def check_readable_zip(path: Path) -> None:
-    if not path.exists():
-        raise CheckpointError("checkpoint file not found", file=str(path),
-                              fix="check the path; `rsnn2chip train` writes model.pt")
-    if not path.is_file():
-        raise CheckpointError("checkpoint path is not a file", file=str(path), fix="pass the model.pt file itself")
+    check_readable_file(path, "checkpoint file", CheckpointError,
+                        fix="check the path; `rsnn2chip train` writes model.pt")
     try:
         with path.open("rb") as handle:
             head = handle.read(len(ZIP_MAGIC))
@@ -140,6 +148,7 @@ def first_line(err) -> str:
 
 
 def check_payload(path: Path, payload) -> None:
+    check_expansion(payload, str(path), "checkpoint", CheckpointError)
     if not isinstance(payload, dict) or "format" not in payload:
         found = f"dict with keys {sorted(map(str, payload))[:10]}" if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError("a PyTorch file, but not an rsnn2chip checkpoint (no 'format' entry; a bare "
@@ -161,6 +170,7 @@ def check_payload(path: Path, payload) -> None:
 
 
 def build_model(path: Path, payload: dict) -> RSNN:
+    check_arch_fits(payload["arch"], str(path), CheckpointError)
     try:
         model = RSNN(payload["arch"])
     except ModelError as err:

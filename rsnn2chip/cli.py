@@ -78,14 +78,15 @@ def main(argv: list[str] | None = None) -> int:
     out = Output(args.json)
     try:
         return int(args._run(args, out) or 0)
-    except R2CError as exc:
+    except (R2CError, MemoryError, OSError) as exc:
         if args.debug:
             raise
+        error = exc if isinstance(exc, R2CError) else environment_error(exc)
         if args.json:
-            out.json(exc.to_dict())
+            out.json(error.to_dict())
         else:
             # Escaped: messages contain [rule_name] tags that rich would take for markup.
-            out.err.print(f"[bold red]error:[/] {escape(exc.render())}", soft_wrap=True)
+            out.err.print(f"[bold red]error:[/] {escape(error.render())}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         out.err.print("interrupted")
@@ -96,6 +97,17 @@ def main(argv: list[str] | None = None) -> int:
         out.err.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}\n"
                       "This is a bug in rsnn2chip. Re-run with --debug for the traceback.", soft_wrap=True)
         return 1
+
+
+def environment_error(exc: MemoryError | OSError) -> R2CError:
+    """What the machine refused (memory, disk, permissions): the user's to fix, not a bug in rsnn2chip."""
+    if isinstance(exc, MemoryError):
+        # Preflight estimates catch the sizes we know of (docs/reliability.md); this names the rest.
+        return R2CError("out of memory: the input asks for more memory than is available", resource="memory",
+                        fix="use smaller inputs (steps, batch, network), or a machine with more memory")
+    # Imported here: fileio loads NumPy, which the start-up of the lightest commands does without.
+    from rsnn2chip.fileio import output_error
+    return output_error(exc.filename, exc, "file system error")
 
 
 if __name__ == "__main__":

@@ -91,5 +91,9 @@ class DesignRuleError(R2CError):
     """One or more design-rule violations found while compiling."""
 
 
+class OutputError(R2CError):
+    """An output that cannot be written (read-only or full disk, a path that is a directory, ...)."""
+
+
 class BackendError(R2CError):
     """A simulator backend failed; the message carries the backend's own error."""

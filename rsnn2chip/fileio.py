@@ -1,12 +1,71 @@
-"""Atomic file writes: a reader never sees a half-written artifact, checkpoint or report."""
+"""Atomic file and directory writes: a reader never sees a half-written artifact, checkpoint or report.
+
+Every output path problem (a read-only or full file system, a parent that is a
+file, an output that is a directory, no permission) becomes an
+:class:`OutputError` naming the path and the cause, and leaves nothing behind.
+"""
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
+
+from rsnn2chip.errors import OutputError
+
+_CAUSES = {
+    errno.ENOSPC: ("the disk is full", "free space or write elsewhere"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space or write elsewhere"),
+    errno.EFBIG: ("the file exceeds the allowed file size", "write elsewhere or raise the limit (ulimit -f)"),
+    errno.EROFS: ("the file system is read-only", "write to a writable directory"),
+    errno.EACCES: ("permission denied", "write to a directory you may write to"),
+    errno.EPERM: ("permission denied", "write to a directory you may write to"),
+    errno.ENOTDIR: ("a parent of the path is a file, not a directory", "choose a path whose parents are directories"),
+    errno.EISDIR: ("the output path is a directory", "give a file name, not a directory"),
+    errno.ENAMETOOLONG: ("the file name is too long", "use a shorter name"),
+}
+
+
+def output_error(path, exc: OSError, doing: str = "cannot write output") -> OutputError:
+    cause, fix = _CAUSES.get(exc.errno, (exc.strerror or str(exc), "check the path"))
+    return OutputError(f"{doing}: {cause}", file=str(path), found=f"{type(exc).__name__}: "
+                       f"{exc.strerror or exc}", fix=fix)
+
+
+def check_output_file(path: Path) -> None:
+    """Refuse, before any work, an output file path that is a directory or sits under a file."""
+    if path.is_dir():
+        raise OutputError("cannot write output: the output path is a directory", file=str(path),
+                          fix="give a file name, not a directory")
+    if path.exists() and not path.is_file():
+        # A device or pipe: replacing it by rename would destroy it, not write to it.
+        raise OutputError("cannot write output: the output path exists and is not a regular file", file=str(path),
+                          fix="give the path of a regular file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError("cannot write output: a parent of the path is a file, not a directory",
+                                  file=str(path), where=str(parent), fix="choose a path whose parents are directories")
+            # A read-only or forbidden directory is found now, not after the training or compile it would end.
+            try:
+                fd, probe = tempfile.mkstemp(prefix=".rsnn2chip-probe.", dir=parent)
+            except OSError as exc:
+                raise output_error(path, exc) from None
+            os.close(fd)
+            os.unlink(probe)
+            break
+
+
+def make_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(path, exc) from None
 
 
 def default_mode(directory: bool = False) -> int:
@@ -23,8 +82,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     rename, not a copy; on any failure it is removed and ``path`` is untouched.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_output_file(path)
+    make_parent(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise output_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -33,10 +96,69 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
         # mkstemp creates 0600; artifacts and reports are meant to be shared like any file.
         os.chmod(tmp, default_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise output_error(path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | Path, replace: bool = False) -> Iterator[Path]:
+    """Yield a fresh directory beside ``path`` to fill; on success its files are moved into ``path``.
+
+    All the writing happens in the hidden sibling, so a failure (full disk, a
+    bad value found half-way) or a kill leaves ``path`` as it was: never a
+    half-written set of files. A new ``path`` is one rename. An existing one is
+    swapped whole with ``replace`` (a directory only this tool writes), else the
+    new files are renamed into it one by one, keeping files the user put there.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError("cannot write output directory: the path exists and is a file", file=str(path),
+                          fix="give a directory path, or remove the file")
+    check_output_file(path / "x")
+    make_parent(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as exc:
+        raise output_error(path, exc) from None
+    try:
+        yield tmp
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise output_error(path, exc) from None
+        raise
+    publish_directory(tmp, path, replace)
+
+
+def publish_directory(tmp: Path, path: Path, replace: bool = False) -> None:
+    """Move the finished directory ``tmp`` to ``path`` (see :func:`atomic_directory`); ``tmp`` is gone after."""
+    old = None
+    try:
+        tmp.chmod(default_mode(directory=True))  # mkdtemp made it 0700; outputs are as shareable as any file
+        if path.exists() and not replace:
+            for entry in sorted(tmp.iterdir()):
+                if (path / entry.name).is_dir() and entry.is_dir():
+                    publish_directory(entry, path / entry.name)
+                else:
+                    os.replace(entry, path / entry.name)
+            tmp.rmdir()
+        else:
+            if path.exists():
+                old = path.with_name(f".{path.name}.old.{os.getpid()}")
+                os.replace(path, old)
+            os.replace(tmp, path)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            os.replace(old, path)
+        raise output_error(path, exc) from None
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def atomic_write_bytes(path: str | Path, payload: bytes) -> Path:

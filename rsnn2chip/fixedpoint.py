@@ -24,6 +24,9 @@ DV_RANGE = (0, 4095)
 VTH_RANGE = (0, (1 << 17) - 1)
 BIAS_MANT_RANGE = (-(1 << 12), (1 << 12) - 1)
 BIAS_EXP_RANGE = (0, 7)
+# The shared weight exponent of a synapse group on Loihi (nengo-loihi's range; Lava itself shifts by any
+# amount, so artifacts are held to the chip's range when read).
+WEIGHT_EXP_RANGE = (-8, 7)
 
 # Weight mantissa ranges after Lava's clip_weights for each sign mode; mixed
 # matrices are additionally truncated to even values (1 bit goes to the sign).

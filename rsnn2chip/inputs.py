@@ -18,6 +18,7 @@ import numpy as np
 from rsnn2chip import artifact as artifact_io
 from rsnn2chip.data.encoding import DeltaEncoder, GradedEncoder, is_binary
 from rsnn2chip.errors import InputError
+from rsnn2chip.safeio import load_npy
 
 
 def training_meta(art, notes: list) -> dict:
@@ -52,15 +53,10 @@ def add_arguments(parser, what: str = "run") -> None:
 
 
 def read_npy(path: str) -> np.ndarray:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("input file not found", file=path,
-                         fix="pass a .npy array of 0/1 spikes or of raw features, or --data NAME --index I")
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise InputError(f"cannot read input as a .npy array ({exc})", file=path,
-                         fix="save inputs with numpy.save(path, array)") from None
+    """The input array, its header and size checked before anything is read (rsnn2chip.safeio)."""
+    return load_npy(path, "input file",
+                    fix="pass a .npy array of 0/1 spikes or of raw features saved with numpy.save, "
+                        "or --data NAME --index I")
 
 
 def _per_step(encoder, features: np.ndarray, dtype) -> np.ndarray:

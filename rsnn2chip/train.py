@@ -412,6 +412,16 @@ def train(arch: dict, train_data: SpikeData, val_data: SpikeData, cfg: TrainConf
     return TrainResult(model, metrics)
 
 
+def stop_if_diverged(model: RSNN, loss: torch.Tensor, epoch: int, step: int) -> None:
+    """Training that produced a non-finite loss or weights cannot recover; say where, instead of saving NaNs."""
+    bad = None if torch.isfinite(loss).all() else "the loss"
+    bad = bad or next((f"weights {name}" for name, p in model.named_parameters() if not torch.isfinite(p).all()), None)
+    if bad:
+        raise InputError(f"training diverged: {bad} became NaN or infinite", where=f"epoch {epoch}, step {step}",
+                         found=f"loss {float(loss.detach()):g}",
+                         fix="lower --lr or the arch's init_scale; the best checkpoint so far is kept")
+
+
 class TrainingLoop:
     """Optimizer steps over reshuffled epochs; yields running train statistics every ``eval_every`` steps."""
 
@@ -455,14 +465,13 @@ class TrainingLoop:
             loss = F.cross_entropy(logits, y)
         if self.cfg.rate_reg:
             loss = loss + self.cfg.rate_reg * rate_penalty(model, outputs, lengths, self.depth)
-        if not torch.isfinite(loss):
-            raise InputError("training diverged: the loss is not finite", where=f"epoch {epoch}, step {self.step + 1}",
-                             found=float(loss.detach()), fix="lower --lr (or check the input data for huge values)")
+        stop_if_diverged(model, loss, epoch, self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
+        stop_if_diverged(model, loss, epoch, self.step + 1)
         self.scheduler.step()
         if not len(part):
             return {}

@@ -19,8 +19,9 @@ def compiled():
     return compile_graph(small_graph(), load_target("loihi2-sim"), provenance={"source": "test"})
 
 
-def _rewrite(path, manifest=None, arrays=None):
-    """Rebuild an artifact with edited parts, as a corrupted or hostile file would be."""
+def _rewrite(path, manifest=None, arrays=None, reseal=True):
+    """Rebuild an artifact with edited parts, as a corrupted (``reseal=False``) or hostile file would be:
+    a hostile one has its manifest checksum recomputed."""
     with zipfile.ZipFile(path) as z:
         m = json.loads(z.read(artifact.MANIFEST))
         a = z.read(artifact.ARRAYS)
@@ -28,6 +29,8 @@ def _rewrite(path, manifest=None, arrays=None):
         manifest(m)
     if arrays is not None:
         a = arrays
+    if reseal:
+        m["manifest_sha256"] = artifact.manifest_checksum(m)
     with zipfile.ZipFile(path, "w") as z:
         z.writestr(artifact.MANIFEST, json.dumps(m))
         z.writestr(artifact.ARRAYS, a)
@@ -41,6 +44,8 @@ def test_round_trip_keeps_ir_mapping_target_and_provenance(compiled, tmp_path):
     assert back.provenance == compiled.provenance
     assert sorted(back.cores.nodes) == sorted(compiled.cores.nodes)
     assert back.cores.graph["n_cores"] == compiled.cores.graph["n_cores"]
+    assert len(list(ir.populations(back.graph))) == len(list(ir.populations(compiled.graph))) == 3
+    assert back.graph.number_of_edges() == compiled.graph.number_of_edges() == 3
     for a, b in zip(ir.populations(compiled.graph), ir.populations(back.graph)):
         assert a.name == b.name and a.size == b.size and a.motif_size == b.motif_size
         if a.fixed is not None:
@@ -126,17 +131,205 @@ def test_out_of_range_fixed_point_values_are_refused(compiled, tmp_path):
     artifact.save(compiled, path)
     payload = _arrays_with(path, "pop/rec/fixed/dv", np.array([5000]))
     _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
-    with pytest.raises(ArtifactError, match="dv outside 0..4095"):
+    with pytest.raises(ArtifactError, match="fixed-point parameter outside") as info:
         artifact.load(path)
+    problem = info.value.problems[0]
+    assert (problem.where, problem.found, problem.allowed) == ("pop/rec/fixed/dv", "5000..5000", "0..4095")
+
+
+class _Touch:
+    """A pickled payload with a visible side effect: unpickling it creates ``marker``."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import pathlib
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
 
 
 def test_object_arrays_are_never_unpickled(compiled, tmp_path):
     path = tmp_path / "net.r2c"
     artifact.save(compiled, path)
-    payload = _arrays_with(path, "pop/rec/fixed/dv", np.array([object()], dtype=object))
+    marker = tmp_path / "unpickled"
+    payload = _arrays_with(path, "pop/rec/fixed/dv", np.array([_Touch(marker)], dtype=object))
     _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
-    with pytest.raises(ArtifactError):
+    with pytest.raises(ArtifactError, match="never unpickled") as info:
         artifact.load(path)
+    assert info.value.problems[0].where == "pop/rec/fixed/dv"
+    assert not marker.exists()
+
+
+def test_manifest_edits_fail_the_manifest_checksum(compiled, tmp_path):
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    for edit in (lambda m: m["provenance"].update(source="forged"),
+                 lambda m: _first_quantized(m)["quant"].update(weight_exp=_first_quantized(m)["quant"]["weight_exp"] - 1)):
+        artifact.save(compiled, path)
+        _rewrite(path, manifest=edit, reseal=False)
+        with pytest.raises(ArtifactError, match="manifest checksum mismatch"):
+            artifact.load(path)
+
+
+def _first_quantized(m):
+    return next(p for p in m["ir"]["projections"] if p["quant"])
+
+
+@pytest.mark.parametrize("weight_exp, ok", [(1000, False), (-9, False), (8, False), (7, True), (-8, True),
+                                            (2.5, False), (True, False)])
+def test_weight_exponent_is_range_checked(compiled, tmp_path, weight_exp, ok):
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    _rewrite(path, manifest=lambda m: _first_quantized(m)["quant"].update(weight_exp=weight_exp))
+    if ok:
+        assert artifact.load(path)
+        return
+    with pytest.raises(ArtifactError, match="out of range") as info:
+        artifact.load(path)
+    assert info.value.problems[0].where.endswith("quant.weight_exp")
+    assert info.value.problems[0].allowed == "an integer in -8..7"
+
+
+def _csr_key(compiled):
+    proj = next(ir.projections(compiled.graph))
+    return f"proj/{proj.pre}/{proj.post}", proj
+
+
+@pytest.mark.parametrize("index", ["columns", 10 ** 6, 2 ** 31 - 1, -1, -(2 ** 31)])
+@pytest.mark.parametrize("part", ["weight", "mantissa"])
+def test_sparse_indices_out_of_range_are_refused(compiled, tmp_path, index, part):
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    key, proj = _csr_key(compiled)
+    indices = proj.weight.indices.astype(np.int32)
+    indices[0] = proj.weight.shape[1] if index == "columns" else index  # one past the last column, or far
+    payload = _arrays_with(path, f"{key}/{part}.indices", indices)
+    _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
+    with pytest.raises(ArtifactError, match="column index out of range") as info:
+        artifact.load(path)
+    assert info.value.problems[0].where == f"{key}/{part}.indices"
+    assert info.value.problems[0].allowed == f"0..{proj.weight.shape[1] - 1}"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda ptr: ptr[::-1].copy(), "row pointer"),
+    (lambda ptr: ptr[:-1].copy(), "inconsistent lengths"),
+    (lambda ptr: ptr.astype(np.float64), "wrong dtype"),
+    (lambda ptr: np.where(np.arange(ptr.size) == ptr.size - 1, ptr + 5, ptr), "row pointer"),
+])
+def test_malformed_row_pointers_are_refused(compiled, tmp_path, edit, message):
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    key, proj = _csr_key(compiled)
+    payload = _arrays_with(path, f"{key}/weight.indptr", edit(proj.weight.indptr.astype(np.int64)))
+    _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
+    with pytest.raises(ArtifactError, match=message):
+        artifact.load(path)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_weights_and_parameters_are_refused(compiled, tmp_path, value):
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    key, proj = _csr_key(compiled)
+    data = proj.weight.data.copy()
+    data[0] = value
+    payload = _arrays_with(path, f"{key}/weight.data", data)
+    _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
+    with pytest.raises(ArtifactError, match="NaN or infinity") as info:
+        artifact.load(path)
+    assert info.value.problems[0].where == f"{key}/weight.data"
+    payload = _arrays_with(path, "pop/rec/neuron/threshold", np.array([value]))
+    _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
+    with pytest.raises(ArtifactError, match="NaN or infinity"):
+        artifact.load(path)
+
+
+def test_duplicate_sparse_entries_are_refused(compiled, tmp_path):
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    key, proj = _csr_key(compiled)
+    row = int(np.flatnonzero(np.diff(proj.weight.indptr) >= 2)[0])
+    indices = proj.weight.indices.astype(np.int32)
+    start = proj.weight.indptr[row]
+    indices[start + 1] = indices[start]
+    payload = _arrays_with(path, f"{key}/weight.indices", indices)
+    _rewrite(path, manifest=_with_checksum(payload), arrays=payload)
+    with pytest.raises(ArtifactError, match="stores an entry twice"):
+        artifact.load(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.update(mapping={}), "mapping must be a directed"),
+    (lambda m: m.update(mapping=[]), "wrong type"),
+    (lambda m: m["mapping"].update(nodes=[]), "n_cores does not match"),
+    (lambda m: m["mapping"].update(nodes="x"), "not a list"),
+    (lambda m: m["mapping"]["nodes"][0].update(slices=[["rec", 0, 10 ** 9]]), "core slice"),
+    (lambda m: m["mapping"]["nodes"][0].update(slices=[["nope", 0, 1]]), "core slice"),
+    (lambda m: m["mapping"]["nodes"][0].update(slices=[]), "exactly one core"),
+    (lambda m: m["mapping"]["nodes"][0].update(chip=5), "chip out of range"),
+    (lambda m: m["mapping"]["nodes"][0].update(position=[99, 0]), "outside the target's mesh"),
+    (lambda m: m["mapping"]["nodes"][0].update(id="zero"), "number its cores"),
+    (lambda m: m["mapping"]["graph"].update(resources=["warp_drives"]), "resources"),
+    (lambda m: m["mapping"]["links"].append({"source": 0, "target": 10 ** 6}), "two existing cores"),
+])
+def test_malformed_mappings_are_refused(compiled, tmp_path, edit, message):
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    _rewrite(path, manifest=edit)
+    with pytest.raises(ArtifactError, match=message):
+        artifact.load(path)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["ir"]["populations"][1].update(size=10 ** 12), "size out of range"),
+    (lambda m: m["ir"]["populations"][1].update(size=-3), "size out of range"),
+    (lambda m: m["ir"]["populations"][1].update(motif_size=5), "divide"),
+    (lambda m: m["ir"]["populations"][1].update(state_scale=float("nan")), "state_scale"),
+    (lambda m: m["ir"]["projections"][0].update(pre="ghost"), "does not exist"),
+    (lambda m: m["ir"]["projections"][0].update(delay=0), "delay out of range"),
+    (lambda m: m["ir"]["projections"][0].update(shape=[3, 3]), "shape does not match"),
+    (lambda m: m["ir"]["projections"][0]["quant"].update(sign_mode="chaotic"), "sign mode"),
+    (lambda m: m["ir"].update(populations="x"), "not a list"),
+    (lambda m: m.update(surprise=1), "unknown entries"),
+    (lambda m: m.pop("warnings"), "lacks 'warnings'"),
+])
+def test_malformed_ir_metadata_is_refused(compiled, tmp_path, edit, message):
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    _rewrite(path, manifest=edit)
+    with pytest.raises(ArtifactError, match=message) as info:
+        artifact.load(path)
+    assert all(p.file == str(path) for p in info.value.problems)
+
+
+def test_a_wrong_array_checksum_is_found_without_holding_the_member(compiled, tmp_path):
+    """The arrays member is hashed as a stream: 64 MiB of zeros that fail the checksum never sit in memory."""
+    import tracemalloc
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    _rewrite(path, arrays=b"\0" * (64 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(ArtifactError, match="array checksum mismatch"):
+            artifact.load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak / 2 ** 20:.0f} MiB"
+
+
+def test_members_declaring_huge_sizes_are_refused_before_reading(compiled, tmp_path, monkeypatch):
+    """A member that inflates past memory is refused from its declared size; the checksum is streamed."""
+    import rsnn2chip.preflight as preflight
+    path = tmp_path / "net.r2c"
+    artifact.save(compiled, path)
+    zeros = b"\0" * (64 << 20)  # compresses to ~64 kB
+    _rewrite(path, arrays=zeros)
+    monkeypatch.setattr(preflight, "available_bytes", lambda: 32 << 20)
+    with pytest.raises(ArtifactError, match="more than is available") as info:
+        artifact.load(path)
+    assert "64.0 MiB" in info.value.problems[0].found
 
 
 def test_graph_annotations_survive_the_round_trip(compiled, tmp_path):

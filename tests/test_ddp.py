@@ -38,6 +38,7 @@ def test_shards_partition_every_batch():
     assert shard(index, DistEnv()) is index
 
 
+@pytest.mark.slow  # minutes on two CPU cores; `make test-all` runs it
 def test_torchrun_train_follows_the_single_process_loss_curve(tmp_path, capsys):
     arch = {"format": "rsnn2chip.arch", "version": 1, "name": "ddp", "input_size": "auto", "readout": "spike_count",
             "layers": [{"type": "lif_recurrent", "name": "hidden", "size": 16, "neuron": NEURON},
@@ -59,6 +60,7 @@ def test_torchrun_train_follows_the_single_process_loss_curve(tmp_path, capsys):
         assert torch.allclose(w1[key], w2[key], rtol=1e-4, atol=1e-5), key
 
 
+@pytest.mark.slow  # minutes on two CPU cores; `make test-all` runs it
 def test_torchrun_search_follows_the_single_process_search(tmp_path, capsys):
     space = {"format": "rsnn2chip.search-space", "version": 1, "name": "ddp", "input_size": "auto",
              "readout": "spike_count",

@@ -93,6 +93,7 @@ def trained_model(tmp_path_factory):
     return tmp / "model.pt"
 
 
+@pytest.mark.slow  # minutes on two CPU cores; `make test-all` runs it
 def test_trained_float_model_and_compiled_reference_agree(trained_model):
     prepare_torch()
     model = model_from_checkpoint(trained_model)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from pathlib import Path
 
 import numpy as np
@@ -341,7 +340,6 @@ def test_placement_lowers_hop_weighted_traffic_below_snake_deterministically():
 
 def test_placement_refinement_never_raises_the_cost():
     target = small_target(chip={"cores": 32, "chips": 2, "mesh": [4, 8]})
-    rng = np.random.default_rng(3)
     n = 50
     w = sp.random(n, n, density=0.1, random_state=4, format="csr") * 100
     w = (w + w.T).tocsr()
@@ -349,7 +347,15 @@ def test_placement_refinement_never_raises_the_cost():
     w.eliminate_zeros()
     pos, info = place_cores(w, n, target)
     assert info["cost"] <= info["cost_start"] <= info["cost_snake"]
-    assert pos[:, 0].max() == 1 and rng is not None  # two chips used
+    # A valid placement: one distinct slot per core, within 2 chips of a 4 x 8 mesh, both chips used.
+    assert pos.shape == (n, 3) and len({tuple(p) for p in pos.tolist()}) == n
+    assert pos[:, 0].min() == 0 and pos[:, 0].max() == 1
+    assert (pos[:, 1] >= 0).all() and (pos[:, 1] < 4).all() and (pos[:, 2] >= 0).all() and (pos[:, 2] < 8).all()
+    # The reported cost is the hop-weighted traffic of these positions, computed here from the definition.
+    coo = sp.triu(w).tocoo()
+    hops = [abs(int(pos[i, 1] - pos[j, 1])) + abs(int(pos[i, 2] - pos[j, 2])) + abs(int(pos[i, 0] - pos[j, 0])) * 12
+            for i, j in zip(coo.row, coo.col)]
+    assert info["cost"] == pytest.approx(float(np.dot(coo.data, hops)))
 
 
 def test_mapping_and_placement_are_deterministic():
@@ -412,8 +418,9 @@ def test_malformed_target_file_is_an_error_naming_the_key(tmp_path, edit, key):
     assert key in str(err.value) and str(bad) in str(err.value)
 
 
-def test_a_large_non_motif_population_maps_quickly():
-    # 200k neurons as one unit each: every pass must stay vectorised.
+def test_a_large_non_motif_population_maps_near_the_lower_bound():
+    # 200k neurons as one unit each. How fast that compiles is measured by bench/mapping.py (family
+    # "random"), not asserted here: a loaded test machine would make a time limit flaky.
     target = load_target("loihi2-sim")
     n = 200_000
     g = ir.new_graph("big")
@@ -426,10 +433,9 @@ def test_a_large_non_motif_population_maps_quickly():
                                                                       shape=(n, n))))
     ir.add_projection(g, ir.Projection("input", "rec", sp.csr_matrix(
         (np.full(n, 0.3), (np.arange(n), np.arange(n) % 64)), shape=(n, 64))))
-    start = time.perf_counter()
     compiled = compile_graph(g, target)
-    assert time.perf_counter() - start < 30
     assert compiled.cores.graph["cores_over_lb"] <= 1.05
+    assert compiled.cores.graph["n_cores"] >= compiled.cores.graph["lower_bound"]["cores"] >= n // 8192
 
 
 def test_every_core_resource_is_reported():

@@ -143,7 +143,13 @@ def test_learned_voltage_decay_gets_a_gradient_and_keeps_state_dict_keys():
     assert set(learned.state_dict()) == set(RSNN(arch).state_dict())
     x = (torch.rand(2, STEPS, arch["input_size"]) < 0.5).float()
     learned(x)["hidden0"].sum().backward()
-    assert learned.layers["hidden0"].neuron.voltage_decay.grad is not None
+    grad = learned.layers["hidden0"].neuron.voltage_decay.grad
+    assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
+    fixed_names = {name for name, _ in RSNN(arch).named_parameters()}
+    learned_names = {name for name, _ in learned.named_parameters()}
+    assert not any("voltage_decay" in name for name in fixed_names)
+    assert {name for name in learned_names - fixed_names} == {f"layers.{layer}.neuron.voltage_decay"
+                                                              for layer in learned.layers}
 
 
 # --------------------------------------------------------------------------- IR
@@ -294,6 +300,18 @@ def test_pickled_code_is_refused_not_run(tmp_path):
     with pytest.raises(CheckpointError):
         model_from_checkpoint(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_by_name(tmp_path, good_checkpoint, value):
+    payload = torch.load(good_checkpoint, weights_only=True)
+    key = sorted(k for k, v in payload["state_dict"].items() if v.is_floating_point() and v.numel())[0]
+    payload["state_dict"][key] = payload["state_dict"][key].clone()
+    payload["state_dict"][key].view(-1)[0] = value
+    path = resave(tmp_path, payload)
+    with pytest.raises(CheckpointError, match="NaN or infinity") as info:
+        model_from_checkpoint(path)
+    assert info.value.problems[0].where == key and info.value.problems[0].file == str(path)
 
 
 def test_torch_file_that_is_not_ours(tmp_path):

@@ -104,10 +104,39 @@ def test_quantize_reports_every_bad_parameter_at_once():
     assert "threshold" in text and "voltage_decay" in text
 
 
+def test_threshold_mantissa_rounds_to_nearest():
+    # vth = threshold * scale / 64: 0.7 * 2^17 / 64 = 1433.6 -> 1434, 1.3 * 2^17 / 64 = 2662.4 -> 2662
+    neuron = ir.CubaLIF(current_decay=0.5, voltage_decay=0.5, threshold=[0.7, 1.3], bias=0.0)
+    fixed, losses = quantize_neuron(neuron, scale=2.0 ** 17)
+    np.testing.assert_array_equal(fixed.vth, [1434, 2662])
+    threshold_loss = next(q for q in losses if q["param"] == "threshold")
+    assert threshold_loss["max_abs_error"] == pytest.approx(0.4 * 64 / 2 ** 17)
+
+
 def test_quantize_fills_every_population_and_projection():
+    """Every value against the pass's contract, computed here independently (docstring of quantize.py)."""
     g = quantize(small_graph(), TARGET)
+    exp_min, exp_max = TARGET.quantization.weight_exp_min, TARGET.quantization.weight_exp_max
+    assert len(list(ir.populations(g, "lif"))) == 2 and g.number_of_edges() == 3
     for pop in ir.populations(g, "lif"):
-        assert pop.fixed is not None and pop.state_scale > 0 and pop.quant_stats["params"]
+        n, f, scale = pop.neuron, pop.fixed, pop.state_scale
+        assert math.log2(scale).is_integer() and 1024 < n.threshold.max() * scale / 64 <= 2048
+        np.testing.assert_array_equal(f.du, np.rint(n.current_decay * 4096) - 1)
+        np.testing.assert_array_equal(f.dv, np.rint(n.voltage_decay * 4096))
+        np.testing.assert_array_equal(f.vth, np.rint(n.threshold * scale / 64))
+        assert np.all(np.abs(f.bias_mant * 2.0 ** f.bias_exp - n.bias * scale) <= 2.0 ** f.bias_exp / 2)
+        assert [q["param"] for q in pop.quant_stats["params"]] == ["current_decay", "voltage_decay", "threshold",
+                                                                   "bias"]
     for proj in ir.projections(g):
-        assert proj.quant is not None
-        assert TARGET.quantization.weight_exp_min <= proj.quant.weight_exp <= TARGET.quantization.weight_exp_max
+        q = proj.quant
+        unit = 2.0 ** q.weight_exp * 64 / ir.population(g, proj.post).state_scale  # float weight of mantissa 1
+        step = 2 if q.sign_mode == "mixed" else 1
+        w = proj.weight.toarray()
+        assert q.sign_mode == fx.sign_mode_of(proj.weight.data)
+        assert np.all(np.abs(q.mantissa.toarray() * unit - w) <= step * unit / 2 + 1e-12)
+        # The smallest exponent that fits: one less would overflow the mantissa range of the sign mode.
+        lo, hi = fx.WEIGHT_RANGE[q.sign_mode]
+        assert exp_min <= q.weight_exp <= exp_max
+        overflow_pos = hi > 0 and w.max() / (unit / 2) > hi
+        overflow_neg = lo < 0 and -w.min() / (unit / 2) > -lo
+        assert q.weight_exp == exp_min or overflow_pos or overflow_neg

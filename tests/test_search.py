@@ -237,10 +237,15 @@ def test_search_cli_writes_every_output(tmp_path, capsys):
     assert main(["search", "--space", str(space_file), "--data", "events-digits", "-o", str(run),
                  "--limit", str(LIMIT), "--seed", "3", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["searched_layers"]["hidden"]["motif_size"] in (2, 4) and 0 <= summary["test_accuracy"] <= 1
+    assert summary["searched_layers"]["hidden"]["motif_size"] in (2, 4)
     for name in ("arch.yaml", "model.pt", "model.metrics.json", "search_log.jsonl", "search_state.pt",
                  "result.json", "alpha_hidden.png", "motif_hidden.png", "rates.png"):
         assert (run / name).stat().st_size > 0, name
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == [], "the working directory was left"
+    # The reported test accuracy is the written model's, as `rsnn2chip eval` measures it on the same split.
+    assert main(["eval", str(run / "model.pt"), "--data", "events-digits", "--split", "test",
+                 "--limit", str(LIMIT), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == summary["test_accuracy"]
     for png in run.glob("*.png"):
         assert png.read_bytes()[:4] == b"\x89PNG"
     records = log_of(run)

@@ -23,6 +23,7 @@ import numpy as np
 from rsnn2chip.artifact import CompiledNetwork
 from rsnn2chip.backends.plan import LoweredNetwork, lower
 from rsnn2chip.errors import InputError
+from rsnn2chip.preflight import check_run_fits
 
 # name -> module defining ``BACKEND``, imported on first use (so `reference` never imports Lava).
 BACKENDS = {"reference": "rsnn2chip.backends.reference", "lava": "rsnn2chip.backends.lava"}
@@ -116,12 +117,16 @@ def prepare_inputs(net: LoweredNetwork, inputs: np.ndarray, steps: int) -> np.nd
     if x.ndim != 3:
         raise InputError("input spikes must have shape (T, channels) or (batch, T, channels)",
                          found=f"shape {x.shape}", allowed=f"(T, {net.n_input}) or (B, T, {net.n_input})")
+    if x.shape[0] == 0:
+        raise InputError("input holds no samples (an empty batch)", found=f"shape {x.shape}",
+                         allowed=f"at least one sample: (T, {net.n_input}) or (B >= 1, T, {net.n_input})")
     if x.shape[2] != net.n_input:
         raise InputError("input has the wrong number of channels", resource="input channels",
                          found=x.shape[2], allowed=net.n_input,
                          fix=f"give one column per input channel ({net.n_input}), time along axis -2")
     if steps < 1:
         raise InputError("steps must be >= 1", found=steps, allowed=">= 1")
+    check_run_fits(x.shape[0], steps, net.n_input, net.n_lif)
     out = np.zeros((x.shape[0], steps, net.n_input), np.int32 if net.graded else np.int8)
     t = min(steps, x.shape[1])
     for name, (lo, hi) in net.input_slices.items():

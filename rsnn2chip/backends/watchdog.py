@@ -10,6 +10,12 @@ group), the parent waits with a timeout, and afterwards the whole group is
 killed, whatever happened. Errors raised inside Lava's OS processes are
 appended to a file the parent reads, so the parent can report them even when
 the child had to be killed.
+
+Nothing outlives the CLI: the child and every process forked below it ask
+the kernel to kill them when their parent dies (``PR_SET_PDEATHSIG``), so a
+``kill -9`` of the CLI takes the whole tree down within moments, and the
+resource tracker (started by the CLI, outside the tree) then unlinks the
+``/dev/shm`` segments Lava had registered.
 """
 from __future__ import annotations
 
@@ -50,7 +56,7 @@ def run_with_watchdog(fn: Callable, args: tuple = (), timeout: float = 60.0, wha
     with tempfile.TemporaryDirectory(prefix="r2c-watchdog-") as tmp:
         log_path = os.path.join(tmp, "lava-errors.log")
         receiver, sender = ctx.Pipe(duplex=False)
-        child = ctx.Process(target=_child_main, args=(fn, args, log_path, sender), daemon=False)
+        child = ctx.Process(target=_child_main, args=(fn, args, log_path, sender, os.getpid()), daemon=False)
         child.start()
         sender.close()
         outcome = ("timeout", None)
@@ -83,8 +89,12 @@ def _import_lava_runtime() -> None:
                                "before the first Lava run") from exc
 
 
-def _child_main(fn, args, log_path, conn) -> None:
+def _child_main(fn, args, log_path, conn, parent_pid) -> None:
     os.setsid()
+    _die_with_parent(parent_pid)
+    # Every process forked below (Lava's runtime processes, its shared-memory manager) dies with its parent
+    # too, so killing the CLI by any signal brings the whole tree down.
+    os.register_at_fork(before=_remember_pid, after_in_child=lambda: _die_with_parent(_forking_pid))
     try:
         _capture_lava_errors(log_path)
         message = ("ok", fn(*args))
@@ -100,6 +110,31 @@ def _child_main(fn, args, log_path, conn) -> None:
         # Skip interpreter shutdown: it would join Lava's leftover processes,
         # which may never end. The parent kills the group anyway.
         os._exit(0)
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_forking_pid = 0
+
+
+def _remember_pid() -> None:
+    global _forking_pid
+    _forking_pid = os.getpid()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux ``PR_SET_PDEATHSIG``).
+
+    The watchdog child leads its own session, so neither a SIGKILL of the CLI nor
+    a terminal's hang-up reaches it: without this, it and Lava's processes (about
+    1 GB each) would run on. The parent may already be gone by the time this
+    runs; then there is nothing to wait for.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent_pid and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _describe(exc: BaseException) -> dict:

@@ -5,11 +5,12 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rsnn2chip import artifact
+from rsnn2chip import argtypes, artifact
 from rsnn2chip.compiler import PASSES, compile_file
-from rsnn2chip.errors import InputError
+from rsnn2chip.fileio import check_output_file
 from rsnn2chip.passes.partition import MAPPERS
 from rsnn2chip.passes.quantize import QuantizationConfig
+from rsnn2chip.safeio import load_npy
 from rsnn2chip.targets import load_target
 
 HELP = "compile a model (model.pt, netx .net or NIR) for a target into a .r2c artifact"
@@ -29,23 +30,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--spike-counts", metavar="NPY",
                         help="measured spikes per LIF neuron (.npy, IR order) to weigh traffic by, instead of "
                              "synapse counts")
-    parser.add_argument("--threshold-mantissa", type=int, default=QuantizationConfig.threshold_mantissa_target,
+    parser.add_argument("--threshold-mantissa", type=argtypes.THRESHOLD_MANTISSA,
+                        default=QuantizationConfig.threshold_mantissa_target,
                         help="target threshold mantissa; larger = finer weights, less headroom (default %(default)s)")
-    parser.add_argument("--weight-clip-percentile", type=float, default=100.0,
+    parser.add_argument("--weight-clip-percentile", type=argtypes.percentile, default=100.0,
                         help="clip weight magnitudes above this percentile per projection (default: never clip)")
 
 
 def _load_spike_counts(path: str):
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot read spike counts ({type(exc).__name__}: {exc})", file=path,
-                         fix="save one count per LIF neuron with numpy.save") from None
+    return load_npy(path, "spike counts file", fix="save one count per LIF neuron with numpy.save")
 
 
 def run(args, out) -> int:
     target = load_target(args.target)
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".r2c")
+    check_output_file(output)
     qcfg = QuantizationConfig(args.threshold_mantissa, args.weight_clip_percentile)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=out.err, transient=True, disable=args.json) as progress:

@@ -4,15 +4,17 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from rsnn2chip import argtypes
 from rsnn2chip import artifact as artifact_io
 from rsnn2chip import inputs, ir, readout
 from rsnn2chip.backends import backend_names, get_backend
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
-from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip.data import dataset_names, load_dataset, require_samples
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.data.encoding import graded_input_of
 from rsnn2chip.nn import prepare_torch
+from rsnn2chip.safeio import check_readable_file
 from rsnn2chip.train import evaluate
 
 HELP = "measure accuracy, spike rate and speed of a model (float/qat) or compiled network (reference/lava)"
@@ -29,8 +31,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="default %(default)s")
     parser.add_argument("--backend", default=None, choices=MODEL_BACKENDS + ARTIFACT_BACKENDS,
                         help="default: float for model.pt, reference for .r2c")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N samples of the split")
-    parser.add_argument("--batch-size", type=int, default=None,
+    parser.add_argument("--limit", type=argtypes.positive_int, help="evaluate only the first N samples of the split")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=None,
                         help=f"samples per simulator call (default: the backend's preferred batch, {DEFAULT_BATCH} "
                              "for float, qat and reference, 256 for lava, whose builds cost seconds)")
 
@@ -45,11 +47,8 @@ def is_checkpoint(path: Path) -> bool:
 
 def run(args, out) -> int:
     path = Path(args.model)
-    if not path.is_file():
-        raise InputError("model file not found", file=str(path),
-                         fix="pass model.pt from `rsnn2chip train` or a .r2c from `rsnn2chip compile`")
-    if args.limit is not None and args.limit < 1:
-        raise InputError("--limit must be >= 1", found=args.limit)
+    check_readable_file(path, "model file", fix="pass model.pt from `rsnn2chip train` or a .r2c from "
+                                                "`rsnn2chip compile`")
     checkpoint = is_checkpoint(path)
     backend = args.backend or ("float" if checkpoint else "reference")
     if checkpoint and backend not in MODEL_BACKENDS:
@@ -147,7 +146,7 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
 def load_for(args, encoding: dict | None, trained_on: str | None, path: Path) -> SpikeData:
     """The split to evaluate, encoded as in training; a dataset mix-up is named as such."""
     try:
-        return load_dataset(args.data, args.split, encoding=encoding, limit=args.limit)
+        data = load_dataset(args.data, args.split, encoding=encoding, limit=args.limit)
     except InputError as err:
         asked = Path(args.data).name if str(args.data).endswith(".npz") else str(args.data).partition(":")[0]
         if trained_on and trained_on != asked:
@@ -155,6 +154,8 @@ def load_for(args, encoding: dict | None, trained_on: str | None, path: Path) ->
                                            file=str(path), fix=f"evaluate with --data {trained_on}"))
             raise InputError(problems=err.problems) from None
         raise
+    require_samples(data, args.split, args.data)
+    return data
 
 
 def check_channels(data: SpikeData, n_input: int, path: Path) -> None:

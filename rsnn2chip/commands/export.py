@@ -4,8 +4,9 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from rsnn2chip import artifact
+from rsnn2chip import argtypes, artifact
 from rsnn2chip.errors import ModelError
+from rsnn2chip.fileio import check_output_file
 from rsnn2chip.exporters import EXPORTERS, export, exporter
 from rsnn2chip.frontends import load_network
 from rsnn2chip.frontends.nir import DEFAULT_DT
@@ -19,7 +20,7 @@ def add_arguments(parser) -> None:
                                          "rsnn2chip reads (model.pt, .nir, .net)")
     parser.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="output format")
     parser.add_argument("-o", "--output", help="output path (default: ARTIFACT with the format's suffix)")
-    parser.add_argument("--dt", type=float, default=DEFAULT_DT,
+    parser.add_argument("--dt", type=argtypes.positive_float, default=DEFAULT_DT,
                         help="NIR only: time step in seconds the time constants are written for (default %(default)g)")
     parser.add_argument("--values", choices=("float", "deployed"), default="float",
                         help="NIR only: trained float parameters, or the float image of the quantized ones")
@@ -51,6 +52,7 @@ def run(args, out) -> int:
     path = Path(args.artifact)
     module = exporter(args.format)
     output = Path(args.output) if args.output else path.with_suffix(module.SUFFIX)
+    check_output_file(output)
     graph, target = source(path, args.format)
     options = {"dt": args.dt, "values": args.values} if args.format == "nir" else \
         {"target": target, "exact": args.exact}

@@ -5,10 +5,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from rsnn2chip import activity, artifact
+from rsnn2chip import activity, argtypes, artifact
 from rsnn2chip.errors import InputError
 from rsnn2chip.report import build
-from rsnn2chip.fileio import atomic_write_bytes as write_file
+from rsnn2chip.fileio import atomic_directory, atomic_write_bytes as write_file
 from rsnn2chip.viz import figures, html, text
 
 HELP = ("report a compiled network: per-core utilisation, quantization diagnostics, inter-core traffic, "
@@ -27,7 +27,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", metavar="DIR",
                         help="write report.<format> and the pictures (PNG and SVG) here "
                              "(html default: ARTIFACT-report/)")
-    parser.add_argument("--rows", "--cores", dest="rows", type=int, default=20,
+    parser.add_argument("--rows", "--cores", dest="rows", type=argtypes.positive_int, default=20,
                         help="rows of the per-core and per-link tables in text output (all are in json and html)")
     parser.add_argument("--image-formats", default=",".join(IMAGE_FORMATS),
                         help="picture files written with -o (comma-separated: png, svg)")
@@ -80,9 +80,7 @@ def write_json(rep: dict, act, args, out, out_dir: Path | None) -> Path | None:
     return out_dir / "report.json"
 
 
-def write_html(rep: dict, act, args, out, out_dir: Path | None) -> Path:
-    source = Path(args.artifact)
-    out_dir = out_dir or source.with_name(source.stem + "-report")
+def write_html(rep: dict, act, args, out, out_dir: Path) -> Path:
     figs = _pictures(rep, act, out_dir, _image_formats(args.image_formats))
     page = html.render(rep, {name: figures.png_base64(fig) for name, fig in figs.items()})
     path = out_dir / "report.html"
@@ -98,8 +96,16 @@ def run(args, out) -> int:
     act = activity.load(args.activity) if args.activity else None
     rep = build(art, act)
     fmt = "json" if args.json else args.format
-    out_dir = Path(args.output) if args.output else None
-    written = FORMATS[fmt](rep, act, args, out, out_dir)
-    if written is not None:
-        out.err.print(f"wrote {written}" + (f" and pictures in {written.parent}" if args.image_formats else ""))
+    _image_formats(args.image_formats)  # a bad list is refused before anything is written
+    source = Path(args.artifact)
+    out_dir = Path(args.output) if args.output else source.with_name(source.stem + "-report") if fmt == "html" \
+        else None
+    if out_dir is None:
+        FORMATS[fmt](rep, act, args, out, None)
+        return 0
+    # Report and pictures are written beside the directory and moved in together: never new pictures beside
+    # an old report.html, whatever stops the run.
+    with atomic_directory(out_dir) as tmp:
+        written = out_dir / FORMATS[fmt](rep, act, args, out, tmp).name
+    out.err.print(f"wrote {written}" + (f" and pictures in {out_dir}" if args.image_formats else ""))
     return 0

@@ -1,16 +1,14 @@
 import contextlib
 import io
-from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
-from rsnn2chip import activity, artifact, inputs
+from rsnn2chip import activity, argtypes, artifact, inputs
 from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.backends import RunResult, backend_names, first_divergence, get_backend, prepare_inputs
 from rsnn2chip.backends import run as run_backend
 from rsnn2chip.backends.plan import lower
-from rsnn2chip.errors import InputError
 from rsnn2chip.readout import compiled_readout, predicted_classes, run_probes
 
 HELP = "run a compiled network on spike input with the reference (NumPy) or Lava backend"
@@ -21,13 +19,13 @@ EXAMPLE = ("rsnn2chip run net.r2c --input x.npy --steps 100 --backend lava --com
 def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c)")
     inputs.add_arguments(parser, "run")
-    parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
+    parser.add_argument("--steps", type=argtypes.positive_int, help="time steps to run (default: input length)")
     parser.add_argument("--backend", default="reference", choices=backend_names())
     parser.add_argument("--compare", action="store_true",
                         help="run the reference and --backend (lava when --backend is reference) and report the "
                              "first (population, neuron, step) that differs")
-    parser.add_argument("--timeout", type=float, help="seconds before a backend that takes a timeout (lava's "
-                                                      "watchdog) stops a run")
+    parser.add_argument("--timeout", type=argtypes.positive_float,
+                        help="seconds before a backend that takes a timeout (lava's watchdog) stops a run")
     parser.add_argument("--save-spikes", metavar="NPZ", help="write spikes per population to this .npz")
     parser.add_argument("--save-activity", metavar="RUN",
                         help="save this run's spikes (every population, input included) for `rsnn2chip report "
@@ -35,7 +33,7 @@ def add_arguments(parser) -> None:
 
 
 def _options(backend: str, timeout):
-    return {"timeout": timeout} if timeout and "timeout" in get_backend(backend).options else {}
+    return {"timeout": timeout} if timeout is not None and "timeout" in get_backend(backend).options else {}
 
 
 def _table(result: RunResult) -> Table:
@@ -51,7 +49,7 @@ def _table(result: RunResult) -> Table:
 def run(args, out) -> int:
     art = artifact.load(args.artifact)
     x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found))
-    steps = args.steps or (x.shape[-2] if x.ndim >= 2 else 0)
+    steps = args.steps if args.steps is not None else (x.shape[-2] if x.ndim >= 2 else 0)
     other = args.backend if args.backend != "reference" else "lava"
     backends = ["reference", other] if args.compare else [args.backend]
     results = {}

@@ -1,11 +1,13 @@
+import shutil
 from pathlib import Path
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rsnn2chip import distributed
-from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip import argtypes, distributed
+from rsnn2chip.data import dataset_names, load_dataset, require_samples
 from rsnn2chip.errors import InputError
+from rsnn2chip.fileio import check_output_file, publish_directory
 
 HELP = ("HRMAS architecture search of SC-ML layers with intrinsic-plasticity self-repair; writes the searched "
         "arch, the retrained model.pt, a JSON-lines log and pictures")
@@ -19,28 +21,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", required=True, help="run directory (created)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run directory's last checkpoint (same space, data and seed)")
-    parser.add_argument("--seed", type=int, help="overrides search.seed of the space")
-    parser.add_argument("--limit", type=int, help="use at most N samples of each split (quick runs, tests)")
+    parser.add_argument("--seed", type=argtypes.SEED, help="overrides search.seed of the space")
+    parser.add_argument("--limit", type=argtypes.positive_int,
+                        help="use at most N samples of each split (quick runs, tests)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
 
 
 def run(args, out) -> int:
     from rsnn2chip.search import load_space, run_hrmas
 
-    if args.limit is not None and args.limit < 1:
-        raise InputError("--limit must be >= 1", found=args.limit)
     space = load_space(args.space)
     if args.seed is not None:
-        if args.seed < 0:
-            raise InputError("--seed must be >= 0", found=args.seed)
         space.search.seed = args.seed
     output = Path(args.output)
     if output.exists() and not output.is_dir():
         raise InputError("-o must be a directory", file=str(output))
+    check_output_file(output / "x")
     env = distributed.setup()
+    work = working_directory(output, args.resume, env.is_main)
     quiet = args.json or not env.is_main
     with out.status(f"loading {args.data}", quiet):
-        train_data = load_dataset(args.data, "train", limit=args.limit)
+        train_data = require_samples(load_dataset(args.data, "train", limit=args.limit), "train", args.data)
         val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
         test_data = load_dataset(args.data, "test", encoding=train_data.encoding, limit=args.limit)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -51,12 +52,14 @@ def run(args, out) -> int:
         def on_step(step: int, total: int) -> None:
             progress.update(task, completed=step, total=total, description=f"search step {step}/{total}")
 
-        result = run_hrmas(space, (train_data, val_data, test_data), output, resume=args.resume, progress=progress,
+        result = run_hrmas(space, (train_data, val_data, test_data), work, resume=args.resume, progress=progress,
                            on_step=on_step, plots=not args.no_plots)
         progress.remove_task(task)
     distributed.cleanup()
     if not env.is_main:
         return 0
+    if work != output:
+        publish_directory(work, output)
     summary = {"output": str(output), "arch": str(output / "arch.yaml"), "model": str(output / "model.pt"),
                "test_accuracy": result["test"]["accuracy"] if result["test"] else None,
                "recurrent_synapses": result["recurrent_synapses"], "search_seconds": result["search_seconds"],
@@ -81,3 +84,15 @@ def run(args, out) -> int:
                       f"{result['search_cost_ratio']:.2f} x one retraining; wrote {output}/ "
                       "(arch.yaml, model.pt, search_log.jsonl, result.json, *.png)")
     return 0
+
+
+def working_directory(output: Path, resume: bool, main_rank: bool) -> Path:
+    """Where the run writes until it is done: a hidden sibling, moved to ``output`` at the end, so a killed or
+    failed search never leaves a half-written run directory. ``--resume`` continues in the sibling it left
+    (or, for a finished run, in ``output`` itself)."""
+    partial = output.with_name(f".{output.name}.partial")
+    if resume and not partial.exists() and output.is_dir():
+        return output
+    if not resume and partial.exists() and main_rank:
+        shutil.rmtree(partial)
+    return partial

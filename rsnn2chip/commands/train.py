@@ -1,14 +1,16 @@
 from pathlib import Path
 
-import yaml
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rsnn2chip import distributed
-from rsnn2chip.data import dataset_names, load_dataset
+from rsnn2chip import argtypes, distributed
+from rsnn2chip.data import dataset_names, load_dataset, require_samples
 from rsnn2chip.data.common import carve_validation_from
 from rsnn2chip.data.encoding import ANALOG_ENCODERS
 from rsnn2chip.errors import InputError
+from rsnn2chip.fileio import check_output_file
+from rsnn2chip.preflight import check_arch_fits
+from rsnn2chip.safeio import load_yaml
 from rsnn2chip.train import TrainConfig, train
 
 HELP = "train a recurrent spiking network (BPTT, Adam) on a dataset and write model.pt + metrics JSON"
@@ -26,47 +28,44 @@ def add_arguments(parser) -> None:
                         help=f"dataset: {', '.join(dataset_names())}, NAME:DIR, or a .npz file (docs/data.md)")
     parser.add_argument("-o", "--output", required=True, help="checkpoint to write (rewritten after every epoch)")
     parser.add_argument("--metrics", help="metrics JSON (default: OUTPUT with suffix .metrics.json)")
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=None,
                         help=f"train exactly this many epochs (default: a budget of {defaults.budget_epochs} epochs "
                              f"clamped to {defaults.min_steps}..{defaults.max_steps} optimizer steps, with early "
                              "stopping; docs/training.md)")
-    parser.add_argument("--steps", type=int, default=None, help="train exactly this many optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+    parser.add_argument("--steps", type=argtypes.positive_int, default=None,
+                        help="train exactly this many optimizer steps")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=defaults.batch_size,
                         help="largest batch; small data sets get smaller ones (default %(default)s)")
-    parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help="peak Adam learning rate, after warm-up, before cosine decay (default %(default)s)")
-    parser.add_argument("--patience", type=int, default=defaults.patience,
+    parser.add_argument("--lr", type=argtypes.learning_rate, default=defaults.lr,
+                        help="peak Adam learning rate in (0, 10], after warm-up, before cosine decay "
+                             "(default %(default)s)")
+    parser.add_argument("--patience", type=argtypes.int_in_range(0, 10 ** 6), default=defaults.patience,
                         help="stop after this many validations without a better one; 0 never stops early "
                              "(default %(default)s)")
-    parser.add_argument("--rate-reg", type=float, default=defaults.rate_reg, metavar="LAMBDA",
+    parser.add_argument("--rate-reg", type=argtypes.non_negative_float, default=defaults.rate_reg, metavar="LAMBDA",
                         help="add LAMBDA * mean spike rate to the loss for sparser activity (default 0: off)")
     parser.add_argument("--encoding", choices=sorted(ANALOG_ENCODERS), default=None,
                         help="how analog features enter (fsdd, npz frames): graded = one graded spike per channel "
                              "and step (default), delta = 0/1 ON/OFF spikes (docs/data.md)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device,
                         help="auto: CUDA when torch sees a GPU, else CPU (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="default %(default)s")
+    parser.add_argument("--seed", type=argtypes.SEED, default=defaults.seed, help="default %(default)s")
     parser.add_argument("--qat", action="store_true", help="quantization-aware training for --target")
     parser.add_argument("--target", default=defaults.target, help="target for --qat (default %(default)s)")
-    parser.add_argument("--limit", type=int, help="use at most N samples of the train and val splits")
+    parser.add_argument("--limit", type=argtypes.positive_int, help="use at most N samples of the train and val splits")
     parser.add_argument("--neuron", choices=("lif", "softlif"), default="lif",
                         help="lif: BPTT on spikes; softlif: train a soft-LIF rate net on static images "
                              "(digits-images, fmnist-images) and convert it to spiking LIF (docs/softlif.md)")
-    parser.add_argument("--noise", type=float, default=0.0, metavar="SIGMA",
+    parser.add_argument("--noise", type=argtypes.non_negative_float, default=0.0, metavar="SIGMA",
                         help="softlif only: Gaussian noise (Hz) on the rates of firing neurons while training")
 
 
 def read_arch(path: str) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("arch file not found", file=path, fix="see examples/arch/rsnn_fsdd.yaml")
-    try:
-        arch = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise InputError(f"arch file is not valid YAML: {err}", file=path) from None
+    arch = load_yaml(path, "arch file", fix="see examples/arch/rsnn_fsdd.yaml")
     if not isinstance(arch, dict):
         raise InputError("arch file must hold a mapping (the RSNN arch dict)", file=path,
                          found=type(arch).__name__, fix="see examples/arch/rsnn_fsdd.yaml")
+    check_arch_fits(arch, path)
     return arch
 
 
@@ -74,40 +73,24 @@ def metrics_path_for(output: Path) -> Path:
     return output.with_name(output.stem + ".metrics.json")
 
 
-def check_positive(name: str, value) -> None:
-    if value is not None and value < 1:
-        raise InputError(f"{name} must be >= 1", found=value)
-
-
-def check_common(args) -> None:
-    """Options both neuron kinds read."""
-    if not 0 < args.lr <= 1:
-        raise InputError("--lr out of range", found=args.lr, allowed="0 < lr <= 1", fix="try the default, 3e-3")
-    for name in ("epochs", "batch_size", "limit"):
-        check_positive("--" + name.replace("_", "-"), getattr(args, name))
-
-
 def run(args, out) -> int:
     if args.neuron == "softlif":
         return run_softlif(args, out)
     if args.noise:
         raise InputError("--noise applies only to --neuron softlif", found=args.noise)
-    check_common(args)
-    check_positive("--steps", args.steps)
     if args.epochs and args.steps:
         raise InputError("give --epochs or --steps, not both", found=f"--epochs {args.epochs} --steps {args.steps}")
-    if args.patience < 0:
-        raise InputError("--patience must be >= 0", found=args.patience)
-    if not 0 <= args.rate_reg < 1e6:
-        raise InputError("--rate-reg out of range", found=args.rate_reg, allowed="0 <= LAMBDA < 1e6")
     arch = read_arch(args.arch)
     output = Path(args.output)
     metrics_path = Path(args.metrics) if args.metrics else metrics_path_for(output)
+    for path in (output, metrics_path):
+        check_output_file(path)
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       limit=args.limit, qat=args.qat, target=args.target, patience=args.patience,
                       rate_reg=args.rate_reg, device=args.device)
     with out.status(f"loading {args.data}"):
-        train_data = load_dataset(args.data, "train", limit=args.limit, input_encoding=args.encoding)
+        train_data = require_samples(load_dataset(args.data, "train", limit=args.limit, input_encoding=args.encoding),
+                                     "train", args.data)
         # val and test are encoded with the train split's encoder, as eval will be.
         val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
         test_data = load_dataset(args.data, "test", encoding=train_data.encoding, limit=args.limit)
@@ -168,10 +151,13 @@ def run_softlif(args, out) -> int:
                          "`rsnn2chip compile`, and its rate model has no fixed-point forward pass")
     if args.noise < 0:
         raise InputError("--noise must be >= 0 (sigma in Hz)", found=args.noise)
-    check_common(args)
     output = Path(args.output)
     metrics_path = Path(args.metrics) if args.metrics else metrics_path_for(output)
-    cfg = ANNConfig(activation="softlif", noise=args.noise, epochs=args.epochs, batch_size=args.batch_size,
+    for path in (output, metrics_path):
+        check_output_file(path)
+    # The soft-LIF rate net trains by epochs (docs/softlif.md); the step budget is the spiking recipe's.
+    cfg = ANNConfig(activation="softlif", noise=args.noise, epochs=args.epochs or ANNConfig.epochs,
+                    batch_size=args.batch_size,
                     lr=args.lr, seed=args.seed)
     with out.status("training") as status:
         def on_epoch(row: dict) -> None:

@@ -2,7 +2,7 @@ import contextlib
 
 from rich.table import Table
 
-from rsnn2chip import artifact, inputs
+from rsnn2chip import argtypes, artifact, inputs
 from rsnn2chip.checkpoint import load_checkpoint, model_from_checkpoint
 from rsnn2chip.errors import InputError
 from rsnn2chip.frontends import checkpoint as checkpoint_frontend
@@ -26,11 +26,12 @@ def add_arguments(parser) -> None:
                                       "or just the .r2c (its own float IR is the float run)")
     parser.add_argument("artifact", nargs="?", help="the network compiled from it (.r2c)")
     inputs.add_arguments(parser, "verify on")
-    parser.add_argument("--steps", type=int, help="time steps to run (default: input length)")
-    parser.add_argument("--timeout", type=float, help="seconds before the Lava watchdog stops a run")
-    parser.add_argument("--threshold-mantissa", type=int, default=QuantizationConfig.threshold_mantissa_target,
+    parser.add_argument("--steps", type=argtypes.positive_int, help="time steps to run (default: input length)")
+    parser.add_argument("--timeout", type=argtypes.positive_float, help="seconds before the Lava watchdog stops a run")
+    parser.add_argument("--threshold-mantissa", type=argtypes.THRESHOLD_MANTISSA,
+                        default=QuantizationConfig.threshold_mantissa_target,
                         help="as given to `compile` (for the quantization-aware run; default %(default)s)")
-    parser.add_argument("--weight-clip-percentile", type=float, default=100.0,
+    parser.add_argument("--weight-clip-percentile", type=argtypes.percentile, default=100.0,
                         help="as given to `compile` (for the quantization-aware run; default 100)")
 
 

@@ -14,7 +14,7 @@ from rsnn2chip.data import events, fsdd, images, npz, tonic_loaders
 from rsnn2chip.data.common import SPLITS, Batch, LazySamples, SpikeData, stratified_split
 from rsnn2chip.errors import InputError
 
-__all__ = ["DATASETS", "DERIVED", "SPLITS", "Batch", "LazySamples", "SpikeData", "load_dataset",
+__all__ = ["DATASETS", "DERIVED", "SPLITS", "Batch", "LazySamples", "SpikeData", "load_dataset", "require_samples",
            "stratified_split", "dataset_names"]
 
 # name -> loader(split, encoding=None, root=None) -> SpikeData
@@ -59,3 +59,12 @@ def load_dataset(name_or_path: str | Path, split: str = "train", encoding: dict 
                                  "or a .npz file",
                          fix="see docs/data.md for the datasets and the npz format")
     return data.limit(limit)
+
+
+def require_samples(data: SpikeData, split: str, source) -> SpikeData:
+    """``data`` if it holds at least one sample: training or evaluating on nothing is an error, not exit 0."""
+    if not len(data):
+        raise InputError(f"the {split} split holds no samples", file=str(source), where=f"split {split}",
+                         found="0 samples", allowed="at least 1",
+                         fix="check the dataset's 'split' array (docs/data.md) or --limit")
+    return data

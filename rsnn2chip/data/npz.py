@@ -27,7 +27,6 @@ seed every dataset uses. Repeated events collapse into one spike.
 """
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,30 +34,21 @@ import numpy as np
 from rsnn2chip.data.common import SPLIT_SEED, SPLITS, SpikeData, check_split, stratified_split
 from rsnn2chip.data.encoding import encoder_from_dict, is_binary, new_encoder
 from rsnn2chip.errors import InputError, Problem
+from rsnn2chip.preflight import check_fits
+from rsnn2chip.safeio import load_npz
 
 FRAME_KEYS = ("X", "lengths", "y")
 EVENT_KEYS = ("events", "sample_index", "lengths", "y", "n_channels")
 OPTIONAL_KEYS = ("split",)
+MAX_CLASSES = 1 << 16
 FIX = "see docs/data.md, 'The npz format'"
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise InputError("dataset file not found", file=str(path), fix="check the path; " + FIX)
-    if not zipfile.is_zipfile(path):
-        # np.load would take it for a pickle and refuse with a misleading message.
-        raise InputError("not a readable .npz file (not a zip archive)", file=str(path),
-                         fix="write it with numpy.savez; " + FIX)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {key: npz[key] for key in npz.files}
-    except ValueError as err:
-        # numpy says "Object arrays cannot be loaded when allow_pickle=False"
-        raise InputError("npz holds object arrays, which are never unpickled", file=str(path), found=str(err),
-                         allowed="numeric arrays only", fix="store plain float32/int64 arrays; " + FIX) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise InputError(f"not a readable .npz file ({type(err).__name__}: {err})", file=str(path),
-                         fix="write it with numpy.savez; " + FIX) from None
+    """The file's arrays; member names, dtypes and declared sizes are checked before any is read."""
+    file = str(path)
+    return load_npz(path, "dataset file", InputError, fix="check the path; " + FIX,
+                    keys=lambda names: check_keys(dict.fromkeys(names), file))
 
 
 def expect(arrays: dict, key: str, dtype, ndim: int, file: str) -> list[Problem]:
@@ -112,9 +102,13 @@ def check_common(arrays: dict, file: str) -> None:
     if lengths.min() < 1:
         problems.append(Problem("every sample needs at least one time step", file=file, where="lengths",
                                 found=f"min {int(lengths.min())} (sample {int(lengths.argmin())})", allowed=">= 1"))
-    if y.size and y.min() < 0:
-        problems.append(Problem("labels must be 0..K-1", file=file, where="y", found=f"min {int(y.min())}",
-                                allowed=">= 0"))
+    else:
+        # Summed as floats: int64 would wrap for crafted lengths. Every step costs a byte per channel at least.
+        check_fits(float(lengths.sum(dtype=np.float64)), f"the {len(lengths)} samples' time steps", file=file,
+                   where="lengths", fix="check 'lengths'; " + FIX)
+    if y.size and (y.min() < 0 or y.max() >= MAX_CLASSES):
+        problems.append(Problem("labels must be 0..K-1", file=file, where="y",
+                                found=f"{int(y.min())}..{int(y.max())}", allowed=f"0..{MAX_CLASSES - 1}"))
     if "split" in arrays:
         split = arrays["split"]
         if len(split) != len(lengths):
@@ -160,6 +154,10 @@ def check_events(arrays: dict, file: str) -> None:
         problems.append(Problem("'n_channels' must be >= 1", file=file, where="n_channels", found=n_channels))
     if problems:
         raise InputError(problems=problems)
+    # The samples are expanded to dense (steps, channels) uint8 arrays.
+    check_fits(float(lengths.sum(dtype=np.float64)) * n_channels, f"the {len(lengths)} samples as dense spike arrays",
+               file=file,
+               where="lengths, n_channels", fix="check 'lengths' and 'n_channels'; " + FIX)
     if len(events) == 0:
         return
     if owner.min() < 0 or owner.max() >= len(lengths):

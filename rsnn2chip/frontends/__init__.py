@@ -10,7 +10,11 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from rsnn2chip.errors import CheckpointError
+import numpy as np
+
+from rsnn2chip import ir
+from rsnn2chip.errors import CheckpointError, ModelError, Problem
+from rsnn2chip.safeio import check_readable_file
 
 # Order matters only where formats could be confused; each sniff is strict.
 FRONTEND_MODULES = ("rsnn2chip.frontends.checkpoint", "rsnn2chip.frontends.netx", "rsnn2chip.frontends.nir")
@@ -32,18 +36,73 @@ def hdf5_matches(path: str | Path, predicate) -> bool:
         return False
 
 
+MAX_HDF5_OBJECTS = 100_000  # netx and NIR files of real networks hold a few hundred
+
+
+def check_hdf5(path: Path, what: str) -> None:
+    """Before a frontend reads data: every dataset fits in memory, the file stays small in objects, and no
+    dataset keeps its data in another file (external or virtual storage could read any file on the machine)."""
+    import h5py
+    from rsnn2chip.preflight import check_fits
+
+    total, count = 0, 0
+    problems: list[str] = []
+
+    def visit(name, obj):
+        nonlocal total, count
+        count += 1
+        if count > MAX_HDF5_OBJECTS:
+            return True  # stops the walk
+        if isinstance(obj, h5py.Dataset):
+            if obj.is_virtual or obj.external:
+                problems.append(name)
+            total += int(np.prod(obj.shape or (), dtype=object)) * obj.dtype.itemsize if obj.shape is not None else 0
+        return None
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"cannot read {what} ({type(exc).__name__}: {exc})", file=str(path)) from None
+    if count > MAX_HDF5_OBJECTS:
+        raise CheckpointError(f"{what} holds too many groups and datasets", file=str(path),
+                              found=f"more than {MAX_HDF5_OBJECTS:,}", allowed=f"at most {MAX_HDF5_OBJECTS:,}")
+    if problems:
+        raise CheckpointError(f"{what} keeps data outside the file (external or virtual datasets)", file=str(path),
+                              where=", ".join(problems[:5]), allowed="datasets stored in the file itself")
+    check_fits(total, f"the datasets of {what}", file=str(path), error=CheckpointError)
+
+
+def check_finite(graph, path: Path) -> None:
+    """Every float weight and neuron parameter a frontend read is finite: NaN would otherwise reach the
+    quantizer (an integer cast) or an exported file."""
+    problems = []
+    for pop in ir.populations(graph, "lif"):
+        for name in pop.neuron.names():
+            if not np.isfinite(getattr(pop.neuron, name)).all():
+                problems.append(Problem("neuron parameter holds NaN or infinity", file=str(path),
+                                        where=f"population {pop.name}", resource=name, allowed="finite values"))
+    for proj in ir.projections(graph):
+        if not np.isfinite(proj.weight.data).all():
+            problems.append(Problem("weights hold NaN or infinity", file=str(path), where=f"projection {proj.name}",
+                                    found=f"{int((~np.isfinite(proj.weight.data)).sum())} non-finite weights",
+                                    allowed="finite values", fix="fix or retrain the model that wrote the file"))
+    if problems:
+        raise ModelError(problems=problems)
+
+
 def frontends():
     return [importlib.import_module(name) for name in FRONTEND_MODULES]
 
 
 def load_network(path: str | Path):
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError("model file not found", file=str(path),
-                              fix="check the path; `rsnn2chip train` writes model.pt")
+    path = check_readable_file(path, "model file", CheckpointError,
+                               fix="check the path; `rsnn2chip train` writes model.pt")
     for frontend in frontends():
         if frontend.sniff(path):
-            return frontend.load(path)
+            graph = frontend.load(path)
+            check_finite(graph, path)
+            return graph
     names = ", ".join(f.NAME for f in frontends())
     raise CheckpointError("not a model file rsnn2chip can read", file=str(path),
                           allowed=f"one of: {names}",

@@ -25,7 +25,7 @@ import numpy as np
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
-from rsnn2chip.frontends import hdf5_matches
+from rsnn2chip.frontends import check_hdf5, hdf5_matches
 from rsnn2chip.neurons.base import param_array
 from rsnn2chip.neurons.cuba_lif import CubaLIF, LoihiLIF
 from rsnn2chip.passes.quantize import PREQUANTIZED, quantize_neuron, quantize_weights
@@ -345,6 +345,7 @@ def load(path: str | Path) -> nx.DiGraph:
     import h5py
 
     path = Path(path)
+    check_hdf5(path, "netx file")
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

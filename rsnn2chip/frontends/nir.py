@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
 from rsnn2chip.neurons.cuba_lif import CubaLIF
-from rsnn2chip.frontends import hdf5_matches
+from rsnn2chip.frontends import check_hdf5, hdf5_matches
 from rsnn2chip.interop import Difference
 
 NAME = "NIR graph (.nir)"
@@ -57,20 +57,45 @@ def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:
     import nir
 
     path = Path(path)
+    check_hdf5(path, "NIR file")
+    check_nir_version(path)
     try:
         graph = nir.read(path)
     except Exception as exc:  # noqa: BLE001 - nir raises many kinds on malformed files
         raise CheckpointError(f"cannot read NIR file ({type(exc).__name__}: {exc})", file=str(path),
                               fix="write it with nir.write (nir >= 1.0)") from None
-    g = graph_from_nir(graph, dt=dt, name=path.stem)
+    try:
+        g = graph_from_nir(graph, dt=dt, name=path.stem)
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        # nir.read checks node types, not that parameter arrays agree in shape; a file whose arrays do not
+        # is malformed input, not a bug here (the named checks of graph_from_nir raise ModelError first).
+        raise CheckpointError(f"NIR file holds parameters of inconsistent shapes or types ({type(exc).__name__}: "
+                              f"{exc})", file=str(path), fix="write it with nir.write from a consistent graph") from None
     g.graph["source"] = str(path)
     return g
+
+
+SUPPORTED_NIR_MAJOR = "1"  # the format of nir >= 1.0; files declare the nir version that wrote them
+
+
+def check_nir_version(path: Path) -> None:
+    import h5py
+    with h5py.File(path, "r") as f:
+        raw = f["version"][()] if isinstance(f.get("version"), h5py.Dataset) else None
+    version = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw if isinstance(raw, str) else None
+    if version is None or version.split(".")[0] != SUPPORTED_NIR_MAJOR:
+        raise CheckpointError("unsupported NIR file version", file=str(path), where="version",
+                              found=repr(raw)[:60], allowed=f"{SUPPORTED_NIR_MAJOR}.x",
+                              fix="write the file with nir 1.x (nir.write)")
 
 
 def resolve_dt(nir_graph, dt: float | None) -> float:
     for value in (dt, (nir_graph.metadata or {}).get("dt"), os.environ.get(DT_ENV), DEFAULT_DT):
         if value is not None:
-            value = float(np.asarray(value).ravel()[0]) if not isinstance(value, str) else float(value)
+            try:
+                value = float(np.asarray(value).ravel()[0]) if not isinstance(value, str) else float(value)
+            except (IndexError, TypeError, ValueError):
+                raise ModelError("dt must be a positive number", resource="dt", found=repr(value)[:60]) from None
             if not np.isfinite(value) or value <= 0:
                 raise ModelError("dt must be a positive number", resource="dt", found=value)
             return value

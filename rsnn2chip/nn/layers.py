@@ -100,7 +100,7 @@ def check_neuron(where: str, neuron, size) -> list[Problem]:
     names = [spec.name for spec in model.float_params]
     problems = []
     missing = [k for k in model.required() if k not in neuron]
-    unknown = sorted(set(neuron) - set(names) - {MODEL_KEY})
+    unknown = sorted(set(neuron) - set(names) - {MODEL_KEY}, key=str)
     if missing:
         problems.append(Problem(f"neuron parameters missing for model {model.name}", where=where, found=missing,
                                 allowed=names))
@@ -134,7 +134,7 @@ def check_layer_cfg(cfg, index: int = 0) -> list[Problem]:
     if not isinstance(cfg, dict):
         return [Problem("a layer must be a mapping", where=where, found=type(cfg).__name__)]
     layer_type = cfg.get("type")
-    if layer_type not in LAYER_TYPES:
+    if not isinstance(layer_type, str) or layer_type not in LAYER_TYPES:
         return [Problem("unknown layer type", where=where, found=repr(layer_type), allowed=sorted(LAYER_TYPES),
                         fix="set 'type' to one of the allowed layer types")]
     cls = LAYER_TYPES[layer_type]
@@ -148,7 +148,7 @@ def check_layer_cfg(cfg, index: int = 0) -> list[Problem]:
         problems.append(Problem("size must be a positive integer", where=where, found=repr(size)))
     problems += check_neuron(where, cfg.get("neuron"), size)
     known = set(COMMON_KEYS) | set(cls.OPTIONS)
-    unknown = sorted(set(cfg) - known)
+    unknown = sorted(set(cfg) - known, key=str)
     if unknown:
         problems.append(Problem(f"unknown keys for layer type {layer_type!r}", where=where, found=unknown,
                                 allowed=sorted(known), fix="check the spelling"))

@@ -67,10 +67,10 @@ def check_header(arch: dict) -> list[Problem]:
     if not is_positive_int(arch.get("input_size")):
         problems.append(Problem("input_size must be a positive integer", where="arch.input_size",
                                 found=repr(arch.get("input_size"))))
-    if arch.get("readout") not in READOUTS:
+    if not isinstance(arch.get("readout"), str) or arch.get("readout") not in READOUTS:
         problems.append(Problem("unknown readout", where="arch.readout", found=repr(arch.get("readout")),
                                 allowed=sorted(READOUTS)))
-    unknown = sorted(set(arch) - set(ARCH_KEYS))
+    unknown = sorted(set(arch) - set(ARCH_KEYS), key=str)
     if unknown:
         problems.append(Problem("unknown arch keys", where="arch", found=unknown, allowed=list(ARCH_KEYS),
                                 fix="check the spelling"))
@@ -81,7 +81,9 @@ def check_unique_names(layers: list) -> list[Problem]:
     seen, problems = set(), []
     for index, cfg in enumerate(layers):
         name = cfg.get("name") if isinstance(cfg, dict) else None
-        if isinstance(name, str) and name in seen:
+        if not isinstance(name, str):
+            continue  # check_layer_cfg names the bad value
+        if name in seen:
             problems.append(Problem("duplicate layer name", where=f"layer {index} ({name!r})", found=name,
                                     fix="give every layer its own name"))
         seen.add(name)

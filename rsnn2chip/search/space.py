@@ -33,9 +33,9 @@ import copy
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-import yaml
-
 from rsnn2chip.errors import InputError, Problem
+from rsnn2chip.preflight import check_arch_fits
+from rsnn2chip.safeio import load_yaml
 from rsnn2chip.nn.layers import LAYER_NAME, RESERVED_NAMES, check_layer_cfg, check_neuron, is_positive_int
 from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION
 from rsnn2chip.readout import READOUTS
@@ -153,7 +153,7 @@ def _plain(value):
 def check_search_layer(cfg: dict, index: int) -> list[Problem]:
     where = f"layer {index} ({cfg.get('name')!r})"
     problems = []
-    unknown = sorted(set(cfg) - set(SEARCH_LAYER_KEYS[cfg["type"]]))
+    unknown = sorted(set(cfg) - set(SEARCH_LAYER_KEYS[cfg["type"]]), key=str)
     if unknown:
         problems.append(Problem(f"unknown keys for {cfg['type']}", where=where, found=unknown,
                                 allowed=list(SEARCH_LAYER_KEYS[cfg["type"]])))
@@ -212,7 +212,7 @@ def _section(cls, raw, where: str) -> tuple[object, list[Problem]]:
     if not isinstance(raw, dict):
         return cls(), [Problem(f"'{where}' must be a mapping", where=f"space.{where}", found=type(raw).__name__)]
     known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
+    unknown = sorted(set(raw) - set(known), key=str)
     if unknown:
         return cls(), [Problem(f"unknown keys in '{where}'", where=f"space.{where}", found=unknown,
                                allowed=sorted(known), fix="check the spelling")]
@@ -258,11 +258,11 @@ def space_from_dict(raw, file: str | None = None) -> Space:
     if raw.get("version", SPACE_VERSION) != SPACE_VERSION:
         problems.append(Problem("unsupported search-space version", where="space.version",
                                 found=repr(raw.get("version")), allowed=SPACE_VERSION))
-    unknown = sorted(set(raw) - set(SPACE_KEYS))
+    unknown = sorted(set(raw) - set(SPACE_KEYS), key=str)
     if unknown:
         problems.append(Problem("unknown search-space keys", where="space", found=unknown, allowed=list(SPACE_KEYS)))
     readout = raw.get("readout", "spike_count")
-    if readout not in READOUTS:
+    if not isinstance(readout, str) or readout not in READOUTS:
         problems.append(Problem("unknown readout", where="space.readout", found=repr(readout), allowed=list(READOUTS)))
     input_size = raw.get("input_size", "auto")
     if input_size != "auto" and not is_positive_int(input_size):
@@ -307,11 +307,7 @@ def space_from_dict(raw, file: str | None = None) -> Space:
 
 
 def load_space(path: str | Path) -> Space:
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("search-space file not found", file=str(path), fix="see examples/search/space_fsdd.yaml")
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise InputError(f"search-space file is not valid YAML: {err}", file=str(path)) from None
-    return space_from_dict(raw, str(path))
+    raw = load_yaml(path, "search-space file", fix="see examples/search/space_fsdd.yaml")
+    space = space_from_dict(raw, str(path))
+    check_arch_fits({"input_size": space.input_size, "layers": space.layers}, str(path))
+    return space

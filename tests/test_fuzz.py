@@ -1,0 +1,301 @@
+"""Bad input of every class issue 15 lists: exit 2 with a named cause, no traceback, no output, in bounded time.
+
+The crafted files come from tests/corpus.py (one per class). Each case runs the real CLI in this process
+(so a case whose bomb is too big to build for real can shrink the memory budget the preflight sees); a few
+run as a subprocess too, to show the installed entry point exits cleanly. Hypothesis then mutates each format
+at random and checks that the readers answer with their own error or a valid object, never anything else.
+"""
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import corpus
+from rsnn2chip import artifact, preflight
+from rsnn2chip.cli import main
+from rsnn2chip.errors import R2CError
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    corpus.build_base(d)
+    return d
+
+
+def _cli(argv) -> int:
+    """``rsnn2chip ARGV`` in this process; argparse's own refusals exit 2 through SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def _hidden_leftovers(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir() if p.name.startswith(".") and p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("case", corpus.CASES, ids=lambda c: c.name)
+def test_bad_input_exits_2_with_a_named_cause(case, corpus_dir, capsys, monkeypatch):
+    argv = case.make(corpus_dir)
+    if case.budget is not None:
+        monkeypatch.setattr(preflight, "available_bytes", lambda: case.budget)
+    capsys.readouterr()
+    start = time.monotonic()
+    code = _cli(argv)
+    elapsed = time.monotonic() - start
+    captured = capsys.readouterr()
+    err = captured.err + captured.out
+    assert code == 2, f"exit {code} for {argv}:\n{err}"
+    assert "error" in err and case.expect in err, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert elapsed < CASE_SECONDS
+    for name in case.outputs:
+        assert not (corpus_dir / name).exists(), f"{name} was written"
+    assert not _hidden_leftovers(corpus_dir)
+
+
+def test_argparse_refusals_name_the_option(corpus_dir, capsys):
+    """Out-of-range numbers are refused by argparse, which exits 2 by raising SystemExit."""
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(corpus_dir / "net.r2c"), "--input", str(corpus_dir / "x.npy"), "--steps", "0"])
+    assert info.value.code == 2
+    assert "argument --steps: must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+SUBPROCESS_CASES = ["artifact-index-1e6-run", "artifact-index-2e31-report", "artifact-index-negative-export",
+                    "yaml-alias-bomb", "npy-header-1e12-rows", "checkpoint-pickle", "timeout-0"]
+
+
+@pytest.mark.parametrize("name", SUBPROCESS_CASES)
+def test_the_installed_cli_exits_2_cleanly(name, corpus_dir):
+    case = next(c for c in corpus.CASES if c.name == name)
+    argv = case.make(corpus_dir)
+    proc = subprocess.run([sys.executable, "-m", "rsnn2chip", *argv], capture_output=True, text=True,
+                          timeout=CASE_SECONDS, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert case.expect in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+
+
+def _limited_write(limit: int):
+    import resource
+    return lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.parametrize("argv, target", [
+    (["compile", "{d}/model.pt", "-o", "{out}/net.r2c"], "net.r2c"),
+    (["report", "{d}/net.r2c", "--format", "html", "-o", "{out}/report"], "report"),
+])
+def test_a_full_disk_is_a_clear_error_and_leaves_nothing(argv, target, corpus_dir, tmp_path):
+    """RLIMIT_FSIZE makes every write past 4 kB fail (EFBIG), as a full disk would (ENOSPC)."""
+    argv = [a.format(d=corpus_dir, out=tmp_path) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "rsnn2chip", *argv], capture_output=True, text=True,
+                          timeout=CASE_SECONDS, preexec_fn=_limited_write(4096),
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot write output" in proc.stderr and "Traceback" not in proc.stderr
+    assert list(tmp_path.iterdir()) == [], "a partial output or temporary was left behind"
+
+
+def test_an_existing_report_survives_a_failed_rewrite(corpus_dir, tmp_path):
+    report = tmp_path / "report"
+    assert main(["report", str(corpus_dir / "net.r2c"), "--format", "html", "-o", str(report),
+                 "--image-formats", "png"]) == 0
+    before = {p.name: p.read_bytes() for p in report.iterdir()}
+    proc = subprocess.run([sys.executable, "-m", "rsnn2chip", "report", str(corpus_dir / "net.r2c"), "--format",
+                           "html", "-o", str(report), "--image-formats", "png,svg"], capture_output=True, text=True,
+                          timeout=CASE_SECONDS, preexec_fn=_limited_write(4096),
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert {p.name: p.read_bytes() for p in report.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+# --------------------------------------------------------------------------- hypothesis: random mutations
+
+FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                       HealthCheck.too_slow])
+# No subnormal floats: torch.set_flush_denormal(True), set by training code, changes how the CPU treats them.
+FLOATS = st.floats(allow_nan=True, allow_subnormal=False)
+JSON_VALUES = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 63, 2 ** 63) | FLOATS
+                           | st.text(max_size=8), lambda inner: st.lists(inner, max_size=3)
+                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+
+
+def _paths(obj, prefix=()):
+    """Every (path, value) in a JSON document."""
+    yield prefix, obj
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _paths(v, prefix + (i,))
+
+
+def _set(obj, path, value):
+    for key in path[:-1]:
+        obj = obj[key]
+    obj[path[-1]] = value
+
+
+def _loads_or_refuses(load, path, error=R2CError):
+    try:
+        return load(path)
+    except error as exc:
+        assert exc.problems and all(p.message for p in exc.problems)
+        return None
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_manifests_are_loaded_or_refused(corpus_dir, tmp_path_factory, data):
+    manifest, payload = corpus._read_artifact(corpus_dir)
+    paths = [p for p, _ in _paths(manifest) if p]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        try:
+            _set(manifest, path, data.draw(JSON_VALUES))
+        except (KeyError, IndexError, TypeError):
+            continue
+    out = tmp_path_factory.mktemp("m") / "net.r2c"
+    try:
+        corpus.write_artifact(out, manifest, payload)
+    except ValueError:  # NaN/inf written as JSON NaN is fine; a value JSON cannot encode is not a case
+        return
+    loaded = _loads_or_refuses(artifact.load, out)
+    if loaded is not None:  # whatever loads must run
+        from rsnn2chip.backends import run as run_backend
+        run_backend(loaded, np.load(corpus_dir / "x.npy"), 5)
+
+
+ARRAY_DTYPES = st.sampled_from([np.int8, np.int32, np.int64, np.uint64, np.float32, np.float64, np.bool_])
+
+
+@st.composite
+def arrays(draw):
+    shape = draw(st.lists(st.integers(0, 5), max_size=2))
+    dtype = draw(ARRAY_DTYPES)
+    values = draw(st.lists(st.integers(-2 ** 31, 2 ** 31) | FLOATS, min_size=int(np.prod(shape)),
+                           max_size=int(np.prod(shape))))
+    with np.errstate(all="ignore"):
+        return np.array(values, dtype=np.float64).astype(dtype).reshape(shape)
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_artifact_arrays_are_loaded_or_refused(corpus_dir, tmp_path_factory, data):
+    manifest, payload = corpus._read_artifact(corpus_dir)
+    content = corpus._arrays(payload)
+    for _ in range(data.draw(st.integers(1, 3))):
+        key = data.draw(st.sampled_from(sorted(content)))
+        if data.draw(st.booleans()):
+            content[key] = data.draw(arrays())
+        else:  # a small change of an existing value: the likeliest kind of damage
+            a = content[key].copy()
+            if a.size:
+                with np.errstate(all="ignore"):
+                    a.flat[data.draw(st.integers(0, a.size - 1))] = data.draw(st.integers(-2 ** 31, 2 ** 31 - 1))
+            content[key] = a
+    out = tmp_path_factory.mktemp("a") / "net.r2c"
+    corpus.write_artifact(out, manifest, corpus._npz_bytes(content))
+    loaded = _loads_or_refuses(artifact.load, out)
+    if loaded is not None:
+        from rsnn2chip.backends import run as run_backend
+        run_backend(loaded, np.load(corpus_dir / "x.npy"), 5)
+
+
+@FUZZ
+@given(cut=st.integers(0, 4000), flips=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(1, 255)),
+                                                max_size=4))
+def test_damaged_artifact_bytes_are_refused(corpus_dir, tmp_path_factory, cut, flips):
+    raw = bytearray((corpus_dir / "net.r2c").read_bytes())
+    for offset, mask in flips:
+        raw[offset % len(raw)] ^= mask
+    if cut:
+        raw = raw[:-cut]
+    out = tmp_path_factory.mktemp("b") / "net.r2c"
+    out.write_bytes(bytes(raw))
+    _loads_or_refuses(artifact.load, out)
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_datasets_are_loaded_or_refused(corpus_dir, tmp_path_factory, data):
+    from rsnn2chip.data import load_dataset
+    with np.load(corpus_dir / "data.npz") as npz:
+        content = {k: npz[k] for k in npz.files}
+    names = ["X", "lengths", "y", "split", "events", "sample_index", "n_channels"]
+    for _ in range(data.draw(st.integers(1, 3))):
+        content[data.draw(st.sampled_from(names))] = data.draw(arrays())
+    out = tmp_path_factory.mktemp("d") / "data.npz"
+    np.savez(out, **content)
+    _loads_or_refuses(lambda p: load_dataset(str(p), data.draw(st.sampled_from(["train", "val", "test"]))), out)
+
+
+YAML_TEXT = st.text(alphabet=st.sampled_from(list("abc:-[]{}&*!#|>'\" \n0123456789.,")), max_size=120)
+
+
+@FUZZ
+@given(text=YAML_TEXT)
+def test_random_arch_yaml_is_loaded_or_refused(tmp_path_factory, text):
+    from rsnn2chip.commands.train import read_arch
+    from rsnn2chip.nn import RSNN
+    out = tmp_path_factory.mktemp("y") / "arch.yaml"
+    out.write_text(text)
+    arch = _loads_or_refuses(lambda p: read_arch(str(p)), out)
+    if arch is not None:
+        _loads_or_refuses(RSNN, arch)
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_checkpoints_are_loaded_or_refused(corpus_dir, tmp_path_factory, data):
+    import torch
+    from rsnn2chip.checkpoint import model_from_checkpoint
+    payload = torch.load(corpus_dir / "model.pt", weights_only=True)
+    arch_paths = [p for p, _ in _paths(payload["arch"]) if p]
+    for _ in range(data.draw(st.integers(1, 3))):
+        if data.draw(st.booleans()):
+            try:
+                _set(payload["arch"], data.draw(st.sampled_from(arch_paths)), data.draw(JSON_VALUES))
+            except (KeyError, IndexError, TypeError):
+                pass
+        else:
+            key = data.draw(st.sampled_from(sorted(payload["state_dict"])))
+            payload["state_dict"][key] = torch.as_tensor(data.draw(arrays()))
+    out = tmp_path_factory.mktemp("c") / "model.pt"
+    torch.save(payload, out)
+    _loads_or_refuses(model_from_checkpoint, out)
+
+
+@FUZZ
+@given(data=st.data())
+def test_mutated_nir_files_are_loaded_or_refused(corpus_dir, tmp_path_factory, data):
+    import shutil
+
+    import h5py
+    from rsnn2chip.frontends import load_network
+    out = tmp_path_factory.mktemp("n") / "net.nir"
+    shutil.copy(corpus_dir / "net.nir", out)
+    with h5py.File(out, "r+") as f:
+        names = []
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        for _ in range(data.draw(st.integers(1, 2))):
+            name = data.draw(st.sampled_from(names))
+            if name in f:
+                del f[name]
+                if data.draw(st.booleans()):
+                    f.create_dataset(name, data=data.draw(arrays()))
+    _loads_or_refuses(load_network, out)

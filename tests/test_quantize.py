@@ -106,7 +106,7 @@ def test_quantize_reports_every_bad_parameter_at_once():
 
 def test_threshold_mantissa_rounds_to_nearest():
     # vth = threshold * scale / 64: 0.7 * 2^17 / 64 = 1433.6 -> 1434, 1.3 * 2^17 / 64 = 2662.4 -> 2662
-    neuron = ir.CubaLIF(current_decay=0.5, voltage_decay=0.5, threshold=[0.7, 1.3], bias=0.0)
+    neuron = CubaLIF(current_decay=0.5, voltage_decay=0.5, threshold=[0.7, 1.3], bias=0.0)
     fixed, losses = quantize_neuron(neuron, scale=2.0 ** 17)
     np.testing.assert_array_equal(fixed.vth, [1434, 2662])
     threshold_loss = next(q for q in losses if q["param"] == "threshold")

@@ -22,6 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the run directory's last checkpoint (same space, data and seed)")
     parser.add_argument("--seed", type=argtypes.SEED, help="overrides search.seed of the space")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA when torch sees a GPU, else CPU (default %(default)s)")
     parser.add_argument("--limit", type=argtypes.positive_int,
                         help="use at most N samples of each split (quick runs, tests)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG pictures")
@@ -53,7 +55,7 @@ def run(args, out) -> int:
             progress.update(task, completed=step, total=total, description=f"search step {step}/{total}")
 
         result = run_hrmas(space, (train_data, val_data, test_data), work, resume=args.resume, progress=progress,
-                           on_step=on_step, plots=not args.no_plots)
+                           on_step=on_step, plots=not args.no_plots, device=args.device)
         progress.remove_task(task)
     distributed.cleanup()
     if not env.is_main:

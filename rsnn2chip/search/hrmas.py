@@ -17,6 +17,7 @@ exactly the steps the uninterrupted run takes.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -38,8 +39,8 @@ from rsnn2chip.search.ip import ip_layer_names, ip_step, mean_of, rate_stats, sa
 from rsnn2chip.search.space import Space
 from rsnn2chip.search.supernet import Supernet, synapse_count
 from rsnn2chip.seeds import stream_seed
-from rsnn2chip.train import (TrainConfig, capped_batch_size, depth_of, deterministic, evaluate, readout_logits, seed_everything, train,
-                             write_json)
+from rsnn2chip.train import (AUTO, TrainConfig, capped_batch_size, depth_of, deterministic, evaluate, readout_logits,
+                             resolve_device, seed_everything, train, write_json)
 
 STATE_FORMAT = "rsnn2chip.search-state"
 RESULT_FORMAT = "rsnn2chip.search-result"
@@ -136,10 +137,15 @@ def read_log(path: Path) -> list[dict]:
 # --------------------------------------------------------------------------- step 1 + step 2
 
 def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_dir: Path, resume: bool = False,
-                 on_step: Callable[[int, int], None] | None = None) -> SearchOutcome:
-    """Run (or resume) the alternating search; ``space`` must be resolved. Returns the trained supernet."""
+                 on_step: Callable[[int, int], None] | None = None, device: str = AUTO) -> SearchOutcome:
+    """Run (or resume) the alternating search; ``space`` must be resolved. Returns the trained supernet.
+
+    ``device``: auto (CUDA when torch sees one), cpu or cuda; under torchrun each rank takes its local device.
+    """
     cfg, ip_cfg = space.search, space.ip
     env = distributed.setup()
+    if not env.enabled:
+        env = dataclasses.replace(env, device=resolve_device(device))
     prepare_torch()
     state_path, log_path = out_dir / STATE_FILE, out_dir / LOG_FILE
     with deterministic():
@@ -279,7 +285,7 @@ def write_arch(path: Path, arch: dict, note: str) -> None:
 
 
 def retrain_phase(space: Space, outcome: SearchOutcome, train_data: SpikeData, val_data: SpikeData, out_dir: Path,
-                  progress=None, extra_meta: dict | None = None):
+                  progress=None, extra_meta: dict | None = None, device: str = AUTO):
     keep = space.retrain.keep_intrinsic
     arch = outcome.model.discretise(keep_intrinsic=keep, intrinsic_layers=outcome.ip_layers)
     if distributed.current().is_main:
@@ -291,7 +297,7 @@ def retrain_phase(space: Space, outcome: SearchOutcome, train_data: SpikeData, v
                       f"{out_dir / MODEL_FILE} only (an arch has no key for it)." if keep else
                       "Neuron parameters are the space's initial values (retrain.keep_intrinsic: false)."))
     cfg = TrainConfig(epochs=space.retrain.epochs, batch_size=space.retrain.batch_size, lr=space.retrain.lr,
-                      seed=space.search.seed)
+                      seed=space.search.seed, device=device)
     init_state = outcome.model.intrinsic_state(outcome.ip_layers) if keep else None
     start = time.perf_counter()
     result = train(arch, train_data, val_data, cfg, out_dir / MODEL_FILE, out_dir / METRICS_FILE, progress,
@@ -301,7 +307,7 @@ def retrain_phase(space: Space, outcome: SearchOutcome, train_data: SpikeData, v
 
 def run_hrmas(space: Space, data: tuple[SpikeData, SpikeData, SpikeData], out_dir: str | Path, *,
               resume: bool = False, progress=None, on_step: Callable[[int, int], None] | None = None,
-              plots: bool = True) -> dict:
+              plots: bool = True, device: str = AUTO) -> dict:
     """Search, discretise, retrain, test; write every output to ``out_dir``; return the result dict."""
     out_dir = Path(out_dir)
     train_data, val_data, test_data = data
@@ -312,9 +318,9 @@ def run_hrmas(space: Space, data: tuple[SpikeData, SpikeData, SpikeData], out_di
         previous = json.loads(result_path.read_text())
         if previous.get("space") == space.to_dict() and previous.get("done"):
             return previous
-    outcome = search_phase(space, train_data, val_data, out_dir, resume=resume, on_step=on_step)
+    outcome = search_phase(space, train_data, val_data, out_dir, resume=resume, on_step=on_step, device=device)
     arch, trained, retrain_seconds = retrain_phase(space, outcome, train_data, val_data, out_dir, progress,
-                                                   {"search_seconds": outcome.seconds})
+                                                   {"search_seconds": outcome.seconds}, device=device)
     test = evaluate(trained.model, test_data) if len(test_data) else None
     searched = {cfg["name"]: layer_summary(cfg) for cfg in arch["layers"]
                 if cfg["name"] in outcome.model.searched()}

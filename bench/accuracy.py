@@ -7,7 +7,8 @@ For each data set and seed, in one run:
   the reference backend over the **whole test split** (the deployed accuracy); Lava == reference is checked
   on the first ``--lava-samples`` test samples;
 * the ablations that chose those defaults (``--configs``): delta-spike input, spike-count readout, other
-  learning rates, the SC-ML example arch, adaptive-threshold (ATRLIF) hidden neurons;
+  learning rates, surrogate-gradient slopes and initial weight scales, the SC-ML example arch,
+  adaptive-threshold (ATRLIF) hidden neurons;
 * ``gru`` and ``lstm``: 128 units, trained by this script with the same recipe (step budget, warm-up +
   cosine, clipping, best-on-validation) on the same input values, linear readout at the last valid step.
 
@@ -45,6 +46,11 @@ DESCRIPTIONS = {
     "fmnist-rows": "Fashion-MNIST read row by row: 28 steps x 28 channels, 10 classes, 3000 train / 1000 test "
                    "stratified subset (Debian dataset-fashion-mnist)",
 }
+def init_scale(scale: float) -> dict:
+    """Arch override: every layer's initial weight scale (drive of the order of threshold * scale)."""
+    return {"layer_options": {"init_scale": scale}}
+
+
 # name -> (arch file, TrainConfig overrides, arch overrides, --encoding)
 CONFIGS = {
     "default": (FC_ARCH, {}, {}, None),
@@ -54,6 +60,10 @@ CONFIGS = {
     "lr_1e-2": (FC_ARCH, {"lr": 1e-2}, {}, None),
     "scml": (SCML_ARCH, {}, {}, None),
     "atrlif": (ATRLIF_ARCH, {}, {}, None),
+    "slope_2": (FC_ARCH, {"surrogate_slope": 2.0}, {}, None),
+    "slope_10": (FC_ARCH, {"surrogate_slope": 10.0}, {}, None),
+    "init_0.5": (FC_ARCH, {}, init_scale(0.5), None),
+    "init_2": (FC_ARCH, {}, init_scale(2.0), None),
 }
 ANCHORS = ("gru", "lstm")
 ANCHOR_UNITS = 128
@@ -85,7 +95,10 @@ def run_spiking(name: str, config: str, seed: int, runs: Path, lava_samples: int
     from rsnn2chip.train import TrainConfig, train
     arch_file, overrides, arch_overrides, encoding = CONFIGS[config]
     train_data, val, test = load_splits(name, encoding)
-    arch = {**yaml.safe_load(arch_file.read_text()), **arch_overrides}
+    arch = yaml.safe_load(arch_file.read_text())
+    options = arch_overrides.get("layer_options", {})
+    arch = {**arch, **{k: v for k, v in arch_overrides.items() if k != "layer_options"},
+            "layers": [{**layer, **options} for layer in arch["layers"]]}
     out = runs / f"{name}_{config}_s{seed}.pt"
     start = time.perf_counter()
     trained = train(arch, train_data, val, TrainConfig(seed=seed, **overrides), out, test_data=test)

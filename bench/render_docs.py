@@ -285,7 +285,8 @@ def deploy_fidelity(d: dict) -> str:
             "rerun the benchmark on this version."), ""])
 
 
-RECIPE_ORDER = ("default", "gru", "lstm", "delta_input", "spike_count", "lr_1e-3", "lr_1e-2", "scml", "atrlif")
+RECIPE_ORDER = ("default", "gru", "lstm", "delta_input", "spike_count", "lr_1e-3", "lr_1e-2", "slope_2", "slope_10",
+                "init_0.5", "init_2", "scml", "atrlif")
 
 
 def accuracy(d: dict) -> str:

@@ -76,6 +76,9 @@ class TrainConfig:
     # Optional activity regulariser: rate_reg * mean spike rate of the firing layers (spikes are energy on
     # Loihi). 0 = off.
     rate_reg: float = 0.0
+    # Steepness of the fast-sigmoid surrogate gradient (rsnn2chip/nn/neuron.py); only the backward pass
+    # depends on it. 5 was measured against 2 and 10 (bench/accuracy.py, docs/training.md).
+    surrogate_slope: float = 5.0
     device: str = AUTO
     eval_batch_size: int = 256
 
@@ -293,6 +296,8 @@ class TrainResult:
 def build_model(arch: dict, cfg: TrainConfig, encoding: dict | None = None) -> RSNN:
     """The model to train; with ``cfg.qat`` in the exact integer forward (graded input when ``encoding`` is)."""
     model = RSNN(arch)
+    for layer in model.layers.values():
+        layer.neuron.surrogate_slope = float(cfg.surrogate_slope)
     if cfg.qat:
         # Imported here: QAT is optional and lives in its own module.
         from rsnn2chip.data.encoding import graded_input_of

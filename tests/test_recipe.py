@@ -194,3 +194,19 @@ def test_training_on_cuda_matches_the_cpu_run_closely(tmp_path, workdir, capsys)
         assert metrics["device"].startswith(device)
         accs[device] = metrics["evaluations"][-1]["train_loss"]
     assert accs["cuda"] == pytest.approx(accs["cpu"], rel=0.05)
+
+
+def test_surrogate_slope_reaches_every_layer_and_changes_only_the_gradient():
+    from rsnn2chip.train import build_model, resolve_arch
+    arch = resolve_arch(dict(ROOT_ARCH, readout="spike_count"), 2, 3)
+    x = torch.rand(2, 10, 2) * 3
+    grads = {}
+    for slope in (2.0, 10.0):
+        torch.manual_seed(0)
+        model = build_model(arch, TrainConfig(surrogate_slope=slope))
+        assert all(layer.neuron.surrogate_slope == slope for layer in model.layers.values())
+        out = model(x)
+        out["logits"].sum().backward()
+        grads[slope] = (out["hidden"].detach().clone(), model.layers["hidden"].w_in.grad.clone())
+    assert torch.equal(grads[2.0][0], grads[10.0][0])  # same forward
+    assert not torch.equal(grads[2.0][1], grads[10.0][1])  # other gradient

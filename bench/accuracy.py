@@ -258,7 +258,11 @@ def main() -> None:
     args = parser.parse_args()
     out, runs = Path(args.out), Path(args.runs)
     runs.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(out.read_text())["runs"] if args.resume and out.exists() else []
+    before = json.loads(out.read_text()) if args.resume and out.exists() else {}
+    previous = before.get("runs", [])
+    # Every invocation that contributed runs, so docs/benchmarks.md can quote each.
+    args.commands = before.get("commands", [before["command"]] if "command" in before else []) + [
+        " ".join(["bench/accuracy.py", *sys.argv[1:]])]
     done = {(r["dataset"], r["config"], r["seed"]) for r in previous}
     todo = [(d, c, s) for s in args.seeds for d in args.datasets for c in args.configs if (d, c, s) not in done]
     rows, start = list(previous), time.perf_counter()
@@ -282,7 +286,7 @@ def main() -> None:
 def write(out: Path, rows: list[dict], args) -> dict:
     from rsnn2chip.fileio import atomic_write_bytes
     summary = summarise(rows)
-    payload = {"benchmark": "accuracy", "command": " ".join(["bench/accuracy.py", *sys.argv[1:]]),
+    payload = {"benchmark": "accuracy", "command": args.commands[-1], "commands": args.commands,
                "machine": platform.machine(), "python": platform.python_version(),
                "datasets": {d: DESCRIPTIONS.get(d, d) for d in {r["dataset"] for r in rows}},
                "anchor": f"{ANCHOR_UNITS}-unit GRU / LSTM, same recipe and input values, linear readout of the "

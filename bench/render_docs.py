@@ -297,7 +297,8 @@ def accuracy(d: dict) -> str:
            "docs/training.md), compiled for loihi2-sim; *deployed* is the reference backend on the whole test "
            f"split, and Lava equals it on the first test samples of each run. Anchor: {d['anchor']}. Rows other "
            "than `default`, `gru` and `lstm` are the ablations that chose the defaults (one seed).", "",
-           f"Command: `.venv/bin/python {d['command']}` (with `--resume`, runs accumulate over invocations)", ""]
+           "Commands (runs accumulate over invocations with `--resume`): "
+           + "; ".join(f"`.venv/bin/python {c}`" for c in d.get("commands", [d["command"]])), ""]
     for dataset, configs in d["summary"].items():
         runs = [r for r in d["runs"] if r["dataset"] == dataset]
         split = runs[0]["splits"]

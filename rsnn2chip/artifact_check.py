@@ -236,7 +236,7 @@ def check_ir_meta(meta: dict, c: Checker) -> dict[str, dict] | None:
                 continue
             lo, hi = fx.WEIGHT_EXP_RANGE
             c.int_in(quant["weight_exp"], lo, hi, f"{where}.quant.weight_exp")
-            if quant["sign_mode"] not in fx.WEIGHT_RANGE:
+            if not isinstance(quant["sign_mode"], str) or quant["sign_mode"] not in fx.WEIGHT_RANGE:
                 c.add("unknown sign mode", f"{where}.quant.sign_mode", found=_short(quant["sign_mode"]),
                       allowed=list(fx.WEIGHT_RANGE))
             c.typed(quant["stats"], dict, f"{where}.quant.stats", "a mapping")

@@ -298,7 +298,8 @@ def accuracy(d: dict) -> str:
            f"split, and Lava equals it on the first test samples of each run. Anchor: {d['anchor']}. Rows other "
            "than `default`, `gru` and `lstm` are the ablations that chose the defaults (one seed).", "",
            "Commands (runs accumulate over invocations with `--resume`): "
-           + "; ".join(f"`.venv/bin/python {c}`" for c in d.get("commands", [d["command"]])), ""]
+           + "; ".join(f"`.venv/bin/python {c}`" for c in d.get("commands", [d["command"]]))
+           + (f" ({d['merged']})" if d.get("merged") else ""), ""]
     for dataset, configs in d["summary"].items():
         runs = [r for r in d["runs"] if r["dataset"] == dataset]
         split = runs[0]["splits"]

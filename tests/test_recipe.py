@@ -174,9 +174,8 @@ def test_rate_regulariser_lowers_the_spike_rate(tmp_path, workdir, capsys):
     assert rates["5"] < 0.7 * rates["0"], rates
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA; the CUDA training test covers it")
 def test_device_cuda_without_a_gpu_is_a_clear_error(tmp_path, workdir, capsys):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA; test_training_on_cuda covers it")
     code, err = cli(capsys, ["train", "--arch", str(workdir / "arch.yaml"), "--data", str(workdir / "series.npz"),
                              "--steps", "2", "--device", "cuda", "-o", str(tmp_path / "c.pt")])
     assert code == 2 and "CUDA" in json.dumps(err)

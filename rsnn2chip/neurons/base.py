@@ -18,6 +18,8 @@ Parameters are arrays of shape ``(1,)`` when every neuron shares them and
 """
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, fields
 from typing import Callable, ClassVar
 
@@ -107,7 +109,7 @@ def quantize_bias(bias_int: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
     return mant.astype(np.int64), exp, mant != mant_exact
 
 
-class NeuronModel:
+class NeuronModel(abc.ABC):
     """One neuron model; subclasses fill in the class attributes and the methods below.
 
     Integer state is a dict ``name -> (batch, n) int64`` in the order of
@@ -148,13 +150,13 @@ class NeuronModel:
         return tuple(int(getattr(fixed, name)[0]) for name in self.process_params)
 
     # ---- quantization
+    @abc.abstractmethod
     def scale_magnitude(self, params: ParamArrays) -> float:
         """The float magnitude the quantizer maps to the target threshold mantissa."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def quantize(self, params: ParamArrays, scale: float) -> tuple[ParamArrays, list[dict]]:
         """Fixed-point parameters at state scale ``scale`` (integer = float * scale), and the precision lost."""
-        raise NotImplementedError
 
     def without_firing(self, fixed: ParamArrays) -> ParamArrays:
         """``fixed`` with the largest threshold the model has: a membrane readout, whose v is read instead of
@@ -164,42 +166,45 @@ class NeuronModel:
             values[name] = np.array([self.fixed_ranges[name][1]], np.int64)
         return type(fixed)(**values)
 
+    @abc.abstractmethod
     def dequantize(self, fixed: dict[str, np.ndarray], scale: float) -> dict[str, np.ndarray]:
         """The float parameters the (expanded) fixed-point ones stand for, keyed like ``float_type``."""
-        raise NotImplementedError
 
     # ---- integer execution (reference backend and QAT forward)
+    @abc.abstractmethod
     def integer_constants(self, fixed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """What the integer steps need, derived once from the (expanded) fixed-point parameters."""
 
+    @abc.abstractmethod
     def initial_state(self, consts: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """The reset integer state: each variable of ``state`` as ``(batch, n)`` int64."""
 
+    @abc.abstractmethod
     def reference_step(self, state: dict[str, np.ndarray], a_in: np.ndarray,
                        consts: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """One step of Lava's fixed-point model on int64 arrays; returns ``(state, spikes)``."""
-        raise NotImplementedError
 
     # ---- torch
+    @abc.abstractmethod
     def torch_initial_state(self, params: dict, batch: int) -> tuple:
-        raise NotImplementedError
+        """The reset float state: a tuple of ``(batch, size)`` tensors in the order of ``state``."""
 
+    @abc.abstractmethod
     def torch_step(self, params: dict, state: tuple, current, spike: Callable) -> tuple:
         """Float step: ``params`` name -> ``(size,)`` tensor; ``spike(x, threshold, inclusive)`` is the
         surrogate spike function. Returns ``(spikes, state)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def qat_step(self, consts: dict, shadow: dict, state_int: dict, state: tuple, a_in, current,
                  exact, spike: Callable) -> tuple:
         """Integer step and float shadow together: ``exact.state(shadow, ints)`` / ``exact.spikes(shadow,
         fired)`` give the shadow value whose forward is the integer one. Returns
         ``(fired, spikes, state_int, state)``."""
-        raise NotImplementedError
 
     # ---- Lava
+    @abc.abstractmethod
     def lava_process(self, fixed: dict[str, np.ndarray], n: int, name: str):
         """The Lava process running ``n`` neurons with the (expanded) fixed-point parameters."""
-        raise NotImplementedError
 
     # ---- reports
     def report_fields(self, fixed: ParamArrays | None) -> dict:

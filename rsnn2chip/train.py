@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rsnn2chip import distributed
+from rsnn2chip import distributed, ir
 from rsnn2chip.checkpoint import save_checkpoint
 from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError
@@ -189,15 +189,10 @@ def rate_penalty(model: RSNN, outputs: dict[str, torch.Tensor], lengths: torch.T
 def synaptic_fanout(model: RSNN) -> dict[str, np.ndarray]:
     """Per presynaptic population (input included): synapses leaving each neuron."""
     fanout: dict[str, np.ndarray] = {}
-    for proj in model_projections(model):
+    for proj in ir.projections(model.to_ir()):
         counts = np.diff(proj.weight.tocsc().indptr)
         fanout[proj.pre] = fanout.get(proj.pre, 0) + counts
     return fanout
-
-
-def model_projections(model: RSNN):
-    from rsnn2chip import ir
-    return list(ir.projections(model.to_ir()))
 
 
 def batch_synops(outputs: dict[str, torch.Tensor], x: torch.Tensor, lengths: torch.Tensor, depth: int,

@@ -40,8 +40,8 @@ MIN_STD = 1e-6
 
 
 # Graded payloads: signed 8-bit integers with 5 fractional bits, so +-3.97 standard deviations in steps of
-# 1/32. Loihi 2 carries payloads of up to 32 bits; 8 keep the input's weight exponents in range (see
-# passes/quantize.py) and are the finest step a normalised feature needs (docs/training.md).
+# 1/32. Loihi 2 carries payloads of up to 32 bits; 8 keep the input projections' integer sums small (a_in is
+# 16-bit on the chip) while resolving a normalised feature far below its usual noise. Not tuned further.
 DEFAULT_PAYLOAD_BITS = 8
 DEFAULT_FRAC_BITS = 5
 

@@ -74,14 +74,8 @@ def data_arg(name: str) -> str:
 
 
 def load_splits(name: str, encoding: str | None):
-    from rsnn2chip.data import load_dataset
-    from rsnn2chip.data.common import carve_validation_from
-    train = load_dataset(data_arg(name), "train", input_encoding=encoding)
-    val = load_dataset(data_arg(name), "val", encoding=train.encoding)
-    test = load_dataset(data_arg(name), "test", encoding=train.encoding)
-    if not len(val):  # as `rsnn2chip train` does for files that split only train/test
-        train, val = carve_validation_from(train)
-    return train, val, test
+    from rsnn2chip.data import load_splits as load
+    return load(data_arg(name), input_encoding=encoding)
 
 
 # --------------------------------------------------------------------------- spiking runs

@@ -298,3 +298,24 @@ def test_inherited_model_equals_a_confident_supernet():
                               net.layers["hidden"].mixed_recurrent_weights(), atol=1e-6)
         assert torch.equal(model(x)["hidden"], net(x)["hidden"])
         assert torch.equal(model.layers["hidden"].neuron.input_gain, net.layers["hidden"].neuron.input_gain)
+
+
+def test_search_on_a_file_with_only_train_and_test_carves_a_validation_split(tmp_path, capsys):
+    """UCR/UEA-style files split train/test only; the search's alpha steps and the retraining need val."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(8, 16, 48)
+    labels = np.arange(48) % 2
+    t = [np.arange(n) for n in lengths]
+    frames = np.concatenate([np.sin((0.2 + 0.3 * y) * x)[:, None] + 0.1 * rng.standard_normal((len(x), 1))
+                             for x, y in zip(t, labels)]).astype(np.float32)
+    np.savez(tmp_path / "series.npz", X=frames, lengths=lengths.astype(np.int64), y=labels.astype(np.int64),
+             split=np.where(np.arange(48) < 36, 0, 2).astype(np.int64))
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(yaml.safe_dump(tiny_space(search={"epochs": 1})))
+    capsys.readouterr()
+    assert main(["search", "--space", str(space_file), "--data", str(tmp_path / "series.npz"),
+                 "-o", str(tmp_path / "run"), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert result["splits"]["val"] > 0 and result["splits"]["train"] + result["splits"]["val"] == 36
+    assert result["splits"]["test"] == 12 and 0 <= summary["test_accuracy"] <= 1

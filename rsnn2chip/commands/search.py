@@ -5,7 +5,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rsnn2chip import argtypes, distributed
-from rsnn2chip.data import dataset_names, load_dataset, require_samples
+from rsnn2chip.data import dataset_names, load_splits
 from rsnn2chip.errors import InputError
 from rsnn2chip.fileio import check_output_file, publish_directory
 
@@ -43,9 +43,7 @@ def run(args, out) -> int:
     work = working_directory(output, args.resume, env.is_main)
     quiet = args.json or not env.is_main
     with out.status(f"loading {args.data}", quiet):
-        train_data = require_samples(load_dataset(args.data, "train", limit=args.limit), "train", args.data)
-        val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
-        test_data = load_dataset(args.data, "test", encoding=train_data.encoding, limit=args.limit)
+        train_data, val_data, test_data = load_splits(args.data, args.limit)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     with Progress(*columns, console=out.err, transient=True, disable=quiet, refresh_per_second=2) as progress:

@@ -4,8 +4,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rsnn2chip import argtypes, distributed
-from rsnn2chip.data import dataset_names, load_dataset, require_samples
-from rsnn2chip.data.common import carve_validation_from
+from rsnn2chip.data import dataset_names, load_splits
 from rsnn2chip.data.encoding import ANALOG_ENCODERS
 from rsnn2chip.errors import InputError
 from rsnn2chip.fileio import check_output_file
@@ -89,14 +88,7 @@ def run(args, out) -> int:
                       limit=args.limit, qat=args.qat, target=args.target, patience=args.patience,
                       rate_reg=args.rate_reg, device=args.device)
     with out.status(f"loading {args.data}"):
-        train_data = require_samples(load_dataset(args.data, "train", limit=args.limit, input_encoding=args.encoding),
-                                     "train", args.data)
-        # val and test are encoded with the train split's encoder, as eval will be.
-        val_data = load_dataset(args.data, "val", encoding=train_data.encoding, limit=args.limit)
-        test_data = load_dataset(args.data, "test", encoding=train_data.encoding, limit=args.limit)
-        if not len(val_data):
-            # A file that splits only train/test: choosing the best model needs a validation split.
-            train_data, val_data = carve_validation_from(train_data)
+        train_data, val_data, test_data = load_splits(args.data, args.limit, args.encoding)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     # A low refresh rate: the redraw thread competes with training for the GIL.

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Callable
 
 from rsnn2chip.data import events, fsdd, images, npz, tonic_loaders
-from rsnn2chip.data.common import SPLITS, Batch, LazySamples, SpikeData, stratified_split
+from rsnn2chip.data.common import SPLITS, Batch, LazySamples, SpikeData, carve_validation_from, stratified_split
 from rsnn2chip.errors import InputError
 
-__all__ = ["DATASETS", "DERIVED", "SPLITS", "Batch", "LazySamples", "SpikeData", "load_dataset", "require_samples",
+__all__ = ["DATASETS", "DERIVED", "SPLITS", "Batch", "LazySamples", "SpikeData", "load_dataset", "load_splits", "require_samples",
            "stratified_split", "dataset_names"]
 
 # name -> loader(split, encoding=None, root=None) -> SpikeData
@@ -59,6 +59,20 @@ def load_dataset(name_or_path: str | Path, split: str = "train", encoding: dict 
                                  "or a .npz file",
                          fix="see docs/data.md for the datasets and the npz format")
     return data.limit(limit)
+
+
+def load_splits(name_or_path: str | Path, limit: int | None = None,
+                input_encoding: str | None = None) -> tuple[SpikeData, SpikeData, SpikeData]:
+    """Train, val and test as training and search read them: val and test encoded with the train split's
+    encoder, and a file without validation samples (train and test only, as UCR/UEA sets come) gets 15 % of
+    train, stratified with the fixed seed, carved out for validation (choosing the best model needs one)."""
+    train = require_samples(load_dataset(name_or_path, "train", limit=limit, input_encoding=input_encoding),
+                            "train", name_or_path)
+    val = load_dataset(name_or_path, "val", encoding=train.encoding, limit=limit)
+    test = load_dataset(name_or_path, "test", encoding=train.encoding, limit=limit)
+    if not len(val):
+        train, val = carve_validation_from(train)
+    return train, val, test
 
 
 def require_samples(data: SpikeData, split: str, source) -> SpikeData:

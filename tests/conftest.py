@@ -77,3 +77,23 @@ def small_target(name: str = "tiny", *, chip: dict | None = None, enc: dict | No
     data["synapse_encoding"].update(enc or {})
     data["quantization"].update(quant or {})
     return target_from_dict(data, f"test target {name}")
+
+
+# Per-neuron parameter ranges for exactness tests: values spread over several scales (input_gain included).
+# A name the layer's neuron model does not have is skipped, so one table serves CUBA-LIF and ATRLIF.
+SPREAD_RANGES = {"current_decay": (0.1, 0.9), "voltage_decay": (0.05, 0.5), "threshold": (0.5, 1.5),
+                 "bias": (-0.05, 0.1), "input_gain": (0.5, 2.0), "threshold_decay": (0.01, 0.2),
+                 "refractory_decay": (0.2, 0.9)}
+
+
+def spread_parameters(model, seed: int, drive: float):
+    """Draw every layer's neuron parameters from SPREAD_RANGES and scale its input weights by ``drive``."""
+    import torch
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for lay in model.layers.values():
+            for name, (lo, hi) in SPREAD_RANGES.items():
+                if hasattr(lay.neuron, name):
+                    getattr(lay.neuron, name).copy_(torch.from_numpy(rng.uniform(lo, hi, lay.size)))
+            lay.w_in.mul_(drive)
+    return model

@@ -20,6 +20,7 @@ import torch
 import yaml
 
 import rsnn2chip  # noqa: F401 - must precede any lava import
+from conftest import spread_parameters
 from rsnn2chip import backends, exporters, ir, neurons
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import artifact
@@ -281,18 +282,7 @@ def arch(hidden_neuron=ATRLIF_NEURON, output_neuron=LIF_NEURON) -> dict:
 
 def build(seed: int = 0, dtype=torch.float64, drive: float = 3.0, **arch_kwargs) -> RSNN:
     torch.manual_seed(seed)
-    model = RSNN(arch(**arch_kwargs)).to(dtype)
-    rng = np.random.default_rng(seed)
-    ranges = {"current_decay": (0.1, 0.9), "voltage_decay": (0.05, 0.5), "threshold": (0.5, 1.5),
-              "bias": (-0.05, 0.1), "input_gain": (0.5, 2.0), "threshold_decay": (0.01, 0.2),
-              "refractory_decay": (0.2, 0.9)}
-    with torch.no_grad():
-        for lay in model.layers.values():
-            for name, (lo, hi) in ranges.items():
-                if hasattr(lay.neuron, name):
-                    getattr(lay.neuron, name).copy_(torch.from_numpy(rng.uniform(lo, hi, lay.size)))
-            lay.w_in.mul_(drive)
-    return model
+    return spread_parameters(RSNN(arch(**arch_kwargs)).to(dtype), seed, drive)
 
 
 def spikes_in(seed: int = 1, batch: int = 3, steps: int = STEPS, rate: float = 0.3) -> torch.Tensor:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import spread_parameters
 from rsnn2chip import backends, ir
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip.compiler import compile_graph
@@ -57,16 +58,7 @@ def build(layers: list[dict], seed: int = 0, dtype=torch.float64, drive: float =
     arch = example_arch("qat", input_size=INPUT)
     arch["layers"] = copy.deepcopy(layers)
     torch.manual_seed(seed)
-    model = RSNN(arch, **kwargs).to(dtype)
-    rng = np.random.default_rng(seed)
-    ranges = {"current_decay": (0.1, 0.9), "voltage_decay": (0.05, 0.5), "threshold": (0.5, 1.5),
-              "bias": (-0.05, 0.1), "input_gain": (0.5, 2.0)}
-    with torch.no_grad():
-        for lay in model.layers.values():
-            for name, (lo, hi) in ranges.items():
-                getattr(lay.neuron, name).copy_(torch.from_numpy(rng.uniform(lo, hi, lay.size)))
-            lay.w_in.mul_(drive)
-    return model
+    return spread_parameters(RSNN(arch, **kwargs).to(dtype), seed, drive)
 
 
 def spikes_in(seed: int = 1, batch: int = 3, steps: int = STEPS, rate: float = 0.3) -> torch.Tensor:

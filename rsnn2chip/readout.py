@@ -74,10 +74,6 @@ def window_mask(steps: int, lengths: torch.Tensor, depth: int) -> torch.Tensor:
     return torch.arange(steps, device=lengths.device)[None, :] < (lengths[:, None] + depth)
 
 
-def predict(scores: np.ndarray | torch.Tensor):
-    return scores.argmax(axis=1) if isinstance(scores, np.ndarray) else scores.argmax(dim=1)
-
-
 def output_population(graph: nx.DiGraph) -> str:
     """The population the class is read from: the graph's ``output``, else the last LIF one."""
     lif = [p.name for p in ir.populations(graph, "lif")]

@@ -25,7 +25,7 @@ from rsnn2chip import __version__, ir
 from rsnn2chip.artifact_check import Checker, check_ir_arrays, check_ir_meta, check_manifest_types, check_mapping
 from rsnn2chip.errors import ArtifactError, Problem, R2CError
 from rsnn2chip.fileio import atomic_write_bytes, plain
-from rsnn2chip.safeio import check_readable_file, check_zip_members, load_npz_bytes, read_member
+from rsnn2chip.safeio import ZIP_READ_ERRORS, check_readable_file, check_zip_members, load_npz_bytes, read_member
 from rsnn2chip.targets import Target, target_from_dict
 
 FORMAT = "rsnn2chip.artifact"
@@ -114,7 +114,7 @@ def load(path: str | Path) -> CompiledNetwork:
             if _member_sha256(z, ARRAYS) != manifest["arrays_sha256"]:
                 raise ArtifactError("artifact is corrupt: array checksum mismatch", file=file, where=ARRAYS, fix=fix)
             array_bytes = read_member(z, ARRAYS, file, ArtifactError)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise ArtifactError(f"not a readable rsnn2chip artifact ({type(exc).__name__}: {exc})",
                             file=file, fix=fix) from None
     if hashlib.sha256(array_bytes).hexdigest() != manifest["arrays_sha256"]:

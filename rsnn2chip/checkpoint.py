@@ -27,7 +27,7 @@ from rsnn2chip.errors import CheckpointError, ModelError, Problem
 from rsnn2chip.fileio import atomic_write
 from rsnn2chip.nn.network import RSNN
 from rsnn2chip.preflight import check_arch_fits
-from rsnn2chip.safeio import check_expansion, check_readable_file, check_zip_members
+from rsnn2chip.safeio import ZIP_READ_ERRORS, check_expansion, check_readable_file, check_zip_members
 
 CHECKPOINT_FORMAT = "rsnn2chip.checkpoint"
 CHECKPOINT_VERSION = 1
@@ -98,7 +98,7 @@ def read_payload(path: Path):
         with zipfile.ZipFile(path) as z:
             # torch allocates each storage at the size its zip member declares.
             check_zip_members(z, str(path), CheckpointError)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as err:
+    except ZIP_READ_ERRORS as err:
         raise CheckpointError("checkpoint file is truncated or corrupt", file=str(path),
                               found=f"{type(err).__name__}: {first_line(err)}",
                               fix="copy the file again or " + RETRAIN_FIX) from None

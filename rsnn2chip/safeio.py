@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Callable
 
@@ -53,6 +54,11 @@ def check_readable_file(path: str | Path, what: str, error: type[R2CError] = Inp
 
 
 # --------------------------------------------------------------------------- zip archives
+
+# What reading a damaged zip can raise: a flipped bit in a deflate stream surfaces
+# as zlib.error from the decompressor, not as BadZipFile.
+ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+                   NotImplementedError, RuntimeError)
 
 def check_zip_members(z: zipfile.ZipFile, file: str, error: type[R2CError] = InputError,
                       budget: int | None = None) -> None:
@@ -166,7 +172,7 @@ def _load_npz(handle, file: str, error: type[R2CError], keys=None, kinds: str = 
                 with z.open(name) as member:
                     arrays[name[:-4]] = _read_npy(member, file, name[:-4], error, kinds)
             return arrays
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise error(f"not a readable .npz archive ({type(exc).__name__}: {exc})", file=file,
                     fix="write it with numpy.savez") from None
 

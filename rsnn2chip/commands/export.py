@@ -7,6 +7,7 @@ from pathlib import Path
 from rsnn2chip import argtypes, artifact
 from rsnn2chip.errors import ModelError
 from rsnn2chip.fileio import check_output_file
+from rsnn2chip.safeio import ZIP_READ_ERRORS
 from rsnn2chip.exporters import EXPORTERS, export, exporter
 from rsnn2chip.frontends import load_network
 from rsnn2chip.frontends.nir import DEFAULT_DT
@@ -33,7 +34,7 @@ def is_artifact(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
             return artifact.MANIFEST in z.namelist()
-    except (zipfile.BadZipFile, OSError):
+    except ZIP_READ_ERRORS:
         return False
 
 

@@ -20,6 +20,7 @@ The memory budget is the memory the system reports as available now
 from __future__ import annotations
 
 import io
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -56,8 +57,9 @@ def check_readable_file(path: str | Path, what: str, error: type[R2CError] = Inp
 # --------------------------------------------------------------------------- zip archives
 
 # What reading a damaged zip can raise: a flipped bit in a deflate stream surfaces
-# as zlib.error from the decompressor, not as BadZipFile.
-ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
+# as zlib.error from the decompressor, and one in a member name flagged UTF-8 as
+# UnicodeDecodeError, neither as BadZipFile.
+ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, UnicodeDecodeError, EOFError, OSError,
                    NotImplementedError, RuntimeError)
 
 def check_zip_members(z: zipfile.ZipFile, file: str, error: type[R2CError] = InputError,
@@ -99,7 +101,8 @@ def npy_header(handle, file: str, where: str, error: type[R2CError],
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle, max_header_size=10000)
         else:
             raise ValueError(f"unsupported .npy version {version}")
-    except (ValueError, EOFError, OSError, SyntaxError, TypeError) as exc:
+    except (ValueError, EOFError, OSError, SyntaxError, TypeError, tokenize.TokenError) as exc:
+        # numpy parses the header with Python's tokenizer: a damaged one can end inside a bracket.
         raise error(f"not a readable .npy array ({exc})", file=file, where=where,
                     fix="write arrays with numpy.save / numpy.savez") from None
     if dtype.hasobject:

@@ -216,21 +216,43 @@ def test_mutated_artifact_arrays_are_loaded_or_refused(corpus_dir, tmp_path_fact
         run_backend(loaded, np.load(corpus_dir / "x.npy"), 5)
 
 
+def _load_checkpoint(path):
+    from rsnn2chip.checkpoint import model_from_checkpoint
+    return model_from_checkpoint(path)
+
+
+def _load_npz_dataset(path):
+    from rsnn2chip.data import load_dataset
+    return load_dataset(str(path), "train")
+
+
+def _load_nir(path):
+    from rsnn2chip.frontends import load_network
+    return load_network(path)
+
+
+# Each file kind the tool reads, damaged byte by byte: zip (artifact, checkpoint, npz) and HDF5 (NIR).
+# zipfile, zlib, numpy's header tokenizer and h5py each raise their own kinds on such bytes.
+DAMAGEABLE = {"net.r2c": artifact.load, "model.pt": _load_checkpoint, "data.npz": _load_npz_dataset,
+              "net.nir": _load_nir}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGEABLE))
 @FUZZ
 @given(cut=st.integers(0, 4000), flips=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(1, 255)),
                                                 max_size=4))
-# Byte 43 is the first byte of the first member's deflate stream (30-byte local
+# Byte 43 of the artifact is the first byte of its first member's deflate stream (30-byte local
 # header + "manifest.json"): a flip there raised zlib.error, found by CI.
 @example(cut=0, flips=[(43, 2)])
-def test_damaged_artifact_bytes_are_refused(corpus_dir, tmp_path_factory, cut, flips):
-    raw = bytearray((corpus_dir / "net.r2c").read_bytes())
+def test_damaged_file_bytes_are_refused(name, corpus_dir, tmp_path_factory, cut, flips):
+    raw = bytearray((corpus_dir / name).read_bytes())
     for offset, mask in flips:
         raw[offset % len(raw)] ^= mask
     if cut:
         raw = raw[:-cut]
-    out = tmp_path_factory.mktemp("b") / "net.r2c"
+    out = tmp_path_factory.mktemp("b") / name
     out.write_bytes(bytes(raw))
-    _loads_or_refuses(artifact.load, out)
+    _loads_or_refuses(DAMAGEABLE[name], out)
 
 
 @FUZZ

@@ -37,6 +37,9 @@ def hdf5_matches(path: str | Path, predicate) -> bool:
 
 
 MAX_HDF5_OBJECTS = 100_000  # netx and NIR files of real networks hold a few hundred
+# What h5py raises on a damaged file: a flipped byte inside a dataset surfaces as OSError only when
+# that dataset's data is read, so every read of a user's file is guarded, not only the open.
+HDF5_READ_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError)
 
 
 def check_hdf5(path: Path, what: str) -> None:
@@ -62,7 +65,7 @@ def check_hdf5(path: Path, what: str) -> None:
     try:
         with h5py.File(path, "r") as f:
             f.visititems(visit)
-    except (OSError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+    except HDF5_READ_ERRORS as exc:
         raise CheckpointError(f"cannot read {what} ({type(exc).__name__}: {exc})", file=str(path)) from None
     if count > MAX_HDF5_OBJECTS:
         raise CheckpointError(f"{what} holds too many groups and datasets", file=str(path),

@@ -25,7 +25,7 @@ import numpy as np
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
-from rsnn2chip.frontends import check_hdf5, hdf5_matches
+from rsnn2chip.frontends import HDF5_READ_ERRORS, check_hdf5, hdf5_matches
 from rsnn2chip.neurons.base import param_array
 from rsnn2chip.neurons.cuba_lif import CubaLIF, LoihiLIF
 from rsnn2chip.passes.quantize import PREQUANTIZED, quantize_neuron, quantize_weights
@@ -342,15 +342,30 @@ def _layer_problems(index: int, group) -> list[Problem]:
 
 
 def load(path: str | Path) -> nx.DiGraph:
-    import h5py
-
     path = Path(path)
     check_hdf5(path, "netx file")
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise CheckpointError(f"cannot read netx file ({exc})", file=str(path)) from None
-    with f:
+        reader = _read_layers(path)
+    except HDF5_READ_ERRORS as exc:
+        raise CheckpointError(f"cannot read netx file ({type(exc).__name__}: {exc})", file=str(path),
+                              fix="export it again with netx.hdf5 or rsnn2chip export --format netx") from None
+    if reader.problems:
+        raise ModelError(problems=[_with_file(p, path) for p in reader.problems])
+    if reader.prev == INPUT_NAME:
+        raise ModelError("netx file has no spiking layer", file=str(path), fix="add a dense or dense_rec layer")
+    for note in reader.notes:
+        warnings.warn(note, stacklevel=2)
+    g = reader.graph
+    g.graph.update(output=reader.prev, source=str(path), source_format="netx",
+                   netx={"time_offset": reader.time_offset, "notes": reader.notes})
+    return g
+
+
+def _read_layers(path: Path) -> "_Reader":
+    """Every layer of a netx file through its reader; h5py's errors on damaged data propagate."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
         layers = f.get("layer")
         if not isinstance(layers, h5py.Group) or not len(layers):
             raise CheckpointError("not a netx file: no 'layer' group with layers", file=str(path))
@@ -369,16 +384,7 @@ def load(path: str | Path) -> nx.DiGraph:
             except KeyError as exc:  # h5py's message names the missing dataset
                 reader.problems.append(Problem(f"layer is missing a dataset ({exc})", where=reader.where(i, ltype)))
                 break
-    if reader.problems:
-        raise ModelError(problems=[_with_file(p, path) for p in reader.problems])
-    if reader.prev == INPUT_NAME:
-        raise ModelError("netx file has no spiking layer", file=str(path), fix="add a dense or dense_rec layer")
-    for note in reader.notes:
-        warnings.warn(note, stacklevel=2)
-    g = reader.graph
-    g.graph.update(output=reader.prev, source=str(path), source_format="netx",
-                   netx={"time_offset": reader.time_offset, "notes": reader.notes})
-    return g
+    return reader
 
 
 def _with_file(problem: Problem, path: Path) -> Problem:

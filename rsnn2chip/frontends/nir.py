@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from rsnn2chip import ir
 from rsnn2chip.errors import CheckpointError, ModelError, Problem
 from rsnn2chip.neurons.cuba_lif import CubaLIF
-from rsnn2chip.frontends import check_hdf5, hdf5_matches
+from rsnn2chip.frontends import HDF5_READ_ERRORS, check_hdf5, hdf5_matches
 from rsnn2chip.interop import Difference
 
 NAME = "NIR graph (.nir)"
@@ -80,8 +80,12 @@ SUPPORTED_NIR_MAJOR = "1"  # the format of nir >= 1.0; files declare the nir ver
 
 def check_nir_version(path: Path) -> None:
     import h5py
-    with h5py.File(path, "r") as f:
-        raw = f["version"][()] if isinstance(f.get("version"), h5py.Dataset) else None
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f["version"][()] if isinstance(f.get("version"), h5py.Dataset) else None
+    except HDF5_READ_ERRORS as exc:
+        raise CheckpointError(f"cannot read NIR file ({type(exc).__name__}: {exc})", file=str(path),
+                              where="version", fix="write it with nir.write (nir >= 1.0)") from None
     version = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw if isinstance(raw, str) else None
     if version is None or version.split(".")[0] != SUPPORTED_NIR_MAJOR:
         raise CheckpointError("unsupported NIR file version", file=str(path), where="version",

@@ -36,7 +36,8 @@ from pathlib import Path
 from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.preflight import check_arch_fits
 from rsnn2chip.safeio import load_yaml
-from rsnn2chip.nn.layers import LAYER_NAME, RESERVED_NAMES, check_layer_cfg, check_neuron, is_positive_int
+from rsnn2chip.nn.layers import (DEFAULT_INIT_SCALE, LAYER_NAME, RESERVED_NAMES, check_layer_cfg, check_neuron,
+                                  is_positive_int)
 from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION
 from rsnn2chip.readout import READOUTS
 
@@ -165,7 +166,7 @@ def check_search_layer(cfg: dict, index: int) -> list[Problem]:
         problems.append(Problem("a searched layer's size must be a positive integer", where=where,
                                 found=repr(size), fix="only the last layer may be 'auto'"))
     problems += check_neuron(where, cfg.get("neuron"), size)
-    scale = cfg.get("init_scale", 1.0)
+    scale = cfg.get("init_scale", DEFAULT_INIT_SCALE)
     if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
         problems.append(Problem("init_scale must be a number > 0", where=where, found=repr(scale)))
     if cfg["type"] == "scml_search":
@@ -301,7 +302,7 @@ def space_from_dict(raw, file: str | None = None) -> Space:
         if cfg["type"] == "scml_search":
             cfg.setdefault("motif_sizes", list(DEFAULT_MOTIF_SIZES))
         if cfg["type"] in SEARCH_LAYER_TYPES:
-            cfg.setdefault("init_scale", 1.0)
+            cfg.setdefault("init_scale", DEFAULT_INIT_SCALE)
     return Space(name=str(raw.get("name") or "searched"), input_size=input_size, readout=readout, layers=layers,
                  search=sections["search"], ip=sections["ip"], retrain=sections["retrain"])
 

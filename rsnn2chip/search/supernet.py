@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsnn2chip.errors import ModelError
-from rsnn2chip.nn.layers import LAYER_TYPES, SpikingLayer, with_defaults
+from rsnn2chip.nn.layers import DEFAULT_INIT_SCALE, LAYER_TYPES, SpikingLayer, with_defaults
 from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION, LayerChain, chain_to_ir
 from rsnn2chip.nn.scml import inverse_softplus, motif_synapses
 from rsnn2chip.search.space import SEARCH_LAYER_TYPES, Space
@@ -60,7 +60,7 @@ class SearchLayer(SpikingLayer, abc.ABC):
     """A spiking layer whose recurrent matrix is a mixture; subclasses define the mixture."""
 
     def __init__(self, cfg: dict, in_features: int):
-        super().__init__(with_defaults(cfg, {"init_scale": (1.0, None)}), in_features)
+        super().__init__(with_defaults(cfg, {"init_scale": (DEFAULT_INIT_SCALE, None)}), in_features)
         self._w_rec: torch.Tensor | None = None
 
     @abc.abstractmethod

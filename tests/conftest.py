@@ -57,6 +57,15 @@ def small_graph(seed: int = 0, n_in: int = 6, n_rec: int = 16, n_out: int = 4, m
     return g
 
 
+def busy(arch: dict, init_scale: float = 1.0) -> dict:
+    """``arch`` with every layer at twice the training default's initial drive.
+
+    Tests of untrained random networks compare spikes; at the default drive (chosen for training) their
+    deep layers are nearly silent, and equal silence proves nothing.
+    """
+    return {**arch, "layers": [{**layer, "init_scale": init_scale} for layer in arch["layers"]]}
+
+
 def random_spikes(seed: int, steps: int, channels: int, rate: float = 0.3, batch: int | None = None) -> np.ndarray:
     shape = (steps, channels) if batch is None else (batch, steps, channels)
     return (np.random.default_rng(seed).random(shape) < rate).astype(np.int8)

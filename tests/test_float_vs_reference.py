@@ -30,6 +30,7 @@ from rsnn2chip.data import load_dataset
 from rsnn2chip.nn import RSNN, example_arch, prepare_torch
 from rsnn2chip.targets import load_target
 from rsnn2chip.train import depth_of
+from conftest import busy
 
 NEURON = {"current_decay": 0.5, "voltage_decay": 0.2, "threshold": 1.0, "bias": 0.0}
 TARGET = "loihi2-sim"
@@ -114,7 +115,7 @@ def test_random_float_model_and_compiled_reference_agree():
     """An untrained recurrent network (random init, ~10 % firing): fidelity is lower, but bounded."""
     prepare_torch()
     torch.manual_seed(0)
-    model = RSNN(example_arch(input_size=32, sizes=(128, 10)))
+    model = RSNN(busy(example_arch(input_size=32, sizes=(128, 10))))
     rng = np.random.default_rng(0)
     x = (rng.random((64, 60, 32)) < 0.15).astype(np.int8)
     stats = compare(model, x, np.ones(x.shape[:2], bool))

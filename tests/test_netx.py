@@ -29,6 +29,7 @@ from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.targets import Target, load_target, target_from_dict
 
 from lava.lib.dl import slayer  # noqa: E402  (a hard dependency: its absence must fail, not skip)
+from conftest import busy
 
 STEPS = 40
 HIDDEN = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03}
@@ -73,7 +74,7 @@ def netx_target() -> Target:
 def netx_friendly_artifact(seed=0):
     """An RSNN compiled so that netx can hold it; one layer has a bias of 10 * 64 state units."""
     torch.manual_seed(seed)
-    arch = example_arch(input_size=8, sizes=(12, 10, 4))
+    arch = busy(example_arch(input_size=8, sizes=(12, 10, 4)))
     arch["layers"][0]["neuron"]["bias"] = 640 / 16384  # state scale 16384 at threshold 1, mantissa target 256
     return compile_graph(RSNN(arch).to_ir(), netx_target(), qcfg=QuantizationConfig(threshold_mantissa_target=256))
 

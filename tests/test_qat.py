@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import spread_parameters
+from conftest import busy, spread_parameters
 from rsnn2chip import backends, ir
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip.compiler import compile_graph
@@ -55,8 +55,7 @@ ARCHS = {
 
 def build(layers: list[dict], seed: int = 0, dtype=torch.float64, drive: float = 3.0, **kwargs) -> RSNN:
     """Per-neuron parameters (input_gain included) and weights spread over several scales."""
-    arch = example_arch("qat", input_size=INPUT)
-    arch["layers"] = copy.deepcopy(layers)
+    arch = busy({**example_arch("qat", input_size=INPUT), "layers": copy.deepcopy(layers)})
     torch.manual_seed(seed)
     return spread_parameters(RSNN(arch, **kwargs).to(dtype), seed, drive)
 

@@ -18,6 +18,7 @@ from rsnn2chip.cli import main
 from rsnn2chip.data import load_dataset
 from rsnn2chip.nn import prepare_torch
 from rsnn2chip.train import TrainConfig, evaluate, lr_factor, plan_budget
+from conftest import busy
 
 ROOT_ARCH = {"format": "rsnn2chip.arch", "version": 1, "name": "series", "input_size": "auto",
              "readout": "membrane",
@@ -165,9 +166,11 @@ def test_delta_encoding_is_still_available(tmp_path, workdir, capsys):
 
 
 def test_rate_regulariser_lowers_the_spike_rate(tmp_path, workdir, capsys):
+    # A network that starts active, so the penalty has rate to remove.
+    (tmp_path / "active.yaml").write_text(yaml.safe_dump(busy(ROOT_ARCH)))
     rates = {}
     for reg in ("0", "5"):
-        code, out = cli(capsys, ["train", "--arch", str(workdir / "arch.yaml"), "--data", str(workdir / "series.npz"),
+        code, out = cli(capsys, ["train", "--arch", str(tmp_path / "active.yaml"), "--data", str(workdir / "series.npz"),
                                  "--steps", "60", "--patience", "0", "--rate-reg", reg, "-o", str(tmp_path / f"{reg}.pt")])
         assert code == 0
         rates[reg] = json.loads((tmp_path / f"{reg}.metrics.json").read_text())["test"]["mean_spike_rate"]

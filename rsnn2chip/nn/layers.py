@@ -169,9 +169,9 @@ def with_defaults(cfg: dict, options: dict) -> dict:
 
 # --------------------------------------------------------------------------- layers
 
-# Initial weight scale: each layer's summed drive starts at about init_scale * threshold. Measured
-# against 0.5 and 2 on four data sets by bench/accuracy.py (docs/training.md).
-DEFAULT_INIT_SCALE = 1.0
+# Initial weight scale: each layer's summed drive starts at about init_scale * threshold. 0.5 was
+# measured against 1 (3 seeds) and 2 (1 seed) on four data sets by bench/accuracy.py (docs/training.md).
+DEFAULT_INIT_SCALE = 0.5
 
 
 class SpikingLayer(nn.Module):

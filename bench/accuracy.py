@@ -6,8 +6,9 @@ For each data set and seed, in one run:
   input, membrane readout, the step budget with early stopping), then compiled for loihi2-sim and run on
   the reference backend over the **whole test split** (the deployed accuracy); Lava == reference is checked
   on the first ``--lava-samples`` test samples;
-* the ablations that chose those defaults (``--configs``): delta-spike input, spike-count readout, other
-  learning rates, surrogate-gradient slopes and initial weight scales, the SC-ML example arch,
+* the ablations that chose those defaults (``--configs``), each the default with one change: delta-spike
+  input, spike-count readout, other learning rates, surrogate-gradient slopes and initial weight scales
+  (``init_1`` is the previous default), no early stop, slower neuron decays, the SC-ML example arch,
   adaptive-threshold (ATRLIF) hidden neurons;
 * ``gru`` and ``lstm``: 128 units, trained by this script with the same recipe (step budget, warm-up +
   cosine, clipping, best-on-validation) on the same input values, linear readout at the last valid step.
@@ -62,8 +63,11 @@ CONFIGS = {
     "atrlif": (ATRLIF_ARCH, {}, {}, None),
     "slope_2": (FC_ARCH, {"surrogate_slope": 2.0}, {}, None),
     "slope_10": (FC_ARCH, {"surrogate_slope": 10.0}, {}, None),
-    "init_0.5": (FC_ARCH, {}, init_scale(0.5), None),
+    "init_1": (FC_ARCH, {}, init_scale(1.0), None),
     "init_2": (FC_ARCH, {}, init_scale(2.0), None),
+    "full_budget": (FC_ARCH, {"patience": 0}, {}, None),
+    "slow_decay": (FC_ARCH, {}, {"layer_options": {"neuron": {
+        "current_decay": 0.2, "voltage_decay": 0.05, "threshold": 1.0, "bias": 0.0}}}, None),
 }
 ANCHORS = ("gru", "lstm")
 ANCHOR_UNITS = 128

@@ -13,7 +13,7 @@ Schema (version 1)::
         size: 48
         neuron: {current_decay, voltage_decay, threshold, bias}
         motif_sizes: [2, 4, 8, 16]  # candidates; each must divide size
-        init_scale: 1.0             # optional, as in every layer type
+        init_scale: 0.5             # optional (this is the default), as in every layer type
       - type: unstructured_search   # the no-motif control: DARTS over the type of every (post, pre) pair
         ...
       - type: lif_dense             # any arch layer type: kept fixed, only its weights are trained

@@ -62,6 +62,7 @@ def check_readable_file(path: str | Path, what: str, error: type[R2CError] = Inp
 ZIP_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, UnicodeDecodeError, EOFError, OSError,
                    NotImplementedError, RuntimeError)
 
+
 def check_zip_members(z: zipfile.ZipFile, file: str, error: type[R2CError] = InputError,
                       budget: int | None = None) -> None:
     """Every member's declared uncompressed size, and their sum, fit the memory budget."""

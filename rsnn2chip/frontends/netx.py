@@ -361,7 +361,7 @@ def load(path: str | Path) -> nx.DiGraph:
     return g
 
 
-def _read_layers(path: Path) -> "_Reader":
+def _read_layers(path: Path) -> _Reader:
     """Every layer of a netx file through its reader; h5py's errors on damaged data propagate."""
     import h5py
 

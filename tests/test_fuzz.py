@@ -324,3 +324,12 @@ def test_mutated_nir_files_are_loaded_or_refused(corpus_dir, tmp_path_factory, d
                 if data.draw(st.booleans()):
                     f.create_dataset(name, data=data.draw(arrays()))
     _loads_or_refuses(load_network, out)
+
+
+def test_a_file_that_crashes_the_hdf5_library_is_refused():
+    """This NIR file, damaged by the byte-damage probe, made h5py's C library die with SIGSEGV on reading a
+    dataset: it is read in a forked child first, so the tool refuses it instead of dying with it."""
+    from rsnn2chip.errors import CheckpointError
+    from rsnn2chip.frontends import load_network
+    with pytest.raises(CheckpointError, match="HDF5 library crashed"):
+        load_network(ROOT / "tests" / "data" / "segfaulting_hdf5.nir")

@@ -74,6 +74,28 @@ def check_hdf5(path: Path, what: str) -> None:
         raise CheckpointError(f"{what} keeps data outside the file (external or virtual datasets)", file=str(path),
                               where=", ".join(problems[:5]), allowed="datasets stored in the file itself")
     check_fits(total, f"the datasets of {what}", file=str(path), error=CheckpointError)
+    check_hdf5_data_readable(path, what)
+
+
+def _read_every_dataset(path: str) -> None:
+    import h5py
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
+
+
+def check_hdf5_data_readable(path: Path, what: str) -> None:
+    """Every dataset's data is read once in a forked child first: the HDF5 C library can crash the whole
+    process (SIGSEGV) on damaged data, which no ``except`` can catch. Errors it raises are left to the
+    frontend's own guarded reads, which name them."""
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=_read_every_dataset, args=(str(path),), daemon=True)
+    child.start()
+    child.join()
+    if child.exitcode is not None and child.exitcode < 0:
+        raise CheckpointError(f"{what} is damaged: the HDF5 library crashed reading its data "
+                              f"(signal {-child.exitcode})", file=str(path),
+                              fix="copy or export the file again; it is not readable as written")
 
 
 def check_finite(graph, path: Path) -> None:

@@ -49,7 +49,7 @@ def test_round_trip_keeps_ir_mapping_target_and_provenance(compiled, tmp_path):
     for a, b in zip(ir.populations(compiled.graph), ir.populations(back.graph)):
         assert a.name == b.name and a.size == b.size and a.motif_size == b.motif_size
         if a.fixed is not None:
-            for name in LoihiLIF.PARAMS:
+            for name in LoihiLIF.names():
                 assert np.array_equal(getattr(a.fixed, name), getattr(b.fixed, name))
     for a, b in zip(ir.projections(compiled.graph), ir.projections(back.graph)):
         assert (a.quant.mantissa != b.quant.mantissa).nnz == 0

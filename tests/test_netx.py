@@ -159,7 +159,7 @@ def test_compile_keeps_netx_parameters(tmp_path):
     artifact.save(art, tmp_path / "net.r2c")
     loaded = artifact.load(tmp_path / "net.r2c").graph
     for pop in ir.populations(loaded, "lif"):
-        for name in LoihiLIF.PARAMS:
+        for name in LoihiLIF.names():
             assert getattr(pop.fixed, name).tolist() == getattr(before[pop.name], name).tolist()
         assert all(q["max_abs_error"] == 0 for q in pop.quant_stats["params"])
     for proj in ir.projections(loaded):

@@ -170,7 +170,7 @@ def test_to_ir_folds_input_gain_and_masks_into_weights():
             np.testing.assert_allclose(g.edges[name, name]["proj"].weight.toarray(), p["w_rec"] * gain)
         pop = ir.population(g, name)
         assert pop.motif_size is None and pop.layer == name and pop.size == layer.size
-        for key in CubaLIF.PARAMS:
+        for key in CubaLIF.names():
             np.testing.assert_array_equal(getattr(pop.neuron, key), p[key])
     assert all(proj.delay == 1 for proj in ir.projections(g))
     masked = g.edges["hidden1", "hidden1"]["proj"]

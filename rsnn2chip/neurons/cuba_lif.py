@@ -29,7 +29,6 @@ class CubaLIF(ParamArrays):
     bias: np.ndarray
 
     MODEL = "cuba_lif"
-    PARAMS = ("current_decay", "voltage_decay", "threshold", "bias")
 
 
 @dataclass
@@ -44,7 +43,6 @@ class LoihiLIF(ParamArrays):
 
     MODEL = "cuba_lif"
     DTYPE = np.int64
-    PARAMS = ("du", "dv", "vth", "bias_mant", "bias_exp")
 
 
 class CubaLIFModel(NeuronModel):

@@ -49,24 +49,17 @@ WARMUP_STEPS = 20
 
 
 def slayer_network(path: Path, hidden: int, seed: int) -> Path:
-    """12 -> H -> H (recurrent) -> 9 CUBA blocks, exported by slayer itself."""
-    import h5py
+    """12 -> H -> H (recurrent) -> 9 CUBA blocks, exported by slayer's own export_hdf5."""
     import torch
     from lava.lib.dl import slayer
+
+    from rsnn2chip.interop.slayer import export_netx
 
     torch.manual_seed(seed)
     blocks = [slayer.block.cuba.Dense(NEURON, N_IN, hidden, weight_scale=2),
               slayer.block.cuba.Recurrent(NEURON, hidden, hidden, weight_scale=2),
               slayer.block.cuba.Dense(NEURON, hidden, N_OUT, weight_scale=2)]
-    with torch.no_grad():  # a forward pass gives the blocks their neuron shape
-        x = (torch.rand(1, N_IN, 8) < 0.3).float()
-        for block in blocks:
-            x = block(x)
-    with h5py.File(path, "w") as f:
-        layers = f.create_group("layer")
-        for i, block in enumerate(blocks):
-            block.export_hdf5(layers.create_group(str(i)))
-    return path
+    return export_netx(blocks, path, N_IN)
 
 
 def compile_netx(path: Path):

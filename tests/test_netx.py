@@ -23,6 +23,7 @@ from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import ModelError
 from rsnn2chip.exporters import netx as netx_export
 from rsnn2chip.frontends import load_network, netx
+from rsnn2chip.interop.slayer import export_netx
 from rsnn2chip.neurons.cuba_lif import LoihiLIF
 from rsnn2chip.nn import RSNN, example_arch
 from rsnn2chip.passes.quantize import QuantizationConfig
@@ -37,25 +38,11 @@ HIDDEN = {"threshold": 1.25, "current_decay": 0.25, "voltage_decay": 0.03}
 
 # --------------------------------------------------------------------------- helpers
 
-def export_blocks(path, blocks, n_in, seed=0):
-    """slayer blocks -> netx file, after the forward pass that gives them their neuron shape."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        x = (torch.rand(1, *np.atleast_1d(n_in), 8) < 0.3).float()
-        for block in blocks:
-            x = block(x)
-    with h5py.File(path, "w") as f:
-        layers = f.create_group("layer")
-        for i, block in enumerate(blocks):
-            block.export_hdf5(layers.create_group(str(i)))
-    return path
-
-
 def recurrent_net(path, seed=0):
     torch.manual_seed(seed)
     blocks = [slayer.block.cuba.Recurrent(HIDDEN, 6, 10, weight_scale=2),
               slayer.block.cuba.Dense(HIDDEN, 10, 4, weight_scale=2)]
-    return export_blocks(path, blocks, 6, seed)
+    return export_netx(blocks, path, 6)
 
 
 def spikes_in(seed, steps, channels, rate=0.4):
@@ -197,14 +184,14 @@ def test_weight_pipeline_matches_netx_and_lava():
 def test_refusals_name_layer_and_type(tmp_path):
     blocks = [slayer.block.cuba.Flatten(), slayer.block.cuba.Dense(HIDDEN, 6, 5, delay=True),
               slayer.block.cuba.Dense({**HIDDEN, "graded_spike": True}, 5, 3)]
-    path = export_blocks(tmp_path / "bad.net", blocks, (6, 1, 1))  # Flatten wants NCHWT
+    path = export_netx(blocks, tmp_path / "bad.net", (6, 1, 1))  # Flatten wants NCHWT
     with pytest.raises(ModelError) as info:
         netx.load(path)
     text = str(info.value)
     assert "layer 0 (flatten)" in text and "unsupported netx layer type" in text
     assert "layer 1 (dense)" in text and "delay" in text
     # graded spikes are a neuron problem, found once the structure is acceptable
-    path = export_blocks(tmp_path / "graded.net", [blocks[2]], 5)
+    path = export_netx([blocks[2]], tmp_path / "graded.net", 5)
     with pytest.raises(ModelError, match=r"(?s)graded spikes.*layer 0 \(dense\)"):
         netx.load(path)
 
@@ -298,7 +285,7 @@ def test_input_layer_is_one_step_later(tmp_path):
     """netx feeds input spikes to its input LIF without a synapse; our identity projection adds Loihi's delay."""
     blocks = [slayer.block.cuba.Input({"threshold": 1 / 64, "current_decay": 0.5, "voltage_decay": 0.1}),
               slayer.block.cuba.Dense(HIDDEN, 6, 5, weight_scale=2)]
-    path = export_blocks(tmp_path / "in.net", blocks, 6)
+    path = export_netx(blocks, tmp_path / "in.net", 6)
     graph = netx.load(path)
     assert graph.graph["netx"]["time_offset"] == 1
     art = compile_graph(graph, load_target("loihi2-sim"))

@@ -2,7 +2,8 @@
 
     python examples/byom/slayer_netx.py --out build/byom/slayer
 
-slayer writes its CUBA blocks with ``export_hdf5``; rsnn2chip reads the netx file
+slayer writes its CUBA blocks with ``export_hdf5`` (``rsnn2chip.interop.slayer.export_netx`` gathers
+them into one netx file); rsnn2chip reads the netx file
 without re-quantizing it (the integers are netx's own), maps it to cores, runs it,
 and compares every layer's spikes with ``netx.hdf5.Network`` in Lava.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 
@@ -19,6 +19,7 @@ import rsnn2chip  # noqa: F401  (must precede the lava imports)
 from rsnn2chip import artifact, backends
 from rsnn2chip.backends.watchdog import run_with_watchdog
 from rsnn2chip.compiler import compile_file
+from rsnn2chip.interop.slayer import export_netx
 from rsnn2chip.targets import load_target
 
 from lava.lib.dl import slayer  # noqa: E402
@@ -31,15 +32,7 @@ def write_netx(path: Path, n_in: int = 6) -> Path:
     torch.manual_seed(0)
     blocks = [slayer.block.cuba.Recurrent(NEURON, n_in, 10, weight_scale=2),
               slayer.block.cuba.Dense(NEURON, 10, 4, weight_scale=2)]
-    with torch.no_grad():  # one forward pass gives the blocks their neuron shapes
-        x = (torch.rand(1, n_in, 8) < 0.3).float()
-        for block in blocks:
-            x = block(x)
-    with h5py.File(path, "w") as f:
-        layers = f.create_group("layer")
-        for i, block in enumerate(blocks):
-            block.export_hdf5(layers.create_group(str(i)))
-    return path
+    return export_netx(blocks, path, n_in)
 
 
 def run_netx(path: str, x: np.ndarray, steps: int) -> list[np.ndarray]:

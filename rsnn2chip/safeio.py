@@ -198,8 +198,9 @@ def load_yaml(path: str | Path, what: str, error: type[R2CError] = InputError, f
 
 
 def parse_yaml(text: str, file: str, what: str, error: type[R2CError] = InputError, fix: str | None = None):
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -215,7 +216,8 @@ def parse_yaml(text: str, file: str, what: str, error: type[R2CError] = InputErr
     except RecursionError:
         raise error(f"{what} nests too deeply", file=file, fix=fix) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def check_expansion(obj, file: str, where: str, error: type[R2CError] = InputError,

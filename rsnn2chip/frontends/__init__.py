@@ -8,6 +8,7 @@ frontend whose ``sniff`` accepts the file.
 from __future__ import annotations
 
 import importlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +49,11 @@ def check_hdf5(path: Path, what: str) -> None:
     import h5py
     from rsnn2chip.preflight import check_fits
 
-    total, count = 0, 0
+    total, count, chunks = 0, 0, 0
     problems: list[str] = []
 
     def visit(name, obj):
-        nonlocal total, count
+        nonlocal total, count, chunks
         count += 1
         if count > MAX_HDF5_OBJECTS:
             return True  # stops the walk
@@ -60,6 +61,8 @@ def check_hdf5(path: Path, what: str) -> None:
             if obj.is_virtual or obj.external:
                 problems.append(name)
             total += int(np.prod(obj.shape or (), dtype=object)) * obj.dtype.itemsize if obj.shape is not None else 0
+            if obj.chunks and obj.shape:
+                chunks += math.prod(-(-n // c) for n, c in zip(obj.shape, obj.chunks))
         return None
 
     try:
@@ -74,13 +77,33 @@ def check_hdf5(path: Path, what: str) -> None:
         raise CheckpointError(f"{what} keeps data outside the file (external or virtual datasets)", file=str(path),
                               where=", ".join(problems[:5]), allowed="datasets stored in the file itself")
     check_fits(total, f"the datasets of {what}", file=str(path), error=CheckpointError)
+    # A written chunk takes file bytes (its data and its index entry), so a file that declares more chunks
+    # than it has bytes has damaged shapes; HDF5 would spend minutes decoding fill for each.
+    size = path.stat().st_size
+    if chunks > size:
+        raise CheckpointError(f"{what} is damaged: its datasets declare more data chunks than the file has bytes",
+                              file=str(path), found=f"{chunks:,} chunks", allowed=f"at most {size:,} (the file size)",
+                              fix="copy or export the file again")
     check_hdf5_data_readable(path, what)
 
 
 def _read_every_dataset(path: str) -> None:
+    """Read each dataset, each attempt on its own: one that raises must not hide a later one that crashes.
+    Raised errors are the frontend's to name; here they would only print a traceback."""
     import h5py
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: obj[()] if isinstance(obj, h5py.Dataset) else None)
+
+    def read(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            try:
+                obj[()]
+            except Exception:  # noqa: BLE001 - see the docstring
+                pass
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(read)
+    except Exception:  # noqa: BLE001 - see the docstring
+        pass
 
 
 def check_hdf5_data_readable(path: Path, what: str) -> None:

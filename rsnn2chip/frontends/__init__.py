@@ -89,8 +89,13 @@ def check_hdf5(path: Path, what: str) -> None:
 
 def _read_every_dataset(path: str) -> None:
     """Read each dataset, each attempt on its own: one that raises must not hide a later one that crashes.
-    Raised errors are the frontend's to name; here they would only print a traceback."""
+    Raised errors are the frontend's to name; here they would only print a traceback, as a crash would
+    print a faulthandler dump where one is enabled (pytest, ``python -X faulthandler``)."""
+    import faulthandler
+
     import h5py
+
+    faulthandler.disable()
 
     def read(name, obj):
         if isinstance(obj, h5py.Dataset):

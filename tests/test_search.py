@@ -18,6 +18,7 @@ from rsnn2chip.nn import RSNN, check_arch, motif_synapses
 from rsnn2chip.search import Interrupted, Supernet, run_hrmas, space_from_dict
 from rsnn2chip.search.ip import from_intrinsic, ip_step, rate_stats, sample_rates, to_intrinsic
 from rsnn2chip.search.space import IPConfig
+from rsnn2chip.search.hrmas import temperature_at
 from rsnn2chip.search.supernet import TYPE_OF_COLUMN, candidate_positions
 from rsnn2chip.train import depth_of
 
@@ -107,9 +108,8 @@ def test_confident_alphas_mix_to_exactly_the_discretised_scml_layer():
     # Give the discrete layer the candidate's magnitudes: its recurrent matrix equals the mixture.
     discrete = RSNN(arch)
     _, _, position = candidate_positions(8, 4)
-    keep = types[position] != 0
     with torch.no_grad():
-        discrete.layers["hidden"].w_rec_raw.copy_(layer.raw[1][torch.as_tensor(keep)])
+        discrete.layers["hidden"].w_rec_raw.copy_(layer.kept_raw(types[position], layer.raw_exc[1], layer.raw_inh[1]))
     assert torch.allclose(discrete.layers["hidden"].effective_recurrent_weights(), layer.mixed_recurrent_weights(),
                           atol=1e-6)
 
@@ -138,6 +138,8 @@ def test_alpha_and_weight_parameters_partition_the_supernet():
     ({"search": {"epochz": 3}}, "unknown keys"),
     ({"ip": {"layers": "all"}}, "ip.layers"),
     ({"search": {"log_every": 0}}, "search.log_every"),
+    ({"search": {"temperature_end": 0.0}}, "search.temperature_end must be > 0"),
+    ({"retrain": {"init": "warm"}}, "unknown retrain.init"),
     ({"layers": [{"type": "lif_recurrent", "name": "hidden", "size": 8, "neuron": NEURON}]}, "nothing to search"),
 ])
 def test_space_errors_name_the_problem(change, text):
@@ -298,6 +300,64 @@ def test_inherited_model_equals_a_confident_supernet():
                               net.layers["hidden"].mixed_recurrent_weights(), atol=1e-6)
         assert torch.equal(model(x)["hidden"], net(x)["hidden"])
         assert torch.equal(model.layers["hidden"].neuron.input_gain, net.layers["hidden"].neuron.input_gain)
+
+
+def test_uniform_alphas_still_give_the_supernet_recurrence():
+    """Each signed type has its own magnitude, so a mixture at uniform alphas is not (q_exc - q_inh) * m = 0."""
+    for layer_cfg in tiny_space()["layers"][0], {"type": "unstructured_search", "name": "hidden", "size": 8,
+                                                  "neuron": dict(NEURON)}:
+        net = supernet(tiny_space(layers=[layer_cfg, tiny_space()["layers"][1]]))
+        with torch.no_grad():
+            for alpha in net.alpha_parameters():
+                alpha.zero_()
+        mixed = net.layers["hidden"].mixed_recurrent_weights()
+        assert mixed.abs().mean() > 0.01 and (mixed > 0).any() and (mixed < 0).any()
+
+
+def test_a_cold_supernet_is_its_own_argmax_network():
+    """At a low temperature the mixture computes what discretisation keeps, with the alphas left as they are."""
+    net = supernet(seed=4)
+    with torch.no_grad():
+        for alpha in net.alpha_parameters():
+            alpha.normal_(0, 0.5)
+    x = (torch.rand(2, 12, 200) < 0.2).float()
+    warm = net.layers["hidden"].mixed_recurrent_weights()
+    net.set_temperature(1e-4)
+    model = net.inherited_model()
+    assert not torch.allclose(warm, model.layers["hidden"].effective_recurrent_weights(), atol=1e-3)
+    assert torch.allclose(model.layers["hidden"].effective_recurrent_weights(),
+                          net.layers["hidden"].mixed_recurrent_weights(), atol=1e-6)
+    assert torch.equal(model(x)["hidden"], net(x)["hidden"])
+    assert net.entropy() < 1e-3 and supernet(seed=4).entropy() > 0.999
+
+
+def test_temperature_anneals_geometrically_over_the_alpha_steps():
+    cfg = space_from_dict(tiny_space(search={"temperature_start": 2.0, "temperature_end": 0.02,
+                                             "warmup_steps": 10})).search
+    assert temperature_at(cfg, 0, 111) == temperature_at(cfg, 10, 111) == 2.0
+    assert temperature_at(cfg, 60, 111) == pytest.approx(0.2)
+    assert temperature_at(cfg, 110, 111) == pytest.approx(0.02)
+
+
+def test_a_decisive_search_ends_decided_and_can_warm_start_the_retraining(tmp_path, data):
+    """Entropy term + annealing end near one-hot with a small discretisation drop, both reported; with
+    ``retrain.init: inherit`` the retraining starts from the supernet's weights (lr ~ 0 keeps them)."""
+    results = {}
+    for name, search, retrain in (("plain", {}, {}),
+                                  ("decisive", {"entropy_weight": 1.0, "temperature_end": 0.05},
+                                   {"init": "inherit", "lr": 1e-12})):
+        space = space_from_dict(tiny_space(search={**search, "epochs": 2}, retrain=retrain))
+        results[name] = run_hrmas(space, data, tmp_path / name, plots=False)
+        assert set(results[name]["discretisation"]) == {"supernet_val_accuracy", "argmax_val_accuracy", "drop"}
+    plain, decisive = (results[n]["entropy"]["hidden"] for n in ("plain", "decisive"))
+    assert decisive["types"] < 0.5 * plain["types"] and decisive["size"] < plain["size"]
+    assert abs(results["decisive"]["discretisation"]["drop"]) <= abs(results["plain"]["discretisation"]["drop"])
+    state = load_checkpoint(tmp_path / "decisive" / "model.pt")["state_dict"]
+    searched = torch.load(tmp_path / "decisive" / "search_state.pt", weights_only=True)["model"]
+    assert torch.allclose(state["layers.output.w_in"], searched["layers.output.w_in"], atol=1e-6)
+    fresh = load_checkpoint(tmp_path / "plain" / "model.pt")["state_dict"]
+    plain_searched = torch.load(tmp_path / "plain" / "search_state.pt", weights_only=True)["model"]
+    assert not torch.allclose(fresh["layers.output.w_in"], plain_searched["layers.output.w_in"], atol=1e-2)
 
 
 def test_search_on_a_file_with_only_train_and_test_carves_a_validation_split(tmp_path, capsys):

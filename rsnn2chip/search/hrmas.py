@@ -56,6 +56,23 @@ class SearchOutcome:
     seconds: float
     steps: int
     ip_layers: list[str]
+    # How decided the search ended (normalised entropies) and what discretisation cost on the val split.
+    entropy: dict
+    discretisation: dict
+
+
+def temperature_at(cfg, step: int, total: int) -> float:
+    """Geometric annealing from ``temperature_start`` at the first alpha step to ``temperature_end`` at the last."""
+    span = max(total - 1 - cfg.warmup_steps, 1)
+    progress = min(max(step - cfg.warmup_steps, 0) / span, 1.0)
+    return cfg.temperature_start * (cfg.temperature_end / cfg.temperature_start) ** progress
+
+
+def discretisation_cost(model: Supernet, val_data: SpikeData, batch_size: int) -> dict:
+    """Val accuracy of the supernet (at its final temperature) and of its argmax with the same weights."""
+    mixed = evaluate(model, val_data, batch_size)["accuracy"]
+    argmax = evaluate(model.inherited_model().to(next(model.parameters()).device), val_data, batch_size)["accuracy"]
+    return {"supernet_val_accuracy": mixed, "argmax_val_accuracy": argmax, "drop": mixed - argmax}
 
 
 class Interrupted(Exception):
@@ -207,6 +224,7 @@ def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_d
         for g in range(start, total if not done else start):
             epoch, b = divmod(g, steps_per_epoch)
             index = train_orders[g]
+            model.set_temperature(temperature_at(cfg, g, total))
             # ---- step 1a: weights on the train split
             opt_w.zero_grad(set_to_none=True)
             opt_a.zero_grad(set_to_none=True)
@@ -226,6 +244,8 @@ def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_d
                 opt_a.zero_grad(set_to_none=True)
                 vloss, vstats, _, _ = supervised_loss(net, model, val_data, val_orders[g - cfg.warmup_steps], env,
                                                       depth)
+                if cfg.entropy_weight:
+                    vloss = vloss + cfg.entropy_weight * model.entropy()
                 vloss.backward()
                 clip(alphas, cfg.grad_clip)
                 opt_a.step()
@@ -255,6 +275,7 @@ def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_d
                              "val_loss": totals[3] / totals[5] if totals[5] else None,
                              "val_accuracy": totals[4] / totals[5] if totals[5] else None,
                              "rates": rates, "ip": ip_stats, "intrinsic": intrinsic, "alpha": model.alpha_summary(),
+                             "temperature": temperature_at(cfg, g, total), "entropy": model.entropy_summary(),
                              "seconds": seconds_before + time.perf_counter() - t0}
                     with log_path.open("a") as handle:
                         handle.write(json_line(entry))
@@ -266,8 +287,11 @@ def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_d
                 on_step(g + 1, total)
         # The last step ends an epoch, so the final checkpoint (done=True) is already written.
         seconds = seconds_before + (time.perf_counter() - t0 if not done else 0.0)
+        model.set_temperature(temperature_at(cfg, total - 1, total))
+        model.eval()
+        cost = discretisation_cost(model, val_data, cfg.eval_batch_size)
     distributed.barrier(env)
-    return SearchOutcome(model, seconds, total, ip_names)
+    return SearchOutcome(model, seconds, total, ip_names, model.entropy_summary(), cost)
 
 
 # --------------------------------------------------------------------------- discretise + retrain
@@ -298,11 +322,17 @@ def retrain_phase(space: Space, outcome: SearchOutcome, train_data: SpikeData, v
                       "Neuron parameters are the space's initial values (retrain.keep_intrinsic: false)."))
     cfg = TrainConfig(epochs=space.retrain.epochs, batch_size=space.retrain.batch_size, lr=space.retrain.lr,
                       seed=space.search.seed, device=device)
-    init_state = outcome.model.intrinsic_state(outcome.ip_layers) if keep else None
+    init_state = inherited_weights(outcome.model) if space.retrain.init == "inherit" else {}
+    init_state |= outcome.model.intrinsic_state(outcome.ip_layers) if keep else {}
     start = time.perf_counter()
     result = train(arch, train_data, val_data, cfg, out_dir / MODEL_FILE, out_dir / METRICS_FILE, progress,
-                   extra_meta={"search": {"space": space.name, **(extra_meta or {})}}, init_state=init_state)
+                   extra_meta={"search": {"space": space.name, **(extra_meta or {})}}, init_state=init_state or None)
     return arch, result, time.perf_counter() - start
+
+
+def inherited_weights(model: Supernet) -> dict[str, torch.Tensor]:
+    """The argmax network's weights from the supernet (a warm start); neuron parameters are not weights."""
+    return {key: value.cpu() for key, value in model.inherited_model().state_dict().items() if ".neuron." not in key}
 
 
 def run_hrmas(space: Space, data: tuple[SpikeData, SpikeData, SpikeData], out_dir: str | Path, *,
@@ -331,6 +361,7 @@ def run_hrmas(space: Space, data: tuple[SpikeData, SpikeData, SpikeData], out_di
               "recurrent_synapses": sum(s["recurrent_synapses"] for s in searched.values()),
               "neurons": sum(cfg["size"] for cfg in arch["layers"]),
               "search_seconds": outcome.seconds, "search_steps": outcome.steps,
+              "entropy": outcome.entropy, "discretisation": outcome.discretisation,
               "retrain_seconds": retrain_seconds,
               # The cost unit of the search: one pass over the training split at the retraining's speed.
               "retrain_epoch_seconds": len(train_data) / trained.metrics["train_samples_per_s"],

@@ -45,6 +45,7 @@ SPACE_FORMAT = "rsnn2chip.search-space"
 SPACE_VERSION = 1
 SEARCH_LAYER_TYPES = ("scml_search", "unstructured_search")
 DEFAULT_MOTIF_SIZES = (2, 4, 8, 16)  # hrmas.md [ours]
+RETRAIN_INITS = ("reinit", "inherit")
 SPACE_KEYS = ("format", "version", "name", "input_size", "readout", "layers", "search", "ip", "retrain")
 SEARCH_LAYER_KEYS = {"scml_search": ("type", "name", "size", "neuron", "motif_sizes", "init_scale"),
                      "unstructured_search": ("type", "name", "size", "neuron", "init_scale")}
@@ -70,6 +71,12 @@ class SearchConfig:
     warmup_steps: int = 20
     grad_clip: float = 1.0           # on weights and alphas separately, as in training
     alpha_init_sd: float = 1e-3      # breaks ties between candidates reproducibly (from the seed)
+    # Softmax temperature of every choice, annealed geometrically from the first alpha step to the last:
+    # a cold mixture is close to its own argmax, so what the supernet learned survives discretisation.
+    temperature_start: float = 1.0
+    temperature_end: float = 1.0
+    # Weight of the choices' mean normalised entropy in the alpha loss: pushes each softmax to one-hot.
+    entropy_weight: float = 0.0
     log_every: int = 10              # steps between alpha/firing-rate log records
     probe_every: int = 10            # steps between stability probes (before/after an alpha step, after IP)
     probe_samples: int = 128         # fixed val samples the probe measures accuracy and rates on
@@ -105,8 +112,11 @@ class RetrainConfig:
     batch_size: int = 32
     lr: float = 3e-3
     # Keep the intrinsic parameters (voltage_decay, input_gain) that IP adapted during the search
-    # instead of the space's initial values; weights are re-initialised either way.
+    # instead of the space's initial values.
     keep_intrinsic: bool = False
+    # Weights the discrete network starts from: "reinit" (fresh, as the paper) or "inherit" (the supernet's
+    # weights, each kept synapse with the magnitude of its chosen type; a warm start).
+    init: str = "reinit"
 
 
 @dataclass
@@ -279,6 +289,14 @@ def space_from_dict(raw, file: str | None = None) -> Space:
     if ip.layers not in ("hidden", "searched"):
         problems.append(Problem("ip.layers must be 'hidden' or 'searched'", where="space.ip.layers",
                                 found=repr(ip.layers)))
+    search = sections["search"]
+    for key in ("temperature_start", "temperature_end"):
+        if not getattr(search, key) > 0:
+            problems.append(Problem(f"search.{key} must be > 0", where=f"space.search.{key}",
+                                    found=getattr(search, key), fix="1.0 is a plain softmax"))
+    if sections["retrain"].init not in RETRAIN_INITS:
+        problems.append(Problem("unknown retrain.init", where="space.retrain.init", found=repr(sections["retrain"].init),
+                                allowed=list(RETRAIN_INITS)))
     if not 0 < ip.target_rate < 1:
         problems.append(Problem("ip.target_rate must lie in (0, 1) spikes per step", where="space.ip.target_rate",
                                 found=ip.target_rate))

@@ -7,22 +7,26 @@ Per searched layer, one set of architecture parameters (alphas):
   for every ordered intra-motif pair (post, pre), self-loops included, then for the k forward and k backward
   lateral links (the rows of ``inter_types``, docs/scml.md).
 
-A candidate's synapse at position p has its own magnitude ``softplus(raw)`` (each candidate owns its
-weights, as each DARTS operation does) and the expected signed weight
-``(q_exc[p] - q_inh[p]) * softplus(raw)``, with ``q = softmax(alpha_types[j][p])``: the mixture of
-+m, -m and 0. The layer's recurrent matrix is ``sum_k softmax(alpha_size)[k] * W_k``, where ``W_k`` holds
-candidate k's synapses at the positions of :func:`rsnn2chip.nn.motif_synapses` (all motifs share the alphas
-and, as in an ``scml`` layer, each synapse its own magnitude). Discretisation takes the argmax of every
+A candidate's synapse at position p has one magnitude per signed type, ``softplus(raw_exc)`` and
+``softplus(raw_inh)`` (each candidate operation owns its weights, as in DARTS), and the expected signed weight
+``q_exc[p] * softplus(raw_exc) - q_inh[p] * softplus(raw_inh)``, with ``q = softmax(alpha_types[j][p] / T)``.
+One shared magnitude would make the weight ``(q_exc - q_inh) * m``: zero at uniform alphas, so the supernet
+would start without recurrence and its magnitudes without gradient (measured, docs/hrmas.md). The layer's
+recurrent matrix is ``sum_k softmax(alpha_size / T)[k] * W_k``, where ``W_k`` holds candidate k's synapses at
+the positions of :func:`rsnn2chip.nn.motif_synapses` (all motifs share the alphas and, as in an ``scml``
+layer, each synapse its own magnitudes). The temperature ``T`` is annealed by the search loop, so the mixture
+ends close to its own argmax and discretisation changes little. Discretisation takes the argmax of every
 softmax and returns a plain ``scml`` layer config.
 
 The unstructured control (``unstructured_search``) has no motifs: logits over the three types for every
-(post, pre) pair of the layer and a dense magnitude matrix; it discretises to an ``scml`` layer with a
+(post, pre) pair of the layer and two dense magnitude matrices; it discretises to an ``scml`` layer with a
 single motif of the whole layer (``motif_size = size``), which holds exactly that free wiring.
 """
 from __future__ import annotations
 
 import abc
 import copy
+import math
 
 import numpy as np
 import torch
@@ -40,6 +44,11 @@ TYPE_NAMES = ("exc", "inh", "none")
 TYPE_OF_COLUMN = (1, -1, 0)
 TYPES_NP = np.asarray(TYPE_OF_COLUMN)
 ALPHA_PREFIX = "alpha_"
+
+
+def normalised_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy of each distribution along the last axis, divided by log(choices)."""
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(-1) / math.log(p.shape[-1])
 
 
 def candidate_positions(size: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,6 +71,40 @@ class SearchLayer(SpikingLayer, abc.ABC):
     def __init__(self, cfg: dict, in_features: int):
         super().__init__(with_defaults(cfg, {"init_scale": (DEFAULT_INIT_SCALE, None)}), in_features)
         self._w_rec: torch.Tensor | None = None
+        # Softmax temperature of every choice; the search loop anneals it (a function of the step, so a
+        # resumed search recomputes it rather than storing it).
+        self.temperature = 1.0
+
+    def probs(self, alpha: torch.Tensor) -> torch.Tensor:
+        return F.softmax(alpha / self.temperature, dim=-1)
+
+    def magnitude_pair(self, shape: tuple[int, ...], fan_in: float) -> tuple[nn.Parameter, nn.Parameter]:
+        """Raw excitatory and inhibitory magnitudes, drawn independently as an scml layer draws its own."""
+        def draw():
+            return nn.Parameter(inverse_softplus(self.init_weights(math.prod(shape), 1, fan_in).abs().reshape(shape)))
+        return draw(), draw()
+
+    @staticmethod
+    def signed_mixture(q: torch.Tensor, raw_exc: torch.Tensor, raw_inh: torch.Tensor) -> torch.Tensor:
+        """Expected weight of (exc, inh, none) with probabilities ``q[..., :2]`` and the two magnitudes."""
+        return q[..., 0] * F.softplus(raw_exc) - q[..., 1] * F.softplus(raw_inh)
+
+    @staticmethod
+    def kept_raw(types: np.ndarray, raw_exc: torch.Tensor, raw_inh: torch.Tensor) -> torch.Tensor:
+        """The raw magnitude of each synapse's chosen type, for the synapses the argmax keeps."""
+        chosen = torch.where(torch.as_tensor(types > 0, device=raw_exc.device), raw_exc, raw_inh).detach()
+        return chosen[torch.as_tensor(types != 0, device=raw_exc.device)]
+
+    def entropies(self) -> dict[str, torch.Tensor]:
+        """Entropy of each kind of choice discretisation reads, in units of its maximum (1 uniform, 0 decided).
+
+        ``types``: the mean over the type softmaxes of the candidate that would be kept.
+        """
+        return {"types": normalised_entropy(self.probs(self.chosen_type_alphas())).mean()}
+
+    @abc.abstractmethod
+    def chosen_type_alphas(self) -> torch.Tensor:
+        """The type logits of the candidate discretisation keeps."""
 
     @abc.abstractmethod
     def mixed_recurrent_weights(self) -> torch.Tensor:
@@ -110,25 +153,32 @@ class SCMLSearchLayer(SearchLayer):
             raise ModelError("candidate motif sizes must divide the layer size", where=f"layer {self.name!r}",
                              found=bad, allowed=[d for d in range(1, self.size + 1) if self.size % d == 0])
         self.alpha_size = nn.Parameter(torch.randn(len(self.candidates)) * alpha_init_sd)
-        self.raw = nn.ParameterList()
+        self.raw_exc, self.raw_inh = nn.ParameterList(), nn.ParameterList()
         self.alpha_types = nn.ParameterList()
         for j, k in enumerate(self.candidates):
             post, pre, position = candidate_positions(self.size, k)
             self.register_buffer(f"post_{j}", torch.as_tensor(post), persistent=False)
             self.register_buffer(f"pre_{j}", torch.as_tensor(pre), persistent=False)
             self.register_buffer(f"position_{j}", torch.as_tensor(position), persistent=False)
-            magnitude = self.init_weights(len(post), 1, fan_in=len(post) / self.size).flatten().abs()
-            self.raw.append(nn.Parameter(inverse_softplus(magnitude)))
+            raw_exc, raw_inh = self.magnitude_pair((len(post),), fan_in=len(post) / self.size)
+            self.raw_exc.append(raw_exc)
+            self.raw_inh.append(raw_inh)
             self.alpha_types.append(nn.Parameter(torch.randn(k * k + 2 * k, 3) * alpha_init_sd))
 
     def size_probs(self) -> torch.Tensor:
-        return F.softmax(self.alpha_size, dim=0)
+        return self.probs(self.alpha_size)
+
+    def entropies(self) -> dict[str, torch.Tensor]:
+        more = {"size": normalised_entropy(self.size_probs())} if len(self.candidates) > 1 else {}
+        return {**super().entropies(), **more}
+
+    def chosen_type_alphas(self) -> torch.Tensor:
+        return self.alpha_types[self.chosen()]
 
     def candidate_weights(self, j: int) -> torch.Tensor:
         """Candidate j's dense expected recurrent matrix W_k (before the motif-size mixture)."""
-        q = F.softmax(self.alpha_types[j], dim=-1)
-        sign = (q[:, 0] - q[:, 1])[getattr(self, f"position_{j}")]
-        values = sign * F.softplus(self.raw[j])
+        q = self.probs(self.alpha_types[j])[getattr(self, f"position_{j}")]
+        values = self.signed_mixture(q, self.raw_exc[j], self.raw_inh[j])
         dense = values.new_zeros((self.size, self.size))
         return dense.index_put((getattr(self, f"post_{j}"), getattr(self, f"pre_{j}")), values)
 
@@ -141,9 +191,8 @@ class SCMLSearchLayer(SearchLayer):
 
     def discrete_raw_weights(self) -> torch.Tensor:
         j = self.chosen()
-        kept = torch.as_tensor(TYPES_NP[self.alpha_types[j].argmax(-1).cpu().numpy()]
-                               [getattr(self, f"position_{j}").cpu().numpy()] != 0)
-        return self.raw[j].detach()[kept]
+        types = TYPES_NP[self.alpha_types[j].argmax(-1).cpu().numpy()][getattr(self, f"position_{j}").cpu().numpy()]
+        return self.kept_raw(types, self.raw_exc[j], self.raw_inh[j])
 
     def discretise(self) -> dict:
         j = self.chosen()
@@ -158,7 +207,7 @@ class SCMLSearchLayer(SearchLayer):
         with torch.no_grad():
             return {"candidates": self.candidates,
                     "size_probs": np.round(self.size_probs().double().cpu().numpy(), decimals).tolist(),
-                    "type_probs": {str(k): np.round(F.softmax(a, -1).double().cpu().numpy(), decimals).tolist()
+                    "type_probs": {str(k): np.round(self.probs(a).double().cpu().numpy(), decimals).tolist()
                                    for k, a in zip(self.candidates, self.alpha_types)}}
 
 
@@ -170,18 +219,18 @@ class UnstructuredSearchLayer(SearchLayer):
     def __init__(self, cfg: dict, in_features: int, alpha_init_sd: float = 1e-3):
         super().__init__(cfg, in_features)
         n = self.size
-        magnitude = self.init_weights(n, n, fan_in=n).abs()
-        self.raw = nn.Parameter(inverse_softplus(magnitude))
+        self.raw_exc, self.raw_inh = self.magnitude_pair((n, n), fan_in=n)
         self.alpha_types = nn.Parameter(torch.randn(n, n, 3) * alpha_init_sd)
 
     def mixed_recurrent_weights(self) -> torch.Tensor:
-        q = F.softmax(self.alpha_types, dim=-1)
-        return (q[..., 0] - q[..., 1]) * F.softplus(self.raw)
+        return self.signed_mixture(self.probs(self.alpha_types), self.raw_exc, self.raw_inh)
+
+    def chosen_type_alphas(self) -> torch.Tensor:
+        return self.alpha_types
 
     def discrete_raw_weights(self) -> torch.Tensor:
-        types = TYPES_NP[self.alpha_types.argmax(-1).cpu().numpy()]
-        post, pre = np.nonzero(types)  # row-major = the scml layer's (post, pre) order
-        return self.raw.detach()[torch.as_tensor(post), torch.as_tensor(pre)]
+        # Row-major boolean indexing keeps the scml layer's (post, pre) synapse order.
+        return self.kept_raw(TYPES_NP[self.alpha_types.argmax(-1).cpu().numpy()], self.raw_exc, self.raw_inh)
 
     def discretise(self) -> dict:
         n = self.size
@@ -192,7 +241,7 @@ class UnstructuredSearchLayer(SearchLayer):
         with torch.no_grad():
             return {"candidates": [self.size], "size_probs": [1.0],
                     "type_probs": {str(self.size): np.round(
-                        F.softmax(self.alpha_types, -1).reshape(-1, 3).double().cpu().numpy(), decimals).tolist()}}
+                        self.probs(self.alpha_types).reshape(-1, 3).double().cpu().numpy(), decimals).tolist()}}
 
 
 SEARCH_LAYERS = {"scml_search": SCMLSearchLayer, "unstructured_search": UnstructuredSearchLayer}
@@ -238,6 +287,19 @@ class Supernet(LayerChain):
 
     def alpha_summary(self) -> dict:
         return {name: layer.alpha_summary() for name, layer in self.searched().items()}
+
+    def set_temperature(self, temperature: float) -> None:
+        for layer in self.searched().values():
+            layer.temperature = float(temperature)
+
+    def entropy(self) -> torch.Tensor:
+        """Mean normalised entropy over every searched layer's kinds of choice (1 uniform, 0 decided)."""
+        return torch.stack([h for layer in self.searched().values() for h in layer.entropies().values()]).mean()
+
+    def entropy_summary(self) -> dict:
+        with torch.no_grad():
+            return {name: {kind: float(h) for kind, h in layer.entropies().items()}
+                    for name, layer in self.searched().items()}
 
     def discretise(self, keep_intrinsic: bool = False, intrinsic_layers: list[str] | None = None) -> dict:
         """The argmax architecture as a plain RSNN arch (usable by ``rsnn2chip train``).

@@ -34,7 +34,7 @@ def tiny_space(**overrides) -> dict:
                         {"type": "lif_dense", "name": "output", "size": "auto", "neuron": dict(NEURON)}],
              "search": {"epochs": 3, "min_steps": 0, "batch_size": 16, "warmup_steps": 2, "log_every": 2, "probe_every": 3,
                         "probe_samples": 32, "checkpoint_every": 3, "alpha_lr": 0.05},
-             "ip": {"eta_r": 0.5, "eta_tau": 0.5},
+             "ip": {"enabled": True, "eta_r": 0.5, "eta_tau": 0.5},
              "retrain": {"epochs": 1, "batch_size": 32}}
     for key, value in overrides.items():
         space[key] = {**space[key], **value} if isinstance(value, dict) else value
@@ -343,7 +343,7 @@ def test_a_decisive_search_ends_decided_and_can_warm_start_the_retraining(tmp_pa
     """Entropy term + annealing end near one-hot with a small discretisation drop, both reported; with
     ``retrain.init: inherit`` the retraining starts from the supernet's weights (lr ~ 0 keeps them)."""
     results = {}
-    for name, search, retrain in (("plain", {}, {}),
+    for name, search, retrain in (("plain", {"temperature_end": 1.0, "entropy_weight": 0.0}, {}),
                                   ("decisive", {"entropy_weight": 1.0, "temperature_end": 0.05},
                                    {"init": "inherit", "lr": 1e-12})):
         space = space_from_dict(tiny_space(search={**search, "epochs": 2}, retrain=retrain))

@@ -11,10 +11,15 @@ The synaptic sums run in floating point on BLAS, and are still exact: each is a 
 (:func:`_exact_dtype` picks the narrowest that holds every row's largest possible sum). Scaling by
 ``2**weight_exp`` and flooring are exact in floating point too. The projections reading one source are
 stacked into one matrix, so a step costs one matrix product per source.
+
+Those products are small, one per step, so BLAS runs them on one thread unless a step's product is large
+(:data:`THREADED_ABOVE`): at 1,034 neurons OpenBLAS's threads made a run 17x slower single-sample and 12x slower
+at batch 16 while other processes kept the cores busy, and no faster on idle ones.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,6 +28,19 @@ from rsnn2chip.backends import Backend, Session
 from rsnn2chip.backends.plan import LoweredNetwork
 
 DENSE_ABOVE = 0.02  # stacked matrices denser than this run as dense BLAS products, sparser ones as CSR
+# Multiply-adds per step above which BLAS may use its threads (batch 64 through a 1,034-neuron recurrent matrix).
+THREADED_ABOVE = 64 * 1034 * 1034
+
+
+@lru_cache(maxsize=1)
+def _blas_threads():
+    # Created once: inspecting the loaded libraries costs about 1 ms, a limit on a known controller 20 us.
+    from threadpoolctl import ThreadpoolController
+    return ThreadpoolController()
+
+
+def step_multiply_adds(plan: list, batch: int) -> int:
+    return sum(batch * int(np.prod(stack.weights.shape)) for stack in plan)
 
 
 @dataclass
@@ -94,10 +112,18 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=()) -> 
     n = net.n_lif
     consts = [g.constants() for g in net.groups]
     states = [g.model.initial_state(c, batch) for g, c in zip(net.groups, consts)]
-    selectors = [g.selector for g in net.groups]
     out = np.zeros((batch, steps, n), bool)
     recorded = {name: np.zeros((batch, steps, n), np.int32) for name in probes}
     plan = stacks(net)
+    threads = None if step_multiply_adds(plan, batch) > THREADED_ABOVE else 1
+    with _blas_threads().limit(limits=threads, user_api="blas"):
+        _run_steps(net, plan, inputs, steps, states, consts, out, recorded)
+    return out, recorded
+
+
+def _run_steps(net, plan, inputs, steps, states, consts, out, recorded) -> None:
+    batch, n = out.shape[0], net.n_lif
+    selectors = [g.selector for g in net.groups]
     previous = {"input": None, "lif": None}  # spikes a synapse read last step (None: none yet)
     for t in range(steps):
         a_in = np.zeros((batch, n), np.float64)
@@ -114,10 +140,9 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=()) -> 
         for k, group in enumerate(net.groups):
             states[k], s = group.model.reference_step(states[k], a_in[:, selectors[k]], consts[k])
             out[:, t, selectors[k]] = s
-            for name in probes:
-                recorded[name][:, t, selectors[k]] = states[k][name]
+            for name, values in recorded.items():
+                values[:, t, selectors[k]] = states[k][name]
         previous = {"input": inputs[:, t], "lif": out[:, t]}
-    return out, recorded
 
 
 class ReferenceSession(Session):

@@ -16,7 +16,8 @@ user gets) with only the layer size and seed changed. Per (data set, size, seed)
 
 Recorded for each network: test accuracy, recurrent synapses, neurocores on loihi2-sim (compiled), and for
 searches the search's wall time as a multiple of one training run of its network, the final entropy of the
-choices and the accuracy drop at discretisation. The tiny sets (``fsdd4a``, ``fsdd4b``: 4 FSDD digits, 40
+choices and the accuracy drop at discretisation. The searched model is also compiled and run: its test accuracy
+on the reference backend, and Lava == reference on its first 4 test samples. The tiny sets (``fsdd4a``, ``fsdd4b``: 4 FSDD digits, 40
 training recordings) check that a search with defaults works on little data.
 
     nice .venv/bin/python bench/hrmas.py --resume      # background; rerun with --resume after an interruption
@@ -59,8 +60,11 @@ CLAIMS = {"hrmas_beats_fc": ("hrmas", "fc"), "hrmas_beats_random_sparse": ("hrma
 
 
 def data_arg(dataset: str) -> str:
-    from datasets import build_fsdd_tiny
-    return str(build_fsdd_tiny(dataset)) if dataset in TINY_SETS else dataset
+    """What ``load_splits`` reads: FSDD by name, the tiny sets and bench/datasets.py's sets as built files."""
+    from datasets import build, build_fsdd_tiny
+    if dataset == "fsdd":
+        return dataset
+    return str(build_fsdd_tiny(dataset) if dataset in TINY_SETS else build(dataset))
 
 
 def method_space(method: str, size: int, seed: int):
@@ -145,6 +149,40 @@ def run_method(method: str, group: dict, data, out: Path) -> dict:
     return record
 
 
+def deployed_check(group_dir: Path, dataset: str, lava_samples: int = 4) -> dict:
+    """The searched model compiled for loihi2-sim: its test accuracy on the reference backend, and Lava ==
+    reference (readout values and every population's spikes) on the first test samples. Cached."""
+    cached = group_dir / "hrmas_deployed.json"
+    if cached.exists():
+        return json.loads(cached.read_text())
+    from rsnn2chip.backends import run as run_backend
+    from rsnn2chip.compiler import compile_file
+    from rsnn2chip.data import load_splits
+    from rsnn2chip.fileio import atomic_write_bytes
+    from rsnn2chip.readout import compiled_readout, run_probes, trace_of
+    from rsnn2chip.targets import load_target
+    art = compile_file(group_dir / "hrmas" / "model.pt", load_target("loihi2-sim"))
+    readout, output = compiled_readout(art.graph)
+    test = load_splits(data_arg(dataset))[2]
+    depth = len(_read_yaml(group_dir / "hrmas" / "arch.yaml")["layers"])  # steps the readout window extends by
+    correct, identical, checked = 0, True, 0
+    for batch in test.batches(64, extra_steps=depth):
+        x = batch.x.numpy()
+        ref = run_backend(art, x, x.shape[1], backend="reference", probes=run_probes(readout))
+        trace = trace_of(readout, ref, output)
+        correct += int((readout.scores(trace, batch.lengths.numpy(), depth).argmax(1) == batch.y.numpy()).sum())
+        if checked < lava_samples:
+            take = min(lava_samples - checked, len(x))
+            lava = run_backend(art, x[:take], x.shape[1], backend="lava", probes=run_probes(readout))
+            identical &= bool(np.array_equal(trace_of(readout, lava, output), trace[:take])) and all(
+                np.array_equal(lava.spikes[pop], ref.spikes[pop][:take]) for pop in ref.spikes)
+            checked += take
+    record = {"deployed_test_accuracy": correct / len(test), "lava_equals_reference": identical,
+              "lava_samples": checked}
+    atomic_write_bytes(cached, json.dumps(record).encode())
+    return record
+
+
 def _read_yaml(path: Path) -> dict:
     import yaml
     return yaml.safe_load(path.read_text())
@@ -194,6 +232,10 @@ def summarise(groups: list[dict]) -> dict:
                           for field in ("test_accuracy", "recurrent_synapses", "cores", "search_cost",
                                         "retrain_seconds", "test_spike_rate")}
             methods[m]["motif_sizes"] = [row["motif_size"] for row in rows]
+            if "lava_equals_reference" in rows[0]:
+                methods[m]["deployed_test_accuracy"] = mean_sd(row["deployed_test_accuracy"] for row in rows)
+                methods[m]["lava_equals_reference"] = all(row["lava_equals_reference"] for row in rows)
+                methods[m]["lava_samples"] = sum(row["lava_samples"] for row in rows)
             if m in SEARCHES:
                 methods[m]["discretisation_drop"] = mean_sd(row["discretisation"]["drop"] for row in rows)
                 methods[m]["entropy"] = {kind: mean_sd(row["entropy"]["hidden"].get(kind) for row in rows)
@@ -235,6 +277,9 @@ def main() -> None:
                         help="FSDD layer sizes; the first gets every method, larger ones hrmas/fc/random_sparse")
     parser.add_argument("--methods", nargs="+", default=FULL_METHODS, choices=list(LABELS),
                         help="methods at the first size (default: all but unstructured)")
+    parser.add_argument("--datasets", nargs="+", default=["fsdd"],
+                        help="fsdd, or a set bench/datasets.py builds (fmnist-rows, UCR/UEA names)")
+    parser.add_argument("--no-tiny", action="store_true", help="skip the tiny-set check")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
     parser.add_argument("--resume", action="store_true", help="keep finished methods of an earlier run")
     parser.add_argument("--out", default="bench/results/hrmas.json")
@@ -243,10 +288,10 @@ def main() -> None:
     seeds, sizes = ([0], args.sizes[:1]) if args.quick else (args.seeds, args.sizes)
     if not args.resume:
         shutil.rmtree(args.runs, ignore_errors=True)
-    groups = [{"dataset": d, "size": sizes[0], "seed": s, "methods": TINY_METHODS, "runs": args.runs}
-              for d in TINY_SETS for s in seeds]
-    groups += [{"dataset": "fsdd", "size": n, "seed": s, "methods": args.methods if n == sizes[0] else SCALE_METHODS,
-                "runs": args.runs} for n in sizes for s in seeds]
+    groups = [] if args.no_tiny else [{"dataset": d, "size": sizes[0], "seed": s, "methods": TINY_METHODS,
+                                       "runs": args.runs} for d in TINY_SETS for s in seeds]
+    groups += [{"dataset": d, "size": n, "seed": s, "methods": args.methods if n == sizes[0] else SCALE_METHODS,
+                "runs": args.runs} for d in args.datasets for n in sizes for s in seeds]
     start, done = time.perf_counter(), []
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run_group, g): g for g in groups}
@@ -257,10 +302,14 @@ def main() -> None:
             print(f"[{len(done)}/{len(groups)}] {g['dataset']} n={g['size']} seed {g['seed']}: "
                   f"hrmas {done[-1]['results']['hrmas']['test_accuracy']:.4f}; about {left / 60:.0f} min left",
                   flush=True)
+    for g in done:  # in this process, one at a time: Lava starts a process per population
+        g["results"]["hrmas"].update(deployed_check(
+            Path(args.runs) / f"{g['dataset']}_n{g['size']}_s{g['seed']}", g["dataset"]))
     summary = summarise(done)
     payload = {"benchmark": "hrmas", "quick": args.quick, "machine": platform.machine(),
                "python": platform.python_version(), "wall_seconds": time.perf_counter() - start,
-               "command": "bench/hrmas.py" + (" --quick" if args.quick else ""), "space": str(SPACE.relative_to(ROOT)),
+               "command": " ".join(["bench/hrmas.py"] + [a for a in sys.argv[1:] if a != "--resume"]),
+               "space": str(SPACE.relative_to(ROOT)),
                "seeds": seeds, "sizes": sizes, "summary": summary, "runs": done}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

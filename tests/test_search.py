@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -379,3 +380,25 @@ def test_search_on_a_file_with_only_train_and_test_carves_a_validation_split(tmp
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["splits"]["val"] > 0 and result["splits"]["train"] + result["splits"]["val"] == 36
     assert result["splits"]["test"] == 12 and 0 <= summary["test_accuracy"] <= 1
+
+
+def test_the_example_space_with_defaults_learns_a_tiny_data_set(tmp_path, capsys):
+    """What a new user runs first: the shipped space on a small file of their own (4 spoken digits, 10
+    training recordings each, train and test splits only). It must decide, and beat chance by far."""
+    from rsnn2chip.data.fsdd import load_raw
+    frames, lengths, labels = load_raw()
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    rng = np.random.default_rng(7)
+    picked = np.concatenate([rng.permutation(np.flatnonzero(labels == d))[:30] for d in (4, 5, 6, 7)])
+    split = np.tile(np.repeat([0, 2], [10, 20]), 4)
+    np.savez(tmp_path / "digits4.npz", X=np.concatenate([frames[starts[i]:starts[i] + lengths[i]] for i in picked]),
+             lengths=lengths[picked], y=labels[picked] - 4, split=split)
+    capsys.readouterr()
+    space = Path(__file__).resolve().parents[1] / "examples" / "search" / "space_fsdd.yaml"
+    assert main(["search", "--space", str(space), "--data", str(tmp_path / "digits4.npz"),
+                 "-o", str(tmp_path / "run"), "--no-plots", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    result = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert summary["test_accuracy"] >= 0.6, summary  # chance is 0.25
+    assert result["entropy"]["hidden"]["types"] < 0.1 and result["entropy"]["hidden"]["size"] < 0.1
+    assert result["searched_layers"]["hidden"]["size"] == 128

@@ -63,7 +63,8 @@ def run(args, out) -> int:
     summary = {"output": str(output), "arch": str(output / "arch.yaml"), "model": str(output / "model.pt"),
                "test_accuracy": result["test"]["accuracy"] if result["test"] else None,
                "recurrent_synapses": result["recurrent_synapses"], "search_seconds": result["search_seconds"],
-               "search_cost_ratio": result["search_cost_ratio"],
+               "search_cost_ratio": result["search_cost_ratio"], "entropy": result["entropy"],
+               "discretisation": result["discretisation"],
                "searched_layers": {name: {k: v for k, v in layer.items() if not k.endswith("_types")}
                                    for name, layer in result["searched_layers"].items()}}
     if args.json:
@@ -80,9 +81,11 @@ def run(args, out) -> int:
                       str(types.count(1)), str(types.count(-1)))
     out.console.print(table)
     test = result["test"]["accuracy"] if result["test"] else float("nan")
+    drop = result["discretisation"]
     out.console.print(f"test accuracy {test:.4f}; search {result['search_seconds']:.1f} s = "
-                      f"{result['search_cost_ratio']:.2f} x one retraining; wrote {output}/ "
-                      "(arch.yaml, model.pt, search_log.jsonl, result.json, *.png)")
+                      f"{result['search_cost_ratio']:.2f} x the retraining; discretisation: val accuracy "
+                      f"{drop['supernet_val_accuracy']:.4f} (supernet) -> {drop['argmax_val_accuracy']:.4f} (argmax, same "
+                      f"weights); wrote {output}/ (arch.yaml, model.pt, search_log.jsonl, result.json, *.png)")
     return 0
 
 

@@ -363,12 +363,11 @@ def run_hrmas(space: Space, data: tuple[SpikeData, SpikeData, SpikeData], out_di
               "search_seconds": outcome.seconds, "search_steps": outcome.steps,
               "entropy": outcome.entropy, "discretisation": outcome.discretisation,
               "retrain_seconds": retrain_seconds,
-              # The cost unit of the search: one pass over the training split at the retraining's speed.
-              "retrain_epoch_seconds": len(train_data) / trained.metrics["train_samples_per_s"],
               "final_val": trained.metrics["final"], "best_val": trained.metrics["best_val"],
               "test": None if test is None else {k: test[k] for k in ("accuracy", "loss", "mean_spike_rate",
                                                                        "spike_rate", "samples")}}
-    result["search_cost_ratio"] = outcome.seconds / max(result["retrain_epoch_seconds"], 1e-9)
+    # The cost of the search in units of one training run of the network it found.
+    result["search_cost_ratio"] = outcome.seconds / max(retrain_seconds, 1e-9)
     if env.is_main:
         write_json(result_path, result)
         if plots:

@@ -140,6 +140,8 @@ def test_alpha_and_weight_parameters_partition_the_supernet():
     ({"ip": {"layers": "all"}}, "ip.layers"),
     ({"search": {"log_every": 0}}, "search.log_every"),
     ({"search": {"temperature_end": 0.0}}, "search.temperature_end must be > 0"),
+    ({"search": {"temperature_start": float("inf")}}, "bad value for search.temperature_start"),
+    ({"search": {"lr": float("nan")}}, "bad value for search.lr"),
     ({"retrain": {"init": "warm"}}, "unknown retrain.init"),
     ({"layers": [{"type": "lif_recurrent", "name": "hidden", "size": 8, "neuron": NEURON}]}, "nothing to search"),
 ])

@@ -30,6 +30,7 @@ overrides ``search.seed`` with ``--seed``.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -258,7 +259,8 @@ def _section(cls, raw, where: str) -> tuple[object, list[Problem]]:
 
 
 def _numeric(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A finite int or float (YAML's .inf and .nan are floats too, and would poison the search)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def space_from_dict(raw, file: str | None = None) -> Space:

@@ -272,7 +272,9 @@ def print_table(summary: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="seed 0, 128 neurons on FSDD, the tiny sets")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="seeds at the first size and on the tiny sets")
+    parser.add_argument("--scale-seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds at larger sizes")
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256],
                         help="FSDD layer sizes; the first gets every method, larger ones hrmas/fc/random_sparse")
     parser.add_argument("--methods", nargs="+", default=FULL_METHODS, choices=list(LABELS),
@@ -291,7 +293,10 @@ def main() -> None:
     groups = [] if args.no_tiny else [{"dataset": d, "size": sizes[0], "seed": s, "methods": TINY_METHODS,
                                        "runs": args.runs} for d in TINY_SETS for s in seeds]
     groups += [{"dataset": d, "size": n, "seed": s, "methods": args.methods if n == sizes[0] else SCALE_METHODS,
-                "runs": args.runs} for d in args.datasets for n in sizes for s in seeds]
+                "runs": args.runs} for d in args.datasets for n in sizes
+               for s in (seeds if n == sizes[0] else args.scale_seeds)]
+    # Lava sets the fork start method when first imported and fails if the pool has chosen one already.
+    import rsnn2chip.lava  # noqa: F401
     start, done = time.perf_counter(), []
     with ProcessPoolExecutor(args.jobs) as pool:
         futures = {pool.submit(run_group, g): g for g in groups}
@@ -310,7 +315,7 @@ def main() -> None:
                "python": platform.python_version(), "wall_seconds": time.perf_counter() - start,
                "command": " ".join(["bench/hrmas.py"] + [a for a in sys.argv[1:] if a != "--resume"]),
                "space": str(SPACE.relative_to(ROOT)),
-               "seeds": seeds, "sizes": sizes, "summary": summary, "runs": done}
+               "seeds": seeds, "scale_seeds": args.scale_seeds, "sizes": sizes, "summary": summary, "runs": done}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=1, default=float) + "\n")

@@ -311,7 +311,8 @@ def main() -> None:
         g["results"]["hrmas"].update(deployed_check(
             Path(args.runs) / f"{g['dataset']}_n{g['size']}_s{g['seed']}", g["dataset"]))
     summary = summarise(done)
-    payload = {"benchmark": "hrmas", "quick": args.quick, "machine": platform.machine(),
+    compute = sum(r.get("search_seconds", 0) + r.get("retrain_seconds", 0) for g in done for r in g["results"].values())
+    payload = {"compute_seconds": compute, "benchmark": "hrmas", "quick": args.quick, "machine": platform.machine(),
                "python": platform.python_version(), "wall_seconds": time.perf_counter() - start,
                "command": " ".join(["bench/hrmas.py"] + [a for a in sys.argv[1:] if a != "--resume"]),
                "space": str(SPACE.relative_to(ROOT)),

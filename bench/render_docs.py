@@ -16,7 +16,8 @@ RESULTS = ROOT / "bench" / "results"
 
 PRODUCERS = {"sim_speed": "bench/sim_speed.py", "mapping": "bench/mapping.py", "accuracy": "bench/accuracy.py",
              "accuracy_init1": "bench/accuracy.py",
-             "deploy_fidelity": "bench/deploy_fidelity.py", "hrmas": "bench/hrmas.py", "softlif": "bench/softlif.py"}
+             "deploy_fidelity": "bench/deploy_fidelity.py", "hrmas": "bench/hrmas.py",
+             "hrmas_fmnist-rows": "bench/hrmas.py --datasets fmnist-rows ... (docs/hrmas.md)", "softlif": "bench/softlif.py"}
 
 
 def load(name: str) -> dict:
@@ -174,10 +175,11 @@ def hrmas(d: dict) -> str:
     spec = importlib.util.spec_from_file_location("bench_hrmas", ROOT / "bench" / "hrmas.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = ["## HRMAS against hand-designed RSNNs", "",
+    datasets = sorted({s["dataset"] for s in d["summary"].values()})
+    out = [f"## HRMAS against hand-designed RSNNs: {', '.join(datasets)}", "",
            f"Searches use `{d['space']}` as shipped (only size and seed changed); every network is trained with "
-           f"the training recipe and tested on the test split; seeds {d['seeds']}, paired. Wall time "
-           f"{d['wall_seconds'] / 60:.0f} min on this machine's 2 cores.", "",
+           "the training recipe and tested on the test split; paired by seed. Compute: "
+           f"{d['compute_seconds'] / 3600:.1f} core-hours of searching and training on this machine.", "",
            f"Command: `nice .venv/bin/python {d['command']} --resume` (background; `--quick` for a smoke run)", ""]
     for name, s in d["summary"].items():
         rows = []
@@ -190,8 +192,13 @@ def hrmas(d: dict) -> str:
                          "-" if "entropy" not in r else
                          f"{r['entropy']['types']['mean']:.3f} / {r['entropy']['size']['mean']:.3f}"])
         share = s.get("hrmas_synapse_share_of_fc")
-        out += [f"**{name}** (test split {s['splits']['test']}, train {s['splits']['train']})"
-                + (f"; HRMAS keeps {share * 100:.1f} % of the FC network's recurrent synapses" if share else ""), "",
+        searched = s["methods"]["hrmas"]
+        deployed = (f"; the searched model compiled for loihi2-sim: {_ms(searched['deployed_test_accuracy'])} on the "
+                    f"reference backend, Lava == reference on {searched['lava_samples']} test samples: "
+                    f"{'yes' if searched['lava_equals_reference'] else 'NO'}" if "lava_samples" in searched else "")
+        out += [f"**{name}** (test split {s['splits']['test']}, train {s['splits']['train']}, seeds {s['seeds']})"
+                + (f"; HRMAS keeps {share * 100:.1f} % of the FC network's recurrent synapses" if share else "")
+                + deployed, "",
                 table(["network", "test accuracy", "recurrent synapses", "cores (loihi2-sim)", "motif sizes",
                        "search time / its training", "discretisation drop (pp)", "entropy types / size"], rows), ""]
         claims = [[HRMAS_CLAIMS.get(k, k), f"{c['mean'] * 100:+.2f} pp ± {c['sd'] * 100:.2f}",
@@ -398,9 +405,9 @@ def interop(d: dict) -> str:
         "drop) but not accuracy or the count.", ""])
 
 
-SECTIONS = {"accuracy": accuracy, "accuracy_init1": accuracy_init1, "sim_speed": sim_speed, "lava_speed": lava_speed, "mapping": mapping,
-            "scml_sweep": scml_sweep, "deploy_fidelity": deploy_fidelity, "hrmas": hrmas, "softlif": softlif,
-            "interop": interop}
+SECTIONS = {"accuracy": accuracy, "accuracy_init1": accuracy_init1, "sim_speed": sim_speed, "lava_speed": lava_speed,
+            "mapping": mapping, "scml_sweep": scml_sweep, "deploy_fidelity": deploy_fidelity, "hrmas": hrmas,
+            "hrmas_fmnist-rows": hrmas, "softlif": softlif, "interop": interop}
 EXTRA = {}  # name -> renderer, filled below by later benchmarks
 
 

@@ -69,3 +69,22 @@ def test_lava_backend_reads_the_target_simulator():
     data["target"]["simulator"] = "board-x"
     with pytest.raises(TargetError, match="board-x"):
         target_from_dict(data, "a board target")
+
+
+def test_reference_single_sample_gather_equals_the_batched_product():
+    """Wide sources run one sample by gathering its senders' rows, a batch by one product: same integers."""
+    from rsnn2chip.backends.reference import GATHER_ABOVE
+    torch.manual_seed(3)
+    width = GATHER_ABOVE + 60
+    model = RSNN(example_arch("wide", input_size=GATHER_ABOVE + 8, sizes=(width, 5)))
+    with torch.no_grad():
+        next(iter(model.parameters())).mul_(3.0)
+    art = compile_graph(model.to_ir(), load_target("loihi2-sim"))
+    x = (np.random.default_rng(1).random((2, STEPS, GATHER_ABOVE + 8)) < 0.3).astype(np.int8)
+    batched = backends.run(art, x, STEPS, backend="reference", probes=("v",))
+    assert sum(batched.spike_counts().values()) > 100
+    for i in range(2):
+        single = backends.run(art, x[i:i + 1], STEPS, backend="reference", probes=("v",))
+        for pop, spikes in batched.spikes.items():
+            np.testing.assert_array_equal(single.spikes[pop][0], spikes[i], err_msg=pop)
+            np.testing.assert_array_equal(single.probes["v"][pop][0], batched.probes["v"][pop][i], err_msg=pop)

@@ -14,7 +14,7 @@ stacked into one matrix, so a step costs one matrix product per source.
 
 Those products are small, one per step, so BLAS runs them on one thread unless a step's product is large
 (:data:`THREADED_ABOVE`): at 1,034 neurons OpenBLAS's threads made a run 17x slower single-sample and 11x slower
-at batch 16 while other processes kept the cores busy, and no faster on idle ones.
+at batch 16 while other processes kept the cores busy.
 """
 from __future__ import annotations
 

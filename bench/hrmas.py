@@ -21,7 +21,7 @@ on the reference backend, and Lava == reference on its first 4 test samples. The
 training recordings) check that a search with defaults works on little data.
 
     nice .venv/bin/python bench/hrmas.py --resume      # background; rerun with --resume after an interruption
-    .venv/bin/python bench/hrmas.py --quick             # smoke: one seed, 128 neurons, tiny sets only
+    .venv/bin/python bench/hrmas.py --quick             # smoke: the tiny sets, seed 0 (about 2 min)
 
 Writes bench/results/hrmas.json; run directories (logs, models, per-method results) under build/bench_hrmas/.
 """
@@ -271,7 +271,8 @@ def print_table(summary: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="seed 0, 128 neurons on FSDD, the tiny sets")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: the tiny sets only, seed 0, into hrmas_quick.json and its own run directory")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                         help="seeds at the first size and on the tiny sets")
     parser.add_argument("--scale-seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds at larger sizes")
@@ -284,10 +285,15 @@ def main() -> None:
     parser.add_argument("--no-tiny", action="store_true", help="skip the tiny-set check")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one thread each")
     parser.add_argument("--resume", action="store_true", help="keep finished methods of an earlier run")
-    parser.add_argument("--out", default="bench/results/hrmas.json")
-    parser.add_argument("--runs", default="build/bench_hrmas", help="run directories (logs, models, results)")
+    parser.add_argument("--out", help="default bench/results/hrmas.json (--quick: hrmas_quick.json)")
+    parser.add_argument("--runs", help="run directories: logs, models, results (default build/bench_hrmas[_quick])")
     args = parser.parse_args()
+    suffix = "_quick" if args.quick else ""
+    args.out = args.out or f"bench/results/hrmas{suffix}.json"
+    args.runs = args.runs or f"build/bench_hrmas{suffix}"
     seeds, sizes = ([0], args.sizes[:1]) if args.quick else (args.seeds, args.sizes)
+    if args.quick:
+        args.datasets = []
     if not args.resume:
         shutil.rmtree(args.runs, ignore_errors=True)
     groups = [] if args.no_tiny else [{"dataset": d, "size": sizes[0], "seed": s, "methods": TINY_METHODS,

@@ -354,6 +354,7 @@ def test_a_decisive_search_ends_decided_and_can_warm_start_the_retraining(tmp_pa
         assert set(results[name]["discretisation"]) == {"supernet_val_accuracy", "argmax_val_accuracy", "drop"}
     plain, decisive = (results[n]["entropy"]["hidden"] for n in ("plain", "decisive"))
     assert decisive["types"] < 0.5 * plain["types"] and decisive["size"] < plain["size"]
+    assert decisive["types"] <= decisive["types_max"] <= 1 and plain["types_max"] > decisive["types_max"]
     assert abs(results["decisive"]["discretisation"]["drop"]) <= abs(results["plain"]["discretisation"]["drop"])
     state = load_checkpoint(tmp_path / "decisive" / "model.pt")["state_dict"]
     searched = torch.load(tmp_path / "decisive" / "search_state.pt", weights_only=True)["model"]

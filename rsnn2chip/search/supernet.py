@@ -297,8 +297,10 @@ class Supernet(LayerChain):
         return torch.stack([h for layer in self.searched().values() for h in layer.entropies().values()]).mean()
 
     def entropy_summary(self) -> dict:
+        """Per searched layer: the mean entropy of each kind of choice, and of the least decided type softmax."""
         with torch.no_grad():
-            return {name: {kind: float(h) for kind, h in layer.entropies().items()}
+            return {name: {**{kind: float(h) for kind, h in layer.entropies().items()},
+                           "types_max": float(normalised_entropy(layer.probs(layer.chosen_type_alphas())).max())}
                     for name, layer in self.searched().items()}
 
     def discretise(self, keep_intrinsic: bool = False, intrinsic_layers: list[str] | None = None) -> dict:

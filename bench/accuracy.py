@@ -84,28 +84,17 @@ def load_splits(name: str, encoding: str | None):
 
 # --------------------------------------------------------------------------- spiking runs
 
-def run_spiking(name: str, config: str, seed: int, runs: Path, lava_samples: int) -> dict:
-    import yaml
+def deployed_run(model_path: Path, test, depth: int, lava_samples: int, readout_name: str | None = None) -> dict:
+    """A trained model compiled for loihi2-sim: its accuracy on the whole test split on the reference backend,
+    and Lava == reference (readout values and every population's spikes) on the first ``lava_samples``.
+    ``depth``: the layers, by which the readout window extends past the input."""
     from rsnn2chip.backends import run as run_backend
     from rsnn2chip.compiler import compile_file
     from rsnn2chip.readout import READOUTS, compiled_readout, run_probes, trace_of
     from rsnn2chip.targets import load_target
-    from rsnn2chip.train import TrainConfig, train
-    arch_file, overrides, arch_overrides, encoding = CONFIGS[config]
-    train_data, val, test = load_splits(name, encoding)
-    arch = yaml.safe_load(arch_file.read_text())
-    options = arch_overrides.get("layer_options", {})
-    arch = {**arch, **{k: v for k, v in arch_overrides.items() if k != "layer_options"},
-            "layers": [{**layer, **options} for layer in arch["layers"]]}
-    out = runs / f"{name}_{config}_s{seed}.pt"
-    start = time.perf_counter()
-    trained = train(arch, train_data, val, TrainConfig(seed=seed, **overrides), out, test_data=test)
-    seconds = time.perf_counter() - start
-    metrics = trained.metrics
-    art = compile_file(out, load_target("loihi2-sim"))
+    art = compile_file(model_path, load_target("loihi2-sim"))
     readout, output = compiled_readout(art.graph)
-    assert readout is READOUTS[arch["readout"]]
-    depth = len(arch["layers"])
+    assert readout_name is None or readout is READOUTS[readout_name]
     correct, lava_equal, checked = 0, True, 0
     for batch in test.batches(64, extra_steps=depth):
         x = batch.x.numpy()
@@ -120,9 +109,27 @@ def run_spiking(name: str, config: str, seed: int, runs: Path, lava_samples: int
             lava_equal &= bool(np.array_equal(lava_trace, trace[:take])) and all(
                 np.array_equal(lava.spikes[p], ref.spikes[p][:take]) for p in ref.spikes)
             checked += take
+    return {"deployed_test_accuracy": correct / len(test), "lava_equals_reference": lava_equal,
+            "lava_samples": checked}
+
+
+def run_spiking(name: str, config: str, seed: int, runs: Path, lava_samples: int) -> dict:
+    import yaml
+    from rsnn2chip.train import TrainConfig, train
+    arch_file, overrides, arch_overrides, encoding = CONFIGS[config]
+    train_data, val, test = load_splits(name, encoding)
+    arch = yaml.safe_load(arch_file.read_text())
+    options = arch_overrides.get("layer_options", {})
+    arch = {**arch, **{k: v for k, v in arch_overrides.items() if k != "layer_options"},
+            "layers": [{**layer, **options} for layer in arch["layers"]]}
+    out = runs / f"{name}_{config}_s{seed}.pt"
+    start = time.perf_counter()
+    trained = train(arch, train_data, val, TrainConfig(seed=seed, **overrides), out, test_data=test)
+    seconds = time.perf_counter() - start
+    metrics = trained.metrics
+    deployed = deployed_run(out, test, len(arch["layers"]), lava_samples, arch["readout"])
     return {"dataset": name, "config": config, "seed": seed, "float_test_accuracy": metrics["test"]["accuracy"],
-            "deployed_test_accuracy": correct / len(test), "lava_equals_reference": lava_equal,
-            "lava_samples": checked, "best_val": metrics["best_val"], "steps": metrics["evaluations"][-1]["step"],
+            **deployed, "best_val": metrics["best_val"], "steps": metrics["evaluations"][-1]["step"],
             "stopped_early": "stopped_early" in metrics, "train_seconds": seconds,
             "train_samples_per_s": metrics["train_samples_per_s"], "device": metrics["device"],
             "synops_per_sample": metrics["test"]["synops_per_sample"],

@@ -67,6 +67,26 @@ def data_arg(dataset: str) -> str:
     return str(build_fsdd_tiny(dataset) if dataset in TINY_SETS else build(dataset))
 
 
+def _switch_ip(space, hidden: dict) -> None:
+    space.ip.enabled = not space.ip.enabled
+
+
+def _no_remedies(space, hidden: dict) -> None:
+    space.search.temperature_end = space.search.temperature_start
+    space.search.entropy_weight = 0.0
+
+
+def _no_motifs(space, hidden: dict) -> None:
+    hidden["type"] = "unstructured_search"
+    hidden.pop("motif_sizes", None)
+
+
+# Each search method is the example space with one change.
+SPACE_CHANGES = {"hrmas": lambda space, hidden: None, "hrmas_ip_flip": _switch_ip, "hrmas_soft": _no_remedies,
+                 "unstructured": _no_motifs}
+assert set(SPACE_CHANGES) == SEARCHES
+
+
 def method_space(method: str, size: int, seed: int):
     """The example space with the layer size and seed set, and the method's one change."""
     from rsnn2chip.search.space import load_space
@@ -74,14 +94,7 @@ def method_space(method: str, size: int, seed: int):
     space.search.seed = seed
     hidden = space.searched_layers()[0]
     hidden["size"] = size
-    if method == "hrmas_ip_flip":
-        space.ip.enabled = not space.ip.enabled
-    elif method == "hrmas_soft":
-        space.search.temperature_end = space.search.temperature_start
-        space.search.entropy_weight = 0.0
-    elif method == "unstructured":
-        hidden["type"] = "unstructured_search"
-        hidden.pop("motif_sizes", None)
+    SPACE_CHANGES[method](space, hidden)
     return space
 
 
@@ -121,10 +134,9 @@ def run_method(method: str, group: dict, data, out: Path) -> dict:
     from rsnn2chip.train import TrainConfig, train
     train_data, val, test = data
     size, seed = group["size"], group["seed"]
-    record: dict = {}
     if method in SEARCHES:
         result = run_hrmas(method_space(method, size, seed), data, out / method, resume=True, plots=False)
-        arch = json.loads(json.dumps(_read_yaml(out / method / ARCH_FILE)))
+        arch = _read_yaml(out / method / ARCH_FILE)
         record = {"search_seconds": result["search_seconds"], "retrain_seconds": result["retrain_seconds"],
                   "search_cost": result["search_seconds"] / result["retrain_seconds"],
                   "entropy": result["entropy"], "discretisation": result["discretisation"]}
@@ -150,35 +162,15 @@ def run_method(method: str, group: dict, data, out: Path) -> dict:
 
 
 def deployed_check(group_dir: Path, dataset: str, lava_samples: int = 4) -> dict:
-    """The searched model compiled for loihi2-sim: its test accuracy on the reference backend, and Lava ==
-    reference (readout values and every population's spikes) on the first test samples. Cached."""
+    """The searched model deployed (bench/accuracy.py's ``deployed_run``), cached in the run directory."""
     cached = group_dir / "hrmas_deployed.json"
     if cached.exists():
         return json.loads(cached.read_text())
-    from rsnn2chip.backends import run as run_backend
-    from rsnn2chip.compiler import compile_file
+    from accuracy import deployed_run
     from rsnn2chip.data import load_splits
     from rsnn2chip.fileio import atomic_write_bytes
-    from rsnn2chip.readout import compiled_readout, run_probes, trace_of
-    from rsnn2chip.targets import load_target
-    art = compile_file(group_dir / "hrmas" / "model.pt", load_target("loihi2-sim"))
-    readout, output = compiled_readout(art.graph)
-    test = load_splits(data_arg(dataset))[2]
-    depth = len(_read_yaml(group_dir / "hrmas" / "arch.yaml")["layers"])  # steps the readout window extends by
-    correct, identical, checked = 0, True, 0
-    for batch in test.batches(64, extra_steps=depth):
-        x = batch.x.numpy()
-        ref = run_backend(art, x, x.shape[1], backend="reference", probes=run_probes(readout))
-        trace = trace_of(readout, ref, output)
-        correct += int((readout.scores(trace, batch.lengths.numpy(), depth).argmax(1) == batch.y.numpy()).sum())
-        if checked < lava_samples:
-            take = min(lava_samples - checked, len(x))
-            lava = run_backend(art, x[:take], x.shape[1], backend="lava", probes=run_probes(readout))
-            identical &= bool(np.array_equal(trace_of(readout, lava, output), trace[:take])) and all(
-                np.array_equal(lava.spikes[pop], ref.spikes[pop][:take]) for pop in ref.spikes)
-            checked += take
-    record = {"deployed_test_accuracy": correct / len(test), "lava_equals_reference": identical,
-              "lava_samples": checked}
+    depth = len(_read_yaml(group_dir / "hrmas" / "arch.yaml")["layers"])
+    record = deployed_run(group_dir / "hrmas" / "model.pt", load_splits(data_arg(dataset))[2], depth, lava_samples)
     atomic_write_bytes(cached, json.dumps(record).encode())
     return record
 

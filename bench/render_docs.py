@@ -17,7 +17,8 @@ RESULTS = ROOT / "bench" / "results"
 PRODUCERS = {"sim_speed": "bench/sim_speed.py", "mapping": "bench/mapping.py", "accuracy": "bench/accuracy.py",
              "accuracy_init1": "bench/accuracy.py",
              "deploy_fidelity": "bench/deploy_fidelity.py", "hrmas": "bench/hrmas.py",
-             "hrmas_fmnist-rows": "bench/hrmas.py --datasets fmnist-rows ... (docs/hrmas.md)", "softlif": "bench/softlif.py"}
+             "hrmas_fmnist-rows": "bench/hrmas.py --datasets fmnist-rows ... (docs/hrmas.md)",
+             "hrmas_512": "bench/hrmas.py --sizes 512 ... (docs/hrmas.md)", "softlif": "bench/softlif.py"}
 
 
 def load(name: str) -> dict:
@@ -407,7 +408,7 @@ def interop(d: dict) -> str:
 
 SECTIONS = {"accuracy": accuracy, "accuracy_init1": accuracy_init1, "sim_speed": sim_speed, "lava_speed": lava_speed,
             "mapping": mapping, "scml_sweep": scml_sweep, "deploy_fidelity": deploy_fidelity, "hrmas": hrmas,
-            "hrmas_fmnist-rows": hrmas, "softlif": softlif, "interop": interop}
+            "hrmas_fmnist-rows": hrmas, "hrmas_512": hrmas, "softlif": softlif, "interop": interop}
 EXTRA = {}  # name -> renderer, filled below by later benchmarks
 
 

@@ -172,10 +172,7 @@ HRMAS_CLAIMS = {"hrmas_beats_fc": "HRMAS >= fully-connected RSNN of the same neu
 
 
 def hrmas(d: dict) -> str:
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("bench_hrmas", ROOT / "bench" / "hrmas.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from hrmas import LABELS  # bench/hrmas.py, beside this script (on sys.path as the script's folder)
     datasets = sorted({s["dataset"] for s in d["summary"].values()})
     out = [f"## HRMAS against hand-designed RSNNs: {', '.join(datasets)}", "",
            f"Searches use `{d['space']}` as shipped (only size and seed changed); every network is trained with "
@@ -186,7 +183,7 @@ def hrmas(d: dict) -> str:
         rows = []
         for m, r in s["methods"].items():
             drop = r.get("discretisation_drop")
-            rows.append([bench.LABELS[m], _ms(r["test_accuracy"]), f"{r['recurrent_synapses']['mean']:.0f}",
+            rows.append([LABELS[m], _ms(r["test_accuracy"]), f"{r['recurrent_synapses']['mean']:.0f}",
                          f"{r['cores']['mean']:.0f}", ",".join(str(k) for k in r["motif_sizes"] if k) or "-",
                          _ms(r["search_cost"], digits=2),
                          "-" if not drop else f"{drop['mean'] * 100:+.1f}",

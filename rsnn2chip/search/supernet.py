@@ -95,12 +95,16 @@ class SearchLayer(SpikingLayer, abc.ABC):
         chosen = torch.where(torch.as_tensor(types > 0, device=raw_exc.device), raw_exc, raw_inh).detach()
         return chosen[torch.as_tensor(types != 0, device=raw_exc.device)]
 
+    def type_entropies(self) -> torch.Tensor:
+        """The normalised entropy of each type softmax of the candidate that would be kept."""
+        return normalised_entropy(self.probs(self.chosen_type_alphas()))
+
     def entropies(self) -> dict[str, torch.Tensor]:
         """Entropy of each kind of choice discretisation reads, in units of its maximum (1 uniform, 0 decided).
 
-        ``types``: the mean over the type softmaxes of the candidate that would be kept.
+        ``types``: the mean of :meth:`type_entropies`.
         """
-        return {"types": normalised_entropy(self.probs(self.chosen_type_alphas())).mean()}
+        return {"types": self.type_entropies().mean()}
 
     @abc.abstractmethod
     def chosen_type_alphas(self) -> torch.Tensor:
@@ -300,7 +304,7 @@ class Supernet(LayerChain):
         """Per searched layer: the mean entropy of each kind of choice, and of the least decided type softmax."""
         with torch.no_grad():
             return {name: {**{kind: float(h) for kind, h in layer.entropies().items()},
-                           "types_max": float(normalised_entropy(layer.probs(layer.chosen_type_alphas())).max())}
+                           "types_max": float(layer.type_entropies().max())}
                     for name, layer in self.searched().items()}
 
     def discretise(self, keep_intrinsic: bool = False, intrinsic_layers: list[str] | None = None) -> dict:

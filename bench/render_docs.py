@@ -50,7 +50,11 @@ def sim_speed(d: dict) -> str:
         "## Reference backend beside Lava", "",
         "Same compiled network (input 16 -> recurrent N -> readout 10, random weights), same input, one sample "
         "in Lava (`Loihi2SimCfg`, `fixed_pt`; wall time includes building the processes) and in the reference "
-        f"backend; batched: {d['batch']} samples at once in the reference.", "",
+        f"backend; batched: {d['batch']} samples at once in the reference. Each figure is the best of "
+        f"{d.get('repeats', 1)} runs. The reference's first call in a process (compiling its kernels, or loading "
+        f"them from numba's disk cache) took {d.get('reference_first_call_s', float('nan')):.2f} s and is not in "
+        "the table. The batch gain is small at 1,034 neurons because one sample no longer waits on Python: a batch "
+        "sums each sample's senders in turn, the same work per sample (docs/backends.md).", "",
         f"Command: `.venv/bin/{d['command']}`", "",
         table(["neurons", "Lava processes", "Lava steps/s", "reference steps/s", "ratio", "reference batched "
                "sample-steps/s", "ratio", "batch gain", "spikes identical"], rows), ""])

@@ -88,13 +88,6 @@ def lif_fire(v, vth_eff):
     return np.where(spikes, 0, v), spikes
 
 
-def lif_step(u, v, a_in, du, dv, vth_eff, bias_eff):
-    """One LIF update. All arrays int64, broadcastable; returns ``(u, v, spikes)``."""
-    u, v = lif_integrate(u, v, a_in, du, dv, bias_eff)
-    v, spikes = lif_fire(v, vth_eff)
-    return u, v, spikes
-
-
 def shift_accumulated(acc: np.ndarray, weight_exp: int) -> np.ndarray:
     """Lava shifts the *sum* of mantissas, not each weight (floor for negative exponents)."""
     return np.left_shift(acc, weight_exp) if weight_exp > 0 else np.right_shift(acc, -weight_exp)

@@ -4,7 +4,7 @@ Four runs for a network compiled from an rsnn2chip checkpoint, compared in pairs
 
 * ``float`` - the PyTorch model as trained;
 * ``qat`` - the same model with :func:`rsnn2chip.nn.qat.enable_qat` (integer forward pass);
-* ``reference`` - the compiled artifact on the NumPy bit-exact backend;
+* ``reference`` - the compiled artifact on the bit-exact reference backend;
 * ``lava`` - the compiled artifact in Lava's fixed-point simulator.
 
 ``float`` differs from the others by quantization, which is expected and

@@ -71,20 +71,43 @@ def test_lava_backend_reads_the_target_simulator():
         target_from_dict(data, "a board target")
 
 
-def test_reference_single_sample_gather_equals_the_batched_product():
-    """Wide sources run one sample by gathering its senders' rows, a batch by one product: same integers."""
-    from rsnn2chip.backends.reference import GATHER_ABOVE
+def test_reference_batch_equals_each_sample_alone():
+    """A batch and its samples one at a time give the same spikes and voltages, dense and sparse stacks both."""
     torch.manual_seed(3)
-    width = GATHER_ABOVE + 60
-    model = RSNN(example_arch("wide", input_size=GATHER_ABOVE + 8, sizes=(width, 5)))
+    model = RSNN(example_arch("wide", input_size=40, sizes=(700, 5)))
     with torch.no_grad():
         next(iter(model.parameters())).mul_(3.0)
     art = compile_graph(model.to_ir(), load_target("loihi2-sim"))
-    x = (np.random.default_rng(1).random((2, STEPS, GATHER_ABOVE + 8)) < 0.3).astype(np.int8)
+    x = (np.random.default_rng(1).random((3, STEPS, 40)) < 0.3).astype(np.int8)
     batched = backends.run(art, x, STEPS, backend="reference", probes=("v",))
     assert sum(batched.spike_counts().values()) > 100
-    for i in range(2):
+    for i in range(3):
         single = backends.run(art, x[i:i + 1], STEPS, backend="reference", probes=("v",))
         for pop, spikes in batched.spikes.items():
             np.testing.assert_array_equal(single.spikes[pop][0], spikes[i], err_msg=pop)
             np.testing.assert_array_equal(single.probes["v"][pop][0], batched.probes["v"][pop][i], err_msg=pop)
+
+
+@pytest.mark.parametrize("density", [0.05, 0.9])
+def test_reference_synaptic_kernel_equals_the_integer_product(density):
+    """The compiled sum, dense or CSR, is NumPy's exact integer product, shifted per part as Lava shifts sums."""
+    import scipy.sparse as sp
+
+    from rsnn2chip.backends.reference import _Stack, accumulate
+    from rsnn2chip.jit import compiled
+
+    rng = np.random.default_rng(int(density * 100))
+    n_source, rows = 60, 50
+    matrix = sp.random(n_source, rows, density=density, format="csr", random_state=rng,
+                       data_rvs=lambda k: rng.integers(-256, 255, k)).astype(np.int64)
+    parts = np.array([(0, 0, 20, -3), (20, 30, 60, 2)], np.int64)  # second part: global rows 30..59
+    spikes = rng.integers(-127, 128, (4, n_source)) * (rng.random((4, n_source)) < 0.5)
+    expected = np.zeros((4, 60), np.int64)
+    full = spikes @ matrix.toarray()
+    expected[:, 0:20] += full[:, 0:20] >> 3
+    expected[:, 30:60] += full[:, 20:50] << 2
+    for weights in (matrix.toarray().astype(np.int16), matrix):
+        a_in = np.zeros((4, 60), np.int64)
+        _Stack("input", weights, parts).add_to(spikes, a_in)
+        np.testing.assert_array_equal(a_in, expected)
+    assert compiled(accumulate) is compiled(accumulate)  # compiled once per process

@@ -4,7 +4,7 @@ A backend sees the whole compiled network (graph, core mapping, target):
 ``session = get_backend(name).open(compiled)``, then ``session.run(inputs,
 steps, probes)`` as often as needed (every call starts from the reset
 state), then ``session.close()`` (or ``with ... as session``). ``run()``
-below does all three for one call. ``reference`` is the NumPy bit-exact
+below does all three for one call. ``reference`` is the compiled bit-exact
 simulator, ``lava`` Lava's fixed-point CPU simulator through
 :class:`rsnn2chip.lava.Network`. Both execute the same lowering
 (``backends/plan.py``), so they agree on layout by construction and must

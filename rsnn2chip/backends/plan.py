@@ -79,6 +79,13 @@ class LoweredNetwork:
     def graded(self) -> bool:
         return any(g is not None for g in self.input_graded.values())
 
+    def largest_message(self, source: str) -> int:
+        """The largest magnitude ``source`` ("input" or "lif") sends: 1 for spikes, the payload maximum for
+        graded inputs."""
+        if source != "input":
+            return 1
+        return max([1] + [g.max_payload for g in self.input_graded.values() if g is not None])
+
     def population_params(self, name: str) -> tuple[NeuronModel, dict[str, np.ndarray]]:
         """The model and fixed-point parameters of one population's neurons."""
         lo, hi = self.lif_slices[name]

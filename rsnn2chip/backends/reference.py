@@ -1,89 +1,94 @@
-"""The reference backend: a vectorised NumPy simulator of Lava's fixed-point neurons + Dense/Sparse.
+"""The reference backend: a simulator of Lava's fixed-point neurons + Dense/Sparse, bit for bit.
 
-Each neuron group steps with its model's ``reference_step`` (for CUBA-LIF, ``PyLifModelBitAcc``; for
+Each neuron group steps with its model's ``step_kernel`` (for CUBA-LIF, ``PyLifModelBitAcc``; for
 ATRLIF, ``PyATRLIFModelFixed``); with ``PySparseModelBitAcc`` the whole network is reproduced bit for bit,
 including the one-step delay each synapse process adds (it sends the previous step's accumulation before
 it reads this step's spikes). It runs a batch of inputs at once, which Lava cannot.
 
-The synaptic sums run in floating point on BLAS, and are still exact: each is a sum of integer mantissas
-(|m| <= 256) times 0/1 spikes or graded payloads (|p| <= the payload's maximum), so it is an integer below
-``256 * max|p| * fan_in``, which float32 holds exactly up to 2**24 and float64 up to 2**53
-(:func:`_exact_dtype` picks the narrowest that holds every row's largest possible sum). Scaling by
-``2**weight_exp`` and flooring are exact in floating point too. The projections reading one source are
-stacked into one matrix, so a step costs one matrix product per source.
-
-Those products are small, one per step, so BLAS runs them on one thread unless a step's product is large
-(:data:`THREADED_ABOVE`): at 1,034 neurons OpenBLAS's threads made a run 17x slower single-sample and 11x slower
-at batch 16 while other processes kept the cores busy.
+The synaptic sums are int64 sums of the sending sources' rows of integer mantissas, so they are exact by
+construction; Lava shifts the *sum* by ``weight_exp`` (an arithmetic right shift floors, as Lava's does).
+The projections reading one source are stacked into one matrix, so a step costs one pass per source.
+Both the sums and the neuron steps are loops that :mod:`rsnn2chip.jit` compiles: per step the Python loop
+below makes one call per source and one per neuron group, so a small network runs at tens of thousands of
+steps per second, and the work of a step grows with the spikes sent, not with the matrix (docs/backends.md).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
 
 from rsnn2chip.backends import Backend, Session
 from rsnn2chip.backends.plan import LoweredNetwork
+from rsnn2chip.jit import compiled
 
-DENSE_ABOVE = 0.02  # stacked matrices denser than this run as dense BLAS products, sparser ones as CSR
-# Sources wider than this gather a single sample's sending rows; narrower ones multiply the whole matrix, which
-# costs less than finding the senders. Measured, one thread, square float32 matrix, 20 % of sources sending,
-# gather against full product: 64 sources 9.8 / 2.6 us, 512: 31.8 / 27.9 us, 768: 35.3 / 37.9 us,
-# 1,034: 59.8 / 72.9 us, 2,048: 202 / 450 us.
-GATHER_ABOVE = 640
-# Multiply-adds per step above which BLAS may use its threads (batch 64 through a 1,034-neuron recurrent matrix).
-THREADED_ABOVE = 64 * 1034 * 1034
+# Stacked matrices denser than this are kept dense (a sending source adds its whole row, which vectorises);
+# sparser ones as CSR rows (only the stored weights, one indirection each).
+DENSE_ABOVE = 0.25
 
 
-@lru_cache(maxsize=1)
-def _blas_threads():
-    # Created once: inspecting the loaded libraries costs about 1 ms, a limit on a known controller 20 us.
-    from threadpoolctl import ThreadpoolController
-    return ThreadpoolController()
+def accumulate(spikes, dense, indptr, indices, data, parts, a_in):
+    """Add each sample's synaptic sums to ``a_in`` ``(B, n_lif)`` int64.
+
+    The ``(n_source, stacked rows)`` matrix is ``dense`` or, where that is empty, the CSR arrays ``indptr``,
+    ``indices``, ``data``. A source with ``spikes[b, i] != 0`` (0/1 or a payload) adds its row times the
+    payload; then each part ``(offset, lo, hi, weight_exp)`` adds its stacked rows, shifted, to ``a_in[b, lo:hi]``.
+    One function for both layouts: a compiled kernel cannot call an uncompiled helper.
+    """
+    n_rows = parts[-1, 0] + parts[-1, 2] - parts[-1, 1]  # the last part ends the stack
+    acc = np.zeros(n_rows, np.int64)
+    for b in range(spikes.shape[0]):
+        acc[:] = 0
+        sent = False
+        for i in range(spikes.shape[1]):
+            s = spikes[b, i]
+            if s == 0:
+                continue
+            sent = True
+            if dense.shape[0]:
+                for k in range(n_rows):
+                    acc[k] += s * dense[i, k]
+            else:
+                for k in range(indptr[i], indptr[i + 1]):
+                    acc[indices[k]] += s * data[k]
+        if not sent:
+            continue
+        for p in range(parts.shape[0]):
+            offset, lo, hi, exp = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3]
+            for k in range(hi - lo):
+                x = acc[offset + k]
+                a_in[b, lo + k] += (x << exp) if exp >= 0 else (x >> -exp)  # >> floors, as Lava's shift
 
 
-def step_multiply_adds(plan: list, batch: int) -> int:
-    return sum(batch * int(np.prod(stack.weights.shape)) for stack in plan)
-
-
-@dataclass
-class _Part:
-    offset: int  # first row of this projection in the stacked matrix
-    rows: tuple[int, int]  # global LIF rows it feeds
-    scale: float  # 2 ** weight_exp
-    floor: bool  # negative exponents floor, as Lava's right shift does
+def transpose_into(indptr, indices, data, col0, row0, out):
+    """``out[col0 + j, row0 + i] = m[i, j]`` for a CSR matrix ``m``: a projection's rows become columns of the
+    by-source matrix in one pass (SciPy's toarray, cast and transposed copy take 3x as long at 1,024 x 1,024)."""
+    for i in range(indptr.shape[0] - 1):
+        for k in range(indptr[i], indptr[i + 1]):
+            out[col0 + indices[k], row0 + i] = data[k]
 
 
 @dataclass
 class _Stack:
-    """All projections that read one source, stacked row-wise: ``acc = spikes @ weights_t``."""
+    """All projections that read one source, stacked: ``(n_source, stacked rows)`` weights and their parts."""
     source: str
-    weights: np.ndarray | sp.csr_matrix  # dense: (n_source, total rows); sparse: (total rows, n_source)
-    parts: list[_Part]
+    weights: np.ndarray | sp.csr_matrix
+    parts: np.ndarray  # (n_parts, 4) int64: first stacked row, global LIF rows [lo, hi), weight_exp
 
-    def accumulate(self, spikes: np.ndarray) -> np.ndarray:
-        """``(B, n_source)`` 0/1 or payloads -> ``(B, total rows)`` exact integer sums (as floats)."""
+    def add_to(self, spikes: np.ndarray, a_in: np.ndarray) -> None:
+        """Add the sums of ``spikes`` ``(B, n_source)`` (0/1 or payloads) to ``a_in`` ``(B, n_lif)``."""
+        compiled(accumulate)(spikes, *self.arrays, self.parts, a_in)
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
         if isinstance(self.weights, np.ndarray):
-            if spikes.shape[0] == 1 and self.weights.shape[0] > GATHER_ABOVE:
-                # One sample: only the rows of the sending sources (few) take part.
-                sending = np.flatnonzero(spikes[0])
-                return spikes[:, sending].astype(self.weights.dtype) @ self.weights[sending]
-            return spikes.astype(self.weights.dtype) @ self.weights
-        return (self.weights @ spikes.T.astype(self.weights.dtype)).T
+            return self.weights, _NONE, _NONE, _NONE
+        return _EMPTY, self.weights.indptr, self.weights.indices, self.weights.data
 
 
-def _exact_dtype(matrix: sp.csr_matrix, largest_message: int):
-    largest = abs(matrix).sum(axis=1).max() * largest_message if matrix.nnz else 0
-    return np.float32 if largest < (1 << 24) else np.float64
-
-
-def largest_message(net: LoweredNetwork, source: str) -> int:
-    """The largest magnitude a source sends: 1 for spikes, the payload maximum for graded inputs."""
-    if source != "input":
-        return 1
-    return max([1] + [g.max_payload for g in net.input_graded.values() if g is not None])
+_NONE = np.zeros(0, np.int64)
+_EMPTY = np.zeros((0, 0), np.int64)
 
 
 def stacks(net: LoweredNetwork) -> list[_Stack]:
@@ -92,18 +97,20 @@ def stacks(net: LoweredNetwork) -> list[_Stack]:
         projs = [p for p in net.projections if p.source == source and p.weights.nnz]
         if not projs:
             continue
-        blocks, parts, offset = [], [], 0
-        for p in projs:
-            block = sp.hstack([sp.csr_matrix((p.weights.shape[0], p.cols[0])), p.weights,
-                               sp.csr_matrix((p.weights.shape[0], width - p.cols[1]))], format="csr")
-            blocks.append(block)
-            parts.append(_Part(offset, p.rows, 2.0 ** p.weight_exp, p.weight_exp < 0))
-            offset += p.weights.shape[0]
-        stacked = sp.vstack(blocks, format="csr")
-        dtype = _exact_dtype(stacked, largest_message(net, source))
-        density = stacked.nnz / max(stacked.shape[0] * stacked.shape[1], 1)
-        weights = (np.ascontiguousarray(stacked.T.toarray(), dtype=dtype) if density > DENSE_ABOVE
-                   else sp.csr_matrix(stacked, dtype=dtype))
+        offsets = np.cumsum([0] + [p.weights.shape[0] for p in projs])
+        parts = np.array([(offset, *p.rows, p.weight_exp) for offset, p in zip(offsets, projs)], np.int64)
+        if sum(p.weights.nnz for p in projs) > DENSE_ABOVE * width * offsets[-1]:
+            # Mantissas are at most 256 in magnitude: int16 rows quarter the memory a step reads.
+            weights = np.zeros((width, offsets[-1]), np.int16)
+            for offset, p in zip(offsets, projs):
+                w = p.weights
+                compiled(transpose_into)(w.indptr, w.indices, w.data, p.cols[0], offset, weights)
+        else:
+            blocks = [p.weights.tocoo() for p in projs]
+            weights = sp.csr_matrix((np.concatenate([b.data for b in blocks]).astype(np.int64),
+                                     (np.concatenate([b.col + p.cols[0] for b, p in zip(blocks, projs)]),
+                                      np.concatenate([b.row + o for b, o in zip(blocks, offsets)]))),
+                                    shape=(width, offsets[-1]))
         out.append(_Stack(source, weights, parts))
     return out
 
@@ -114,46 +121,45 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=()) -> 
     ``inputs`` is ``(B, steps, n_input)`` of 0/1 spikes or integer graded payloads. Returns spikes
     ``(B, steps, n_lif)`` and the requested probes (``"u"``, ``"v"``) as ``(B, steps, n_lif)`` int32.
     """
-    batch = inputs.shape[0]
-    n = net.n_lif
-    consts = [g.constants() for g in net.groups]
-    states = [g.model.initial_state(c, batch) for g, c in zip(net.groups, consts)]
+    batch, n = inputs.shape[0], net.n_lif
     out = np.zeros((batch, steps, n), bool)
     recorded = {name: np.zeros((batch, steps, n), np.int32) for name in probes}
+    groups = [_GroupRun(g, batch) for g in net.groups]
     plan = stacks(net)
-    threads = None if step_multiply_adds(plan, batch) > THREADED_ABOVE else 1
-    with _blas_threads().limit(limits=threads, user_api="blas"):
-        _run_steps(net, plan, inputs, steps, states, consts, out, recorded)
+    a_in = np.zeros((batch, n), np.int64)
+    previous = {"input": None, "lif": None}  # what each synapse read last step (None: nothing yet)
+    for t in range(steps):
+        a_in.fill(0)
+        for stack in plan:
+            if previous[stack.source] is not None:
+                stack.add_to(previous[stack.source], a_in)
+        for group in groups:
+            group.step(a_in, out[:, t])
+            for name, values in recorded.items():
+                values[:, t, group.selector] = group.state[name]
+        previous = {"input": inputs[:, t], "lif": out[:, t]}
     return out, recorded
 
 
-def _run_steps(net, plan, inputs, steps, states, consts, out, recorded) -> None:
-    batch, n = out.shape[0], net.n_lif
-    selectors = [g.selector for g in net.groups]
-    previous = {"input": None, "lif": None}  # spikes a synapse read last step (None: none yet)
-    a_in = np.zeros((batch, n), np.float64)
-    for t in range(steps):
-        a_in.fill(0.0)
-        for stack in plan:
-            src = previous[stack.source]
-            if src is None or not src.any():
-                continue
-            acc = stack.accumulate(src)
-            for part in stack.parts:
-                lo, hi = part.rows
-                block = acc[:, part.offset:part.offset + hi - lo]
-                if part.scale != 1.0:  # exponent 0 needs neither the product nor the floor
-                    block = block * part.scale
-                    if part.floor:
-                        np.floor(block, out=block)
-                a_in[:, lo:hi] += block
-        a_int = a_in.astype(np.int64)
-        for k, group in enumerate(net.groups):
-            states[k], s = group.model.reference_step(states[k], a_int[:, selectors[k]], consts[k])
-            out[:, t, selectors[k]] = s
-            for name, values in recorded.items():
-                values[:, t, selectors[k]] = states[k][name]
-        previous = {"input": inputs[:, t], "lif": out[:, t]}
+class _GroupRun:
+    """One neuron group's state and compiled step, in place on preallocated arrays."""
+
+    def __init__(self, group, batch: int):
+        consts = group.constants()
+        self.selector = group.selector
+        self.state = group.model.initial_state(consts, batch)
+        self.kernel = compiled(group.model.step_kernel)
+        self.arguments = [*self.state.values(), *group.model.kernel_arrays(consts, group.size)]
+        self.contiguous = isinstance(self.selector, slice)
+        self.spikes = np.zeros((batch, group.size), bool)
+
+    def step(self, a_in: np.ndarray, spikes_t: np.ndarray) -> None:
+        """Step on ``a_in`` ``(B, n_lif)``; write the spikes into ``spikes_t`` ``(B, n_lif)``."""
+        if self.contiguous:  # views: the kernel reads and writes the global arrays directly
+            self.kernel(a_in[:, self.selector], spikes_t[:, self.selector], *self.arguments)
+        else:
+            self.kernel(a_in[:, self.selector], self.spikes, *self.arguments)
+            spikes_t[:, self.selector] = self.spikes
 
 
 class ReferenceSession(Session):
@@ -163,7 +169,7 @@ class ReferenceSession(Session):
 
 class ReferenceBackend(Backend):
     name = "reference"
-    summary = "NumPy bit-exact simulator of Lava's fixed-point neurons and synapses; batched"
+    summary = "compiled bit-exact simulator of Lava's fixed-point neurons and synapses; batched"
     session_type = ReferenceSession
 
 

@@ -110,6 +110,8 @@ class ATRLIFModel(NeuronModel):
                     "bias_exp": fx.BIAS_EXP_RANGE}
     state = ("u", "v", "theta", "r")
     lava_vars = {"u": "i", "v": "v"}
+    # Lava scales theta to theta_0 << 6 at its first step; at a reset it takes that scaled value directly.
+    lava_state = {"i": "u", "v": "v", "theta": "theta", "r": "r", "s": None}
     lava_class = "lava.proc.atrlif.process:ATRLIF"
     interchange = ()  # neither NIR nor lava-dl netx has an adaptive-threshold-and-refractoriness neuron
     # i, v, theta, r: twice LIF's 24-bit registers. No Loihi 2 figure is published for ATRLIF's
@@ -185,10 +187,39 @@ class ATRLIFModel(NeuronModel):
         theta = np.where(spikes, wrap32(theta + c["theta_step_eff"]), theta)
         return spikes, theta, r
 
-    def reference_step(self, state, a_in, consts):
-        u, v, theta, r = self._subthreshold(state, a_in, consts)
-        spikes, theta, r = self._fire(v, theta, r, consts)
-        return {"u": u, "v": v, "theta": theta, "r": r}, spikes
+    kernel_constants = ("delta_i", "delta_v", "delta_theta", "delta_r", "theta_0_eff", "theta_step_eff", "bias_eff")
+
+    @staticmethod
+    def step_kernel(a_in, spikes, u, v, theta, r, delta_i, delta_v, delta_theta, delta_r, theta_0_eff,
+                    theta_step_eff, bias_eff):
+        """:meth:`_subthreshold` and :meth:`_fire` on ``(batch, n)`` int64 state, in place, one neuron at a time
+        (inline arithmetic, as in CUBA-LIF's kernel); ``(x + 2**31 & 0xFFFFFFFF) - 2**31`` is :func:`wrap32`."""
+        for b in range(a_in.shape[0]):
+            for j in range(a_in.shape[1]):
+                x = u[b, j] * (4096 - delta_i[j] - 1)
+                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                x = ((x + ((((a_in[b, j] << 6) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)) + (1 << 31)) & 0xFFFFFFFF) - (
+                    1 << 31)
+                wrapped = x - (1 << 24) if x > (1 << 23) else x
+                x = x + (1 << 24) if wrapped <= -(1 << 23) else wrapped
+                cur = ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+                x = v[b, j] * (4096 - delta_v[j])
+                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                x = ((x + cur + bias_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+                volt = min(max(x, 1 - (1 << 23)), (1 << 23) - 1)
+                x = ((theta[b, j] - theta_0_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+                x = x * (4096 - delta_theta[j])
+                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                th = ((x + theta_0_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+                x = r[b, j] * (4096 - delta_r[j])
+                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                ref = ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+                fired = ((volt - ref + (1 << 31)) & 0xFFFFFFFF) - (1 << 31) >= th
+                if fired:
+                    ref = ((ref + (((2 * th + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)) + (1 << 31)) & 0xFFFFFFFF) - (
+                        1 << 31)
+                    th = ((th + theta_step_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+                u[b, j], v[b, j], theta[b, j], r[b, j], spikes[b, j] = cur, volt, th, ref, fired
 
     # ---- torch
     def torch_initial_state(self, params, batch):

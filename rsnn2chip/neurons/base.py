@@ -4,7 +4,8 @@ Modelled on Lava's Process / ProcessModel split: one model object describes a
 neuron type once (its parameters, their fixed-point form, its state) and
 carries one implementation per execution substrate, all of which must agree:
 
-* ``reference_step``: the NumPy integer step, bit for bit Lava's ``fixed_pt`` model;
+* ``step_kernel``: the integer step, bit for bit Lava's ``fixed_pt`` model, as a loop that
+  :mod:`rsnn2chip.jit` compiles (``reference_step`` runs it on arrays);
 * ``torch_step``: the float step trained with a surrogate gradient;
 * ``qat_step``: the integer step and its float shadow side by side (the forward
   value is the integer one, the gradient flows through the shadow);
@@ -126,6 +127,9 @@ class NeuronModel(abc.ABC):
     fixed_ranges: dict[str, tuple[int, int]] = {}
     state: tuple[str, ...] = ()  # integer state variables; every model has "u" (current) and "v" (voltage)
     lava_vars: dict[str, str] = {}  # probe name -> the Lava process Var holding it
+    # Every state Var of the Lava process -> the entry of ``initial_state`` it resets to (None: zeros); the
+    # Lava backend sets them between samples that share one build.
+    lava_state: dict[str, str | None] = {}
     lava_class: str = ""  # "module:Process" of the Lava process it lowers to (reports, docs)
     # Interchange formats that can hold this model (exporters refuse the others by name).
     interchange: tuple[str, ...] = ()
@@ -179,10 +183,31 @@ class NeuronModel(abc.ABC):
     def initial_state(self, consts: dict[str, np.ndarray], batch: int) -> dict[str, np.ndarray]:
         """The reset integer state: each variable of ``state`` as ``(batch, n)`` int64."""
 
+    # Names in ``integer_constants`` that ``step_kernel`` takes, in its order (after the state).
+    kernel_constants: tuple[str, ...] = ()
+
+    @staticmethod
     @abc.abstractmethod
+    def step_kernel(a_in, spikes, *state_then_constants) -> None:
+        """One step of Lava's fixed-point model, in place: ``a_in`` ``(batch, n)`` int64, ``spikes``
+        ``(batch, n)`` bool (written), then each variable of ``state`` ``(batch, n)`` int64 (updated), then each
+        of ``kernel_constants`` ``(n,)`` int64. Plain loops over scalars, for :func:`rsnn2chip.jit.compiled`."""
+
     def reference_step(self, state: dict[str, np.ndarray], a_in: np.ndarray,
                        consts: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """One step of Lava's fixed-point model on int64 arrays; returns ``(state, spikes)``."""
+        """One step on new arrays: ``state`` and ``a_in`` ``(batch, n)``; returns ``(state, spikes)``."""
+        from rsnn2chip.jit import compiled
+
+        a_in = np.ascontiguousarray(a_in, dtype=np.int64)
+        state = {name: np.array(np.broadcast_to(state[name], a_in.shape), dtype=np.int64) for name in self.state}
+        spikes = np.zeros(a_in.shape, bool)
+        compiled(self.step_kernel)(a_in, spikes, *state.values(), *self.kernel_arrays(consts, a_in.shape[1]))
+        return state, spikes
+
+    def kernel_arrays(self, consts: dict[str, np.ndarray], n: int) -> list[np.ndarray]:
+        """``kernel_constants`` as contiguous ``(n,)`` int64 arrays."""
+        return [np.ascontiguousarray(np.broadcast_to(consts[name], (n,)), dtype=np.int64)
+                for name in self.kernel_constants]
 
     # ---- torch
     @abc.abstractmethod
@@ -205,6 +230,13 @@ class NeuronModel(abc.ABC):
     @abc.abstractmethod
     def lava_process(self, fixed: dict[str, np.ndarray], n: int, name: str):
         """The Lava process running ``n`` neurons with the (expanded) fixed-point parameters."""
+
+    def lava_reset(self, fixed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The value of each state Var of the Lava process (``lava_state``) at reset, for the (expanded)
+        fixed-point parameters ``fixed``: the reference backend's ``initial_state``."""
+        initial = self.initial_state(self.integer_constants(fixed), 1)
+        n = next(iter(fixed.values())).size
+        return {var: initial[name][0] if name else np.zeros(n, np.int64) for var, name in self.lava_state.items()}
 
     # ---- reports
     def report_fields(self, fixed: ParamArrays | None) -> dict:

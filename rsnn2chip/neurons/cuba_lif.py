@@ -60,6 +60,7 @@ class CubaLIFModel(NeuronModel):
                     "bias_exp": fx.BIAS_EXP_RANGE}
     state = ("u", "v")
     lava_vars = {"u": "u", "v": "v"}
+    lava_state = {"u": "u", "v": "v"}
     lava_class = "lava.proc.lif.process:LIF"
     interchange = ("nir", "netx")
     state_size = 1  # u, v: the unit of a target's neuron_state_bits
@@ -97,10 +98,24 @@ class CubaLIFModel(NeuronModel):
         n = consts["du"].size
         return {"u": np.zeros((batch, n), np.int64), "v": np.zeros((batch, n), np.int64)}
 
-    def reference_step(self, state, a_in, consts):
-        u, v, spikes = fx.lif_step(state["u"], state["v"], a_in, consts["du"], consts["dv"], consts["vth_eff"],
-                                   consts["bias_eff"])
-        return {"u": u, "v": v}, spikes
+    kernel_constants = ("du", "dv", "vth_eff", "bias_eff")
+
+    @staticmethod
+    def step_kernel(a_in, spikes, u, v, du, dv, vth_eff, bias_eff):
+        """:func:`fx.lif_integrate` then :func:`fx.lif_fire` on ``(batch, n)`` int64 state, in place, one neuron at a time (see
+        :mod:`rsnn2chip.jit`; numba compiles no calls to plain Python helpers, so the arithmetic is inline)."""
+        for b in range(a_in.shape[0]):
+            for j in range(a_in.shape[1]):
+                x = u[b, j] * (4096 - du[j] - 1)  # decay by (du + 1) / 4096, truncating toward zero
+                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                x += a_in[b, j] << 6
+                wrapped = x - (1 << 24) if x > (1 << 23) else x  # wrap_current, Lava's asymmetry included
+                u[b, j] = x + (1 << 24) if wrapped <= -(1 << 23) else wrapped
+                x = v[b, j] * (4096 - dv[j])
+                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                x = min(max(x + u[b, j] + bias_eff[j], 1 - (1 << 23)), (1 << 23) - 1)
+                spikes[b, j] = x > vth_eff[j]
+                v[b, j] = 0 if x > vth_eff[j] else x
 
     # ---- torch
     def torch_initial_state(self, params, batch):

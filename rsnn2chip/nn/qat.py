@@ -11,7 +11,7 @@ forward pass, the integer simulation of the reference backend for that layer:
 * dynamics: ``fixedpoint.shift_accumulated`` per projection (Lava shifts each
   projection's integer sum by its own ``weight_exp``, flooring, and adds the
   projections afterwards) and the neuron model's ``qat_step`` (for CUBA-LIF
-  ``fixedpoint.lif_step``: 24-bit wrap of u, saturation of v, strict
+  ``fixedpoint.lif_integrate`` / ``lif_fire``: 24-bit wrap of u, saturation of v, strict
   threshold, reset), on NumPy int64 arrays.
 
 Gradients come from a float *shadow* of the same dynamics, built from the

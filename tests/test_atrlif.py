@@ -26,6 +26,7 @@ from rsnn2chip import fixedpoint as fx
 from rsnn2chip import artifact
 from rsnn2chip.backends import lava as lava_backend
 from rsnn2chip.backends import reference
+from rsnn2chip.backends.watchdog import run_with_watchdog
 from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, NeuronGroup, lower
 from rsnn2chip.cli import main
 from rsnn2chip.compiler import compile_graph
@@ -214,6 +215,27 @@ def test_hand_built_atrlif_network_wraps_saturates_adapts_and_matches_lava():
     # theta rises by 4095 * 64 per spike and decays slowly: spikes thin out instead of firing every step.
     fired = out["spikes"][0, :, 0]
     assert 1 < fired.sum() < steps // 2
+
+
+@pytest.mark.lava
+def test_atrlif_state_resets_between_rounds_of_one_lava_build():
+    """Three samples one after another in one build: theta, r, u and v return to their reset values between
+    them (a theta left high would silence the next sample), so each matches the reference's fresh run."""
+    n, n_in, steps = 6, 8, 30
+    params = atrlif_params(np.random.default_rng(3), n, "random")
+    params.update(delta_theta=np.full(n, 8), theta_step=np.full(n, 4095), bias_mant=np.zeros(n, np.int64))
+    exc = fx.lava_weights(sp.csr_matrix(np.full((n, n_in), 255)), "excitatory")
+    net = LoweredNetwork(n_in, n, {"in": (0, n_in)}, {"a": (0, n)},
+                         [NeuronGroup(atrlif.MODEL, np.arange(n), params)],
+                         [LoweredProjection("exc", "input", (0, n), (0, n_in), exc, 3, "excitatory")])
+    inputs = (np.random.default_rng(4).random((3, steps, n_in)) < 0.6).astype(np.int8)
+    spikes, probes = run_with_watchdog(lava_backend.run_build, (net, inputs, steps, ("u", "v"), "fixed_pt", 1),
+                                       120, "Lava rounds")
+    ref, ref_probes = reference.simulate(net, inputs, steps, probes=("u", "v"))
+    assert ref[:, :3].any() and ref[:, -1].any()
+    np.testing.assert_array_equal(spikes, ref)
+    for name in ("u", "v"):
+        np.testing.assert_array_equal(probes[name], ref_probes[name], err_msg=name)
 
 
 @pytest.mark.lava

@@ -181,7 +181,7 @@ def test_every_kernel_and_grouping_matches_the_reference(synapses, merge):
     net = random_lowered_network(rng, n_pops=3, n_input_pops=2, n_projections=12)
     inputs = random_inputs(rng, net, batch=2, steps=STEPS)
     spikes, probes = run_with_watchdog(
-        lava_backend.run_replicas, (net, inputs, STEPS, ("u", "v")), 120, "Lava run")  # default layout
+        lava_backend.run_build, (net, inputs, STEPS, ("u", "v")), 120, "Lava run")  # default layout
     forced, _ = run_with_watchdog(_run_forced, (net, inputs, synapses, merge), 120, "Lava run")
     ref, ref_probes = reference.simulate(net, inputs, STEPS, probes=("u", "v"))
     assert ref.sum() > 20
@@ -191,8 +191,33 @@ def test_every_kernel_and_grouping_matches_the_reference(synapses, merge):
         np.testing.assert_array_equal(probes[var], ref_probes[var], err_msg=var)
 
 
+@pytest.mark.lava
+def test_rounds_in_one_build_equal_separate_runs():
+    """Five samples as rounds of two replicas in one build (the last round padded), reset between rounds:
+    every sample's spikes, u and v are the reference's, as if it had a build of its own."""
+    rng = np.random.default_rng(11)
+    net = random_lowered_network(rng, n_pops=3, n_input_pops=2, n_projections=12)
+    inputs = random_inputs(rng, net, batch=5, steps=STEPS, rate=0.4)
+    spikes, probes = run_with_watchdog(
+        lava_backend.run_build, (net, inputs, STEPS, ("u", "v"), "fixed_pt", 2), 180, "Lava rounds")
+    ref, ref_probes = reference.simulate(net, inputs, STEPS, probes=("u", "v"))
+    assert ref[:, -1].sum() > 0, "no spike at a round's last step: the synapse buffers' reset goes untested"
+    np.testing.assert_array_equal(spikes, ref)
+    for var in ("u", "v"):
+        np.testing.assert_array_equal(probes[var], ref_probes[var], err_msg=var)
+
+
+def test_large_networks_run_their_batch_in_sequence_and_small_ones_as_replicas():
+    small = random_lowered_network(np.random.default_rng(0), n_pops=2, n_input_pops=1)
+    assert lay.best_batch_plan(small, 64, 100) == lay.BatchPlan(replicas=64, in_sequence=False)
+    wide = random_lowered_network(np.random.default_rng(0), n_pops=2, n_input_pops=1, size_range=(2000, 2000),
+                                  density=1.0)
+    plan = lay.best_batch_plan(wide, 16, 100)
+    assert plan.in_sequence and plan.samples_per_build(16) == 16
+
+
 def _run_forced(net, inputs, synapses, merge):
-    return lava_backend.run_replicas(net, inputs, STEPS, synapses=synapses, merge=merge)
+    return lava_backend.run_build(net, inputs, STEPS, synapses=synapses, merge=merge)
 
 
 def _run_out_port(net, inputs):

@@ -2,10 +2,12 @@
 
 It builds :class:`rsnn2chip.lava.Network` (the public hierarchical process,
 see docs/lava.md), feeds it from a ``RingBuffer`` and reads every neuron
-process with an ``Extractor``. A batch runs as replicas of the network side
-by side in one build (block-diagonal weights), a chunk of
-:func:`replicas_per_build` samples at a time: a build costs seconds, which
-the replicas share, and the number per build minimises the modelled time.
+process with an ``Extractor``. A batch runs by the plan of
+:func:`~rsnn2chip.lava.layout.best_batch_plan`: replicas of the network side
+by side in one build (block-diagonal weights), and either one build per
+round of replicas or one build for all rounds, every state Var set back to
+its reset value between them: a build costs seconds, a reset ~30 us per
+element, and the plan minimises the modelled time.
 The run happens under :func:`~rsnn2chip.backends.watchdog.run_with_watchdog`
 because a failing Lava process model can hang the run forever.
 """
@@ -22,11 +24,12 @@ PROBES = ("u", "v")
 _BASE_TIMEOUT_S = 60.0
 _BUILD_TIMEOUT_S = 30.0  # per build
 _STEP_TIMEOUT_S = 0.004  # per step and process, ~10x what Lava needs
+_SET_TIMEOUT_S = 3e-4  # per element a reset sets, ~10x what Lava needs
 
 
-def replicas_per_build(net: LoweredNetwork, batch: int, steps: int) -> int:
-    from rsnn2chip.lava.layout import best_replicas
-    return best_replicas(net, batch, steps)
+def batch_plan(net: LoweredNetwork, batch: int, steps: int):
+    from rsnn2chip.lava.layout import best_batch_plan
+    return best_batch_plan(net, batch, steps)
 
 
 def layout(net: LoweredNetwork, replicas: int = 1):
@@ -45,11 +48,15 @@ def process_count(net: LoweredNetwork, probes=(), replicas: int = 1) -> int:
 
 def default_timeout(net: LoweredNetwork, steps: int, batch: int = 1, probes=()) -> float:
     """A generous limit for :func:`simulate`; a healthy run takes a small fraction of it."""
-    per_build = replicas_per_build(net, batch, steps)
-    builds = -(-batch // per_build)
-    width = max(1.0, per_build * net.n_lif / 1000)
-    per_build_s = _BUILD_TIMEOUT_S + steps * process_count(net, probes, per_build) * _STEP_TIMEOUT_S * width
-    return _BASE_TIMEOUT_S + builds * per_build_s
+    from rsnn2chip.lava.layout import reset_elements
+
+    plan = batch_plan(net, batch, steps)
+    rounds = -(-batch // plan.replicas)
+    builds = 1 if plan.in_sequence else rounds
+    width = max(1.0, plan.replicas * net.n_lif / 1000)
+    step_s = steps * process_count(net, probes, plan.replicas) * _STEP_TIMEOUT_S * width
+    resets_s = (rounds - 1) * reset_elements(layout(net, plan.replicas)) * _SET_TIMEOUT_S if plan.in_sequence else 0
+    return _BASE_TIMEOUT_S + builds * _BUILD_TIMEOUT_S + rounds * step_s + resets_s
 
 
 def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=(),
@@ -91,20 +98,26 @@ def _empty(batch, steps, n, probes):
 
 def _run_batch(net, inputs, steps, probes, select_tag):
     spikes, recorded = _empty(inputs.shape[0], steps, net.n_lif, probes)
-    width = replicas_per_build(net, inputs.shape[0], steps)
+    plan = batch_plan(net, inputs.shape[0], steps)
+    width = plan.samples_per_build(inputs.shape[0])
     for start in range(0, inputs.shape[0], width):
         chunk = slice(start, start + width)
-        spikes[chunk], chunk_probes = run_replicas(net, inputs[chunk, :steps], steps, probes, select_tag)
+        x = inputs[chunk, :steps]
+        spikes[chunk], chunk_probes = run_build(net, x, steps, probes, select_tag,
+                                                replicas=min(plan.replicas, x.shape[0]))
         for name in probes:
             recorded[name][chunk] = chunk_probes[name]
     return spikes, recorded
 
 
-def run_replicas(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_tag: str = "fixed_pt",
-                 **network_options) -> tuple[np.ndarray, dict]:
-    """One Lava build with one replica per sample of ``x`` ``(R, steps, n_input)``; call in a watchdog.
+def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_tag: str = "fixed_pt",
+              replicas: int | None = None, **network_options) -> tuple[np.ndarray, dict]:
+    """One Lava build for the samples of ``x`` ``(S, steps, n_input)``; call in a watchdog.
 
-    ``network_options`` go to :class:`rsnn2chip.lava.Network` (``merge``, ``synapses``, ...).
+    ``replicas`` samples (default: all ``S``) run side by side; rounds of them follow each other in the
+    same build, the network reset (:meth:`rsnn2chip.lava.Network.reset`) between rounds, so every sample
+    runs as in a build of its own. ``network_options`` go to :class:`rsnn2chip.lava.Network` (``merge``,
+    ``synapses``, ...).
     """
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
@@ -115,10 +128,16 @@ def run_replicas(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), sele
     from rsnn2chip.lava import Network
     from rsnn2chip.lava.neurons import probe_var
 
-    replicas = x.shape[0]
+    samples = x.shape[0]
+    replicas = replicas or samples
+    rounds = -(-samples // replicas)
+    # Pad the last round with silent samples: every round fills all replicas.
+    x = np.concatenate([x, np.zeros((rounds * replicas - samples, *x.shape[1:]), x.dtype)])
     network = Network(net, replicas=replicas, **network_options)
     if network.has_input:
-        data = np.ascontiguousarray(x.transpose(0, 2, 1).reshape(replicas * net.n_input, steps), dtype=np.int32)
+        # Round k's samples side by side, the rounds one after another in time.
+        data = x.reshape(rounds, replicas, steps, net.n_input).transpose(1, 3, 0, 2)
+        data = np.ascontiguousarray(data.reshape(replicas * net.n_input, rounds * steps), dtype=np.int32)
         io.source.RingBuffer(data=data).s_out.connect(network.inp)
     sinks, monitors = {}, {}
     for group in network.layout.neuron_groups:
@@ -130,27 +149,33 @@ def run_replicas(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), sele
         for name in probes:
             # One Monitor per variable: Monitor's bookkeeping supports one probe only.
             monitors[group, name] = Monitor()
-            monitors[group, name].probe(getattr(process, probe_var(group.model, name)), steps)
+            monitors[group, name].probe(getattr(process, probe_var(group.model, name)), rounds * steps)
     # The runtime's INFO report of a model's traceback is not needed: the
     # watchdog records it in the failing process itself, also when Lava hangs.
     # Extractor's models carry no tag; name the synchronous one.
     run_cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel})
-    network.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
-    spikes, recorded = _empty(replicas, steps, net.n_lif, probes)
-    for group, sink in sinks.items():
-        received = np.stack([sink.receive() for _ in range(steps)])
-        spikes[:, :, group.lo:group.hi] = _per_replica(received, replicas).astype(bool)
-        for name in probes:
-            monitor = monitors[group, name]
-            process = network.neurons[group.name]
-            # Monitor stores floats; u and v are 24-bit, so the float64 values are exact.
-            var = probe_var(group.model, name)
-            values = np.asarray(monitor.get_data()[process.name][var]).astype(np.int64).astype(np.int32)
-            recorded[name][:, :, group.lo:group.hi] = _per_replica(values, replicas)
+    spikes, recorded = _empty(rounds * replicas, steps, net.n_lif, probes)
+    for k in range(rounds):
+        if k:
+            network.reset()
+        network.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
+        batch = slice(k * replicas, (k + 1) * replicas)
+        for group, sink in sinks.items():
+            received = np.stack([sink.receive() for _ in range(steps)])
+            spikes[batch, :, group.lo:group.hi] = _per_replica(received, replicas).astype(bool)
+    for (group, name), monitor in monitors.items():
+        process = network.neurons[group.name]
+        # Monitor stores floats; u and v are 24-bit, so the float64 values are exact.
+        var = probe_var(group.model, name)
+        values = np.asarray(monitor.get_data()[process.name][var]).astype(np.int64).astype(np.int32)
+        per_round = values.reshape(rounds, steps, values.shape[-1])
+        for k in range(rounds):
+            recorded[name][k * replicas:(k + 1) * replicas, :, group.lo:group.hi] = _per_replica(
+                per_round[k], replicas)
     # Not in a finally: after a model error stop() waits forever for the dead
     # process; the watchdog kills what is left instead.
     network.stop()
-    return spikes, recorded
+    return spikes[:samples], {name: values[:samples] for name, values in recorded.items()}
 
 
 def _per_replica(data: np.ndarray, replicas: int) -> np.ndarray:

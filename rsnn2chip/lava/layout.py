@@ -59,8 +59,13 @@ GATHER_CACHED_ELEMENTS = 1 << 20
 COST_DOT_CALL_S = 2e-5
 COST_DOT_S = 3e-9
 COST_SPARSE_CALL_S = 1.5e-4
-COST_SPARSE_NONZERO_S = 7e-8  # measured on block-diagonal replicas; a slice of a small CSR is ~2x cheaper
+# Measured on block-diagonal replicas of the H = 512 netx network (bench/lava_speed.py), 100 steps: 4 replicas
+# ~7 ms and 16 ~33 ms a step, where 7e-8 predicted 26 and 100 ms.
+COST_SPARSE_NONZERO_S = 2.5e-8
 COST_BUILD_S = 2.5  # one Lava build: process creation, compile, OS processes, first step
+# Var.set moves one element per message: 2,048 elements took 56-79 ms; one more run() of a build ~2 ms.
+COST_SET_ELEMENT_S = 3e-5
+COST_RUN_CALL_S = 2e-3
 ASSUMED_SPIKE_RATE = 0.2  # fraction of source neurons spiking per step, for the kernel costs
 MAX_DENSE_ELEMENTS = 1 << 25  # a bigger Dense matrix (128 MiB of int32) is never built
 MAX_ENUMERATED_POPULATIONS = 8
@@ -332,17 +337,44 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def best_replicas(net: LoweredNetwork, batch: int, steps: int) -> int:
-    """Replicas per build that run ``batch`` samples of ``steps`` steps in the least modelled time.
+@dataclass(frozen=True)
+class BatchPlan:
+    """How a batch runs in Lava: ``replicas`` samples side by side per build, and either one build per
+    ``replicas`` samples or, ``in_sequence``, one build whose rounds of ``replicas`` samples follow each other,
+    every state Var set back to its reset value between rounds."""
+    replicas: int
+    in_sequence: bool
 
-    Each build costs :data:`COST_BUILD_S`; more replicas share it but widen every
-    process (block-diagonal synapses cost per stored weight).
+    def samples_per_build(self, batch: int) -> int:
+        return batch if self.in_sequence else self.replicas
+
+
+def reset_elements(layout: Layout) -> int:
+    """Elements a reset sets: every state Var of every neuron process and every synapse's one-step buffer."""
+    net = layout.lowered
+    neurons = sum(g.size * len(net.groups[lowered_group(net, g.populations[0])].model.lava_state)
+                  for g in layout.neuron_groups)
+    return layout.replicas * neurons + sum(g.shape[0] for g in layout.synapse_groups)
+
+
+def best_batch_plan(net: LoweredNetwork, batch: int, steps: int) -> BatchPlan:
+    """The batch plan that runs ``batch`` samples of ``steps`` steps in the least modelled time.
+
+    A build costs :data:`COST_BUILD_S`. More replicas share it but widen every process (block-diagonal
+    synapses cost per stored weight); a sequence shares one build among all rounds but pays a reset
+    (:data:`COST_SET_ELEMENT_S` per element) between them. Small networks gain from replicas, large ones
+    (whose one replica already keeps the kernels busy) from a sequence.
     """
     cap = max(1, min(batch, MAX_REPLICA_NEURONS // max(net.n_lif, 1)))
     sizes = sorted({min(cap, 1 << k) for k in range(cap.bit_length() + 1)} | {cap})
 
-    def total_s(replicas: int) -> float:
-        builds = -(-batch // replicas)
-        return builds * (COST_BUILD_S + steps * plan(net, replicas=replicas).step_cost())
+    def total_s(option: BatchPlan) -> float:
+        layout = plan(net, replicas=option.replicas)
+        rounds = -(-batch // option.replicas)
+        run_s = steps * layout.step_cost()
+        if option.in_sequence:
+            return COST_BUILD_S + rounds * (run_s + COST_RUN_CALL_S) + (rounds - 1) * reset_elements(
+                layout) * COST_SET_ELEMENT_S
+        return rounds * (COST_BUILD_S + run_s)
 
-    return min(sizes, key=total_s)
+    return min((BatchPlan(r, seq) for r in sizes for seq in (False, True)), key=total_s)

@@ -206,21 +206,26 @@ def fsdd_eval() -> dict:
     import torch
     import yaml
 
-    from rsnn2chip import artifact
+    from rsnn2chip import artifact, ir
     from rsnn2chip.cli import main as cli_main
+    from rsnn2chip.data.encoding import graded_input_of
+    from rsnn2chip.nn.network import INPUT_NAME
     from rsnn2chip.compiler import compile_graph
     from rsnn2chip.data import load_dataset
     from rsnn2chip.nn import RSNN
     from rsnn2chip.targets import load_target
 
     arch = yaml.safe_load((ROOT / "examples" / "arch" / "scml_fsdd.yaml").read_text())
-    arch["input_size"] = load_dataset("fsdd", "test").n_channels
+    data = load_dataset("fsdd", "test")  # the default encoding, as `rsnn2chip train` and `eval` use it
+    arch["input_size"] = data.n_channels
     arch["layers"][-1]["size"] = 10
     torch.manual_seed(0)
     result = {"arch": "examples/arch/scml_fsdd.yaml (untrained, seed 0)"}
+    graph = RSNN(arch).to_ir()
+    ir.population(graph, INPUT_NAME).graded = graded_input_of(data.encoding)  # as a trained checkpoint records
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "scml.r2c"
-        artifact.save(compile_graph(RSNN(arch).to_ir(), load_target("loihi2-sim")), path)
+        artifact.save(compile_graph(graph, load_target("loihi2-sim")), path)
         for backend in ("reference", "lava"):
             buf = io.StringIO()
             with contextlib.redirect_stdout(buf):

@@ -122,8 +122,7 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc import io
-    from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
-    from lava.proc.monitor.process import Monitor
+    from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel, VarWire
 
     from rsnn2chip.lava import Network
     from rsnn2chip.lava.neurons import probe_var
@@ -147,9 +146,10 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
         sinks[group] = Extractor(shape=process.s_out.shape, buffer_size=steps)
         process.s_out.connect(sinks[group].in_port)
         for name in probes:
-            # One Monitor per variable: Monitor's bookkeeping supports one probe only.
-            monitors[group, name] = Monitor()
-            monitors[group, name].probe(getattr(process, probe_var(group.model, name)), rounds * steps)
+            # A VarWire, not a Monitor: Monitor.get_data moves its whole record one element per message,
+            # minutes for a membrane readout of 256 replicas; a VarWire hands over one vector per step.
+            monitors[group, name] = VarWire(buffer_size=steps)
+            monitors[group, name].connect_var(getattr(process, probe_var(group.model, name)))
     # The runtime's INFO report of a model's traceback is not needed: the
     # watchdog records it in the failing process itself, also when Lava hangs.
     # Extractor's models carry no tag; name the synchronous one.
@@ -163,15 +163,10 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
         for group, sink in sinks.items():
             received = np.stack([sink.receive() for _ in range(steps)])
             spikes[batch, :, group.lo:group.hi] = _per_replica(received, replicas).astype(bool)
-    for (group, name), monitor in monitors.items():
-        process = network.neurons[group.name]
-        # Monitor stores floats; u and v are 24-bit, so the float64 values are exact.
-        var = probe_var(group.model, name)
-        values = np.asarray(monitor.get_data()[process.name][var]).astype(np.int64).astype(np.int32)
-        per_round = values.reshape(rounds, steps, values.shape[-1])
-        for k in range(rounds):
-            recorded[name][k * replicas:(k + 1) * replicas, :, group.lo:group.hi] = _per_replica(
-                per_round[k], replicas)
+        for (group, name), wire in monitors.items():
+            # The wire carries floats; u and v are 24-bit, so the float64 values are exact.
+            values = np.stack([wire.receive() for _ in range(steps)]).astype(np.int64).astype(np.int32)
+            recorded[name][batch, :, group.lo:group.hi] = _per_replica(values, replicas)
     # Not in a finally: after a model error stop() waits forever for the dead
     # process; the watchdog kills what is left instead.
     network.stop()

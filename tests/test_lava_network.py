@@ -97,11 +97,14 @@ def test_small_networks_share_processes_and_large_ones_get_narrow_matrices():
     big = LoweredNetwork(12, 2 * n + 9, {"in": (0, 12)}, slices,
                          single_group(cuba_lif.MODEL, {k: np.concatenate([v] * 3)[:2 * n + 9]
                                                        for k, v in _params(n).items()}), projs)
-    layout = lay.plan(big)
-    # No matrix with a block of zero rows the size of a layer: "a" keeps a process of its own.
+    # Dense matrices pay for their zeros: no block of zero rows the size of a layer, "a" keeps a process of its own.
+    layout = lay.plan(big, synapses="dense")
     assert layout.neuron_group_of("a").populations == ("a",)
-    assert all(g.kind != "sparse" for g in layout.synapse_groups)
-    assert lay.plan(big, hardware=True).synapse_groups[0].kind in ("dense", "sparse")
+    # A CSR product pays per stored weight only and beats both Dense kernels on these 4 M weights.
+    auto = lay.plan(big)
+    assert "sparse-dot" in {g.kind for g in auto.synapse_groups}
+    assert auto.step_cost() < min(layout.step_cost(), lay.plan(big, synapses="dense-dot").step_cost())
+    assert {g.kind for g in lay.plan(big, hardware=True).synapse_groups} <= {"dense", "sparse"}
 
 
 def test_a_process_nothing_connects_gets_an_empty_link_to_the_readout():
@@ -126,7 +129,7 @@ def test_replicas_tile_the_matrices_block_diagonally():
 def test_bad_options_are_refused():
     net = _chain()
     for kwargs in ({"readout": "nope"}, {"replicas": 0}, {"merge": "some"}, {"synapses": "conv"},
-                   {"synapses": "dense-dot", "hardware": True}):
+                   {"synapses": "dense-dot", "hardware": True}, {"synapses": "sparse-dot", "hardware": True}):
         with pytest.raises(InputError):
             lay.plan(net, **kwargs)
 
@@ -175,7 +178,8 @@ def test_every_arch_type_matches_the_reference(name):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("synapses,merge", [("dense", "all"), ("dense-dot", "split"), ("sparse", "hidden")])
+@pytest.mark.parametrize("synapses,merge", [("dense", "all"), ("dense-dot", "split"), ("sparse", "hidden"),
+                                            ("sparse-dot", "all")])
 def test_every_kernel_and_grouping_matches_the_reference(synapses, merge):
     rng = np.random.default_rng(5)
     net = random_lowered_network(rng, n_pops=3, n_input_pops=2, n_projections=12)
@@ -210,10 +214,12 @@ def test_rounds_in_one_build_equal_separate_runs():
 def test_large_networks_run_their_batch_in_sequence_and_small_ones_as_replicas():
     small = random_lowered_network(np.random.default_rng(0), n_pops=2, n_input_pops=1)
     assert lay.best_batch_plan(small, 64, 100) == lay.BatchPlan(replicas=64, in_sequence=False)
+    # 2 x 2,000 x 2,000 weights: MAX_REPLICA_WEIGHTS allows two replicas a build, so the batch shares one build.
     wide = random_lowered_network(np.random.default_rng(0), n_pops=2, n_input_pops=1, size_range=(2000, 2000),
-                                  density=1.0)
+                                  n_projections=2, density=1.0)
+    assert sum(p.weights.nnz for p in wide.projections) * 2 <= lay.MAX_REPLICA_WEIGHTS
     plan = lay.best_batch_plan(wide, 16, 100)
-    assert plan.in_sequence and plan.samples_per_build(16) == 16
+    assert plan.in_sequence and plan.replicas <= 2 and plan.samples_per_build(16) == 16
 
 
 def _run_forced(net, inputs, synapses, merge):
@@ -251,7 +257,7 @@ def test_out_port_is_exactly_the_readout_of_every_replica():
     out, per_replica, kinds = run_with_watchdog(_run_out_port, (net, inputs), 120, "Lava run")
     ref, _ = reference.simulate(net, inputs, STEPS)
     lo, hi = net.lif_slices[lay.default_readout(net)]
-    assert out.shape == (STEPS, 2 * (hi - lo)) and "dense-dot" not in kinds
+    assert out.shape == (STEPS, 2 * (hi - lo)) and not kinds & set(lay.GRADED_KERNELS)
     assert ref[:, :, lo:hi].sum() > 20
     for r in range(2):
         np.testing.assert_array_equal(per_replica[r].astype(bool), ref[r, :, lo:hi])

@@ -26,10 +26,12 @@ layouts and keeps the one with the lowest :meth:`Layout.step_cost`:
   ``dense`` (``Dense``, binary spikes: ``weights[:, spiking].sum(axis=1)``,
   a column gather that slows down once the matrix leaves the cache),
   ``dense-dot`` (``Dense`` with ``num_message_bits=1``: ``weights.dot(s)``,
-  a streaming product; the 0/1 spikes make the same integer sum) and
-  ``sparse`` (``Sparse``: a CSR column slice, for few synapses). ``dense-dot``
-  declares graded spikes, which Loihi 2 hardware would read differently from a
-  LIF's binary ones, so ``hardware=True`` leaves it out.
+  a streaming product; the 0/1 spikes make the same integer sum),
+  ``sparse`` (``Sparse``: a CSR column slice, for few synapses) and
+  ``sparse-dot`` (``Sparse`` with ``num_message_bits=1``: a CSR product,
+  ~0.6 ns per stored weight, six times faster than the slice). The ``-dot``
+  kernels declare graded spikes, which Loihi 2 hardware would read differently
+  from a LIF's binary ones, so ``hardware=True`` leaves them out.
 
 Replicas (independent copies of the network side by side, for batched
 evaluation) multiply every process's width, not the process count; each
@@ -62,6 +64,10 @@ COST_SPARSE_CALL_S = 1.5e-4
 # Measured on block-diagonal replicas of the H = 512 netx network (bench/lava_speed.py), 100 steps: 4 replicas
 # ~7 ms and 16 ~33 ms a step, where 7e-8 predicted 26 and 100 ms.
 COST_SPARSE_NONZERO_S = 2.5e-8
+# Sparse-dot: SciPy's CSR product, per call and per stored weight (measured 2.5 ms for 4.2 M weights, 0.15 ms
+# for 0.26 M, whatever the spikes).
+COST_SPARSE_DOT_CALL_S = 5e-5
+COST_SPARSE_DOT_NONZERO_S = 6e-10
 COST_BUILD_S = 2.5  # one Lava build: process creation, compile, OS processes, first step
 # Var.set moves one element per message: 2,048 elements took 56-79 ms; one more run() of a build ~2 ms.
 COST_SET_ELEMENT_S = 3e-5
@@ -70,9 +76,14 @@ ASSUMED_SPIKE_RATE = 0.2  # fraction of source neurons spiking per step, for the
 MAX_DENSE_ELEMENTS = 1 << 25  # a bigger Dense matrix (128 MiB of int32) is never built
 MAX_ENUMERATED_POPULATIONS = 8
 MAX_REPLICA_NEURONS = 1 << 16  # neurons of all replicas in one build
+# Stored weights of all replicas in one build: block-diagonal copies multiply the memory of the weights, held by
+# this process and again by each synapse process (16 M: ~200 MB of CSR each). Beyond, rounds share the build.
+MAX_REPLICA_WEIGHTS = 1 << 24
 
-KERNELS = ("dense", "dense-dot", "sparse")
+KERNELS = ("dense", "dense-dot", "sparse", "sparse-dot")
 SYNAPSE_CHOICES = ("auto",) + KERNELS
+GRADED_KERNELS = ("dense-dot", "sparse-dot")  # declare graded spikes: exact in the simulator, not on Loihi 2
+SPARSE_KERNELS = ("sparse", "sparse-dot")  # Lava's Sparse process; the others are Dense
 MERGE_MODES = ("auto", "all", "hidden", "split")
 
 
@@ -114,6 +125,8 @@ class SynapseGroup:
             return rows * cols * ASSUMED_SPIKE_RATE * per
         if kind == "dense-dot":
             return COST_DOT_CALL_S + rows * cols * COST_DOT_S
+        if kind == "sparse-dot":
+            return COST_SPARSE_DOT_CALL_S + self.nnz * COST_SPARSE_DOT_NONZERO_S
         return COST_SPARSE_CALL_S + self.nnz * ASSUMED_SPIKE_RATE * COST_SPARSE_NONZERO_S
 
 
@@ -184,15 +197,15 @@ def plan(net: LoweredNetwork, readout: str | None = None, replicas: int = 1, mer
         raise InputError("unknown neuron grouping", found=merge, allowed=", ".join(MERGE_MODES))
     if synapses not in SYNAPSE_CHOICES:
         raise InputError("unknown synapse kernel", found=synapses, allowed=", ".join(SYNAPSE_CHOICES))
-    if hardware and synapses == "dense-dot":
-        raise InputError("the dense-dot kernel declares graded spikes, which Loihi 2 would read differently",
+    if hardware and synapses in GRADED_KERNELS:
+        raise InputError(f"the {synapses} kernel declares graded spikes, which Loihi 2 would read differently",
                          allowed="dense, sparse or auto with hardware=True")
     if merge == "all" and separate_readout:
         raise InputError("merge='all' puts the readout in a shared process, so it cannot be separate",
                          allowed="merge='hidden' or 'split' with separate_readout")
     kernels = KERNELS if synapses == "auto" else (synapses,)
     if hardware:
-        kernels = tuple(k for k in kernels if k != "dense-dot")
+        kernels = tuple(k for k in kernels if k not in GRADED_KERNELS)
     candidates = []
     for runs in candidate_runs(net, readout, merge, separate_readout):
         layout = Layout(net, readout, replicas, _groups_from_runs(net, runs))
@@ -315,7 +328,8 @@ def synapse_groups(layout: Layout, kernels=KERNELS) -> list[SynapseGroup]:
         cols = net.n_input if group.source == INPUT else layout.neuron_group(group.source).size
         group.shape = (layout.replicas * rows, layout.replicas * cols)
         group.replicas = layout.replicas
-        allowed = [k for k in kernels if k == "sparse" or group.shape[0] * group.shape[1] <= MAX_DENSE_ELEMENTS]
+        allowed = [k for k in kernels
+                   if k in SPARSE_KERNELS or group.shape[0] * group.shape[1] <= MAX_DENSE_ELEMENTS]
         group.kind = min(allowed or ["sparse"], key=group.kernel_cost)
     return groups
 
@@ -361,11 +375,12 @@ def best_batch_plan(net: LoweredNetwork, batch: int, steps: int) -> BatchPlan:
     """The batch plan that runs ``batch`` samples of ``steps`` steps in the least modelled time.
 
     A build costs :data:`COST_BUILD_S`. More replicas share it but widen every process (block-diagonal
-    synapses cost per stored weight); a sequence shares one build among all rounds but pays a reset
-    (:data:`COST_SET_ELEMENT_S` per element) between them. Small networks gain from replicas, large ones
-    (whose one replica already keeps the kernels busy) from a sequence.
+    synapses cost per stored weight), up to :data:`MAX_REPLICA_NEURONS` and :data:`MAX_REPLICA_WEIGHTS`;
+    a sequence shares one build among all rounds but pays a reset (:data:`COST_SET_ELEMENT_S` per element)
+    between them. Small networks run as replicas; networks whose weights cap the replicas, in rounds.
     """
-    cap = max(1, min(batch, MAX_REPLICA_NEURONS // max(net.n_lif, 1)))
+    weights = sum(p.weights.nnz for p in net.projections)
+    cap = max(1, min(batch, MAX_REPLICA_NEURONS // max(net.n_lif, 1), MAX_REPLICA_WEIGHTS // max(weights, 1)))
     sizes = sorted({min(cap, 1 << k) for k in range(cap.bit_length() + 1)} | {cap})
 
     def total_s(option: BatchPlan) -> float:

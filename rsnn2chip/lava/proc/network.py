@@ -19,7 +19,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from rsnn2chip.backends.plan import LoweredNetwork, lower
-from rsnn2chip.lava.layout import INPUT, Layout, lowered_group, plan
+from rsnn2chip.lava.layout import GRADED_KERNELS, INPUT, SPARSE_KERNELS, Layout, lowered_group, plan
 from rsnn2chip.lava.neurons import neuron_process
 from rsnn2chip.lava.population import PopulationView
 
@@ -41,7 +41,7 @@ class Network(AbstractProcess):
     ``replicas`` runs that many independent copies side by side (batched
     evaluation). ``merge`` and ``synapses`` override the layout choice
     (see :mod:`rsnn2chip.lava.layout`); ``hardware=True`` keeps to what
-    Loihi 2 runs as the simulator does (no ``dense-dot`` kernel), for
+    Loihi 2 runs as the simulator does (no ``dense-dot`` or ``sparse-dot`` kernel), for
     ``Loihi2HwCfg``. ``input_message_bits`` > 0 makes the input synapses
     take graded spikes of that many bits.
     """
@@ -137,12 +137,12 @@ def _synapse_process(layout: Layout, group, num_message_bits: int, index: int):
     from lava.proc.sparse.process import Sparse
     from lava.utils.weightutils import SignMode
 
-    if group.kind == "dense-dot":
-        # Lava's Dense then computes weights.dot(s_in): for 0/1 spikes the same integer sum.
+    if group.kind in GRADED_KERNELS:
+        # Lava's Dense and Sparse then compute weights.dot(s_in): for 0/1 spikes the same integer sum.
         num_message_bits = max(num_message_bits, 1)
     options = dict(weight_exp=group.weight_exp, num_weight_bits=8, sign_mode=SignMode[group.sign_mode.upper()],
                    num_message_bits=num_message_bits, name=f"synapses[{index}]:{group.source}->{group.target}")
     weights = layout.weights(group).astype(np.int32)
-    if group.kind == "sparse":
+    if group.kind in SPARSE_KERNELS:
         return Sparse(weights=weights, **options)
     return Dense(weights=weights.toarray(), **options)

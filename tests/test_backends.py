@@ -107,7 +107,8 @@ def test_reference_synaptic_kernel_equals_the_integer_product(density):
     expected[:, 0:20] += full[:, 0:20] >> 3
     expected[:, 30:60] += full[:, 20:50] << 2
     for weights in (matrix.toarray().astype(np.int16), matrix):
-        a_in = np.zeros((4, 60), np.int64)
-        _Stack("input", weights, parts).add_to(spikes, a_in)
-        np.testing.assert_array_equal(a_in, expected)
+        for acc_type in (np.int32, np.int64):
+            a_in = np.zeros((4, 60), np.int64)
+            _Stack("input", weights, parts, np.zeros(rows, acc_type)).add_to(spikes, a_in)
+            np.testing.assert_array_equal(a_in, expected)
     assert compiled(accumulate) is compiled(accumulate)  # compiled once per process

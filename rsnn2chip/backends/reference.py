@@ -28,16 +28,16 @@ from rsnn2chip.jit import compiled
 DENSE_ABOVE = 0.25
 
 
-def accumulate(spikes, dense, indptr, indices, data, parts, a_in):
+def accumulate(spikes, dense, indptr, indices, data, parts, acc, a_in):
     """Add each sample's synaptic sums to ``a_in`` ``(B, n_lif)`` int64.
 
     The ``(n_source, stacked rows)`` matrix is ``dense`` or, where that is empty, the CSR arrays ``indptr``,
     ``indices``, ``data``. A source with ``spikes[b, i] != 0`` (0/1 or a payload) adds its row times the
-    payload; then each part ``(offset, lo, hi, weight_exp)`` adds its stacked rows, shifted, to ``a_in[b, lo:hi]``.
+    payload into ``acc`` (one sample's stacked rows: int32 where no sum can overflow it, else int64); then each
+    part ``(offset, lo, hi, weight_exp)`` adds its stacked rows, shifted, to ``a_in[b, lo:hi]``.
     One function for both layouts: a compiled kernel cannot call an uncompiled helper.
     """
-    n_rows = parts[-1, 0] + parts[-1, 2] - parts[-1, 1]  # the last part ends the stack
-    acc = np.zeros(n_rows, np.int64)
+    n_rows = acc.shape[0]
     for b in range(spikes.shape[0]):
         acc[:] = 0
         sent = False
@@ -57,7 +57,7 @@ def accumulate(spikes, dense, indptr, indices, data, parts, a_in):
         for p in range(parts.shape[0]):
             offset, lo, hi, exp = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3]
             for k in range(hi - lo):
-                x = acc[offset + k]
+                x = np.int64(acc[offset + k])
                 a_in[b, lo + k] += (x << exp) if exp >= 0 else (x >> -exp)  # >> floors, as Lava's shift
 
 
@@ -75,10 +75,11 @@ class _Stack:
     source: str
     weights: np.ndarray | sp.csr_matrix
     parts: np.ndarray  # (n_parts, 4) int64: first stacked row, global LIF rows [lo, hi), weight_exp
+    acc: np.ndarray  # scratch for one sample's sums: int32 (twice as many per vector instruction) where exact
 
     def add_to(self, spikes: np.ndarray, a_in: np.ndarray) -> None:
         """Add the sums of ``spikes`` ``(B, n_source)`` (0/1 or payloads) to ``a_in`` ``(B, n_lif)``."""
-        compiled(accumulate)(spikes, *self.arrays, self.parts, a_in)
+        compiled(accumulate)(spikes, *self.arrays, self.parts, self.acc, a_in)
 
     @property
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -111,7 +112,9 @@ def stacks(net: LoweredNetwork) -> list[_Stack]:
                                      (np.concatenate([b.col + p.cols[0] for b, p in zip(blocks, projs)]),
                                       np.concatenate([b.row + o for b, o in zip(blocks, offsets)]))),
                                     shape=(width, offsets[-1]))
-        out.append(_Stack(source, weights, parts))
+        # A bound on the largest sum a row can reach: mantissas are at most 256 in magnitude (fx.WEIGHT_RANGE).
+        largest = 256 * max(np.diff(p.weights.indptr).max() for p in projs) * net.largest_message(source)
+        out.append(_Stack(source, weights, parts, np.zeros(offsets[-1], np.int32 if largest < 2 ** 31 else np.int64)))
     return out
 
 
@@ -126,7 +129,9 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=()) -> 
     recorded = {name: np.zeros((batch, steps, n), np.int32) for name in probes}
     groups = [_GroupRun(g, batch) for g in net.groups]
     plan = stacks(net)
+    # Contiguous per-step arrays: the kernels vectorise over them (views into `out` are strided).
     a_in = np.zeros((batch, n), np.int64)
+    spikes = np.zeros((batch, n), bool)
     previous = {"input": None, "lif": None}  # what each synapse read last step (None: nothing yet)
     for t in range(steps):
         a_in.fill(0)
@@ -134,10 +139,12 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=()) -> 
             if previous[stack.source] is not None:
                 stack.add_to(previous[stack.source], a_in)
         for group in groups:
-            group.step(a_in, out[:, t])
+            group.step(a_in, spikes)
             for name, values in recorded.items():
                 values[:, t, group.selector] = group.state[name]
-        previous = {"input": inputs[:, t], "lif": out[:, t]}
+        out[:, t] = spikes
+        # The LIF synapses read this step's spikes before the groups overwrite them next step.
+        previous = {"input": inputs[:, t], "lif": spikes}
     return out, recorded
 
 
@@ -150,16 +157,19 @@ class _GroupRun:
         self.state = group.model.initial_state(consts, batch)
         self.kernel = compiled(group.model.step_kernel)
         self.arguments = [*self.state.values(), *group.model.kernel_arrays(consts, group.size)]
-        self.contiguous = isinstance(self.selector, slice)
+        # Neurons scattered over the global order (models interleaved) step on gathered copies.
+        self.start = self.selector.start if isinstance(self.selector, slice) else None
+        self.a_in = np.zeros((batch, group.size), np.int64)
         self.spikes = np.zeros((batch, group.size), bool)
 
-    def step(self, a_in: np.ndarray, spikes_t: np.ndarray) -> None:
-        """Step on ``a_in`` ``(B, n_lif)``; write the spikes into ``spikes_t`` ``(B, n_lif)``."""
-        if self.contiguous:  # views: the kernel reads and writes the global arrays directly
-            self.kernel(a_in[:, self.selector], spikes_t[:, self.selector], *self.arguments)
+    def step(self, a_in: np.ndarray, spikes: np.ndarray) -> None:
+        """Step on ``a_in`` ``(B, n_lif)``; write the group's spikes into its columns of ``spikes``."""
+        if self.start is not None:
+            self.kernel(a_in, spikes, self.start, *self.arguments)
         else:
-            self.kernel(a_in[:, self.selector], self.spikes, *self.arguments)
-            spikes_t[:, self.selector] = self.spikes
+            self.a_in[:] = a_in[:, self.selector]
+            self.kernel(self.a_in, self.spikes, 0, *self.arguments)
+            spikes[:, self.selector] = self.spikes
 
 
 class ReferenceSession(Session):

@@ -190,36 +190,36 @@ class ATRLIFModel(NeuronModel):
     kernel_constants = ("delta_i", "delta_v", "delta_theta", "delta_r", "theta_0_eff", "theta_step_eff", "bias_eff")
 
     @staticmethod
-    def step_kernel(a_in, spikes, u, v, theta, r, delta_i, delta_v, delta_theta, delta_r, theta_0_eff,
+    def step_kernel(a_in, spikes, lo, u, v, theta, r, delta_i, delta_v, delta_theta, delta_r, theta_0_eff,
                     theta_step_eff, bias_eff):
-        """:meth:`_subthreshold` and :meth:`_fire` on ``(batch, n)`` int64 state, in place, one neuron at a time
-        (inline arithmetic, as in CUBA-LIF's kernel); ``(x + 2**31 & 0xFFFFFFFF) - 2**31`` is :func:`wrap32`."""
-        for b in range(a_in.shape[0]):
-            for j in range(a_in.shape[1]):
-                x = u[b, j] * (4096 - delta_i[j] - 1)
-                x = (x >> 12) if x >= 0 else -((-x) >> 12)
-                x = ((x + ((((a_in[b, j] << 6) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)) + (1 << 31)) & 0xFFFFFFFF) - (
-                    1 << 31)
+        """:meth:`_subthreshold` and :meth:`_fire` for the neurons in columns ``lo:lo + n`` of ``a_in`` and
+        ``spikes``, state ``(batch, n)`` in place (inline arithmetic, as in CUBA-LIF's kernel);
+        ``((x + 2**31) & 0xFFFFFFFF) - 2**31`` is :func:`wrap32`."""
+        for b in range(u.shape[0]):
+            for j in range(u.shape[1]):
+                x = u[b, j] * (4095 - delta_i[j])
+                x = (x + ((x >> 63) & 4095)) >> 12  # x / 4096 truncated toward zero
+                x = ((x + ((((a_in[b, lo + j] << 6) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)) + (1 << 31))
+                     & 0xFFFFFFFF) - (1 << 31)
                 wrapped = x - (1 << 24) if x > (1 << 23) else x
                 x = x + (1 << 24) if wrapped <= -(1 << 23) else wrapped
                 cur = ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
                 x = v[b, j] * (4096 - delta_v[j])
-                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                x = (x + ((x >> 63) & 4095)) >> 12
                 x = ((x + cur + bias_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
                 volt = min(max(x, 1 - (1 << 23)), (1 << 23) - 1)
-                x = ((theta[b, j] - theta_0_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-                x = x * (4096 - delta_theta[j])
-                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                x = (((theta[b, j] - theta_0_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)) * (4096 - delta_theta[j])
+                x = (x + ((x >> 63) & 4095)) >> 12
                 th = ((x + theta_0_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
                 x = r[b, j] * (4096 - delta_r[j])
-                x = (x >> 12) if x >= 0 else -((-x) >> 12)
+                x = (x + ((x >> 63) & 4095)) >> 12
                 ref = ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
                 fired = ((volt - ref + (1 << 31)) & 0xFFFFFFFF) - (1 << 31) >= th
                 if fired:
                     ref = ((ref + (((2 * th + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)) + (1 << 31)) & 0xFFFFFFFF) - (
                         1 << 31)
                     th = ((th + theta_step_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-                u[b, j], v[b, j], theta[b, j], r[b, j], spikes[b, j] = cur, volt, th, ref, fired
+                u[b, j], v[b, j], theta[b, j], r[b, j], spikes[b, lo + j] = cur, volt, th, ref, fired
 
     # ---- torch
     def torch_initial_state(self, params, batch):

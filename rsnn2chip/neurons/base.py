@@ -188,10 +188,11 @@ class NeuronModel(abc.ABC):
 
     @staticmethod
     @abc.abstractmethod
-    def step_kernel(a_in, spikes, *state_then_constants) -> None:
-        """One step of Lava's fixed-point model, in place: ``a_in`` ``(batch, n)`` int64, ``spikes``
-        ``(batch, n)`` bool (written), then each variable of ``state`` ``(batch, n)`` int64 (updated), then each
-        of ``kernel_constants`` ``(n,)`` int64. Plain loops over scalars, for :func:`rsnn2chip.jit.compiled`."""
+    def step_kernel(a_in, spikes, lo, *state_then_constants) -> None:
+        """One step of Lava's fixed-point model, in place, for ``n`` neurons that sit in columns ``lo:lo + n`` of
+        ``a_in`` ``(batch, N)`` int64 (their input) and ``spikes`` ``(batch, N)`` bool (written); then each
+        variable of ``state`` ``(batch, n)`` int64 (updated) and each of ``kernel_constants`` ``(n,)`` int64.
+        Plain loops over scalars, for :func:`rsnn2chip.jit.compiled`."""
 
     def reference_step(self, state: dict[str, np.ndarray], a_in: np.ndarray,
                        consts: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -201,7 +202,7 @@ class NeuronModel(abc.ABC):
         a_in = np.ascontiguousarray(a_in, dtype=np.int64)
         state = {name: np.array(np.broadcast_to(state[name], a_in.shape), dtype=np.int64) for name in self.state}
         spikes = np.zeros(a_in.shape, bool)
-        compiled(self.step_kernel)(a_in, spikes, *state.values(), *self.kernel_arrays(consts, a_in.shape[1]))
+        compiled(self.step_kernel)(a_in, spikes, 0, *state.values(), *self.kernel_arrays(consts, a_in.shape[1]))
         return state, spikes
 
     def kernel_arrays(self, consts: dict[str, np.ndarray], n: int) -> list[np.ndarray]:

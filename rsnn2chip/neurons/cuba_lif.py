@@ -101,21 +101,23 @@ class CubaLIFModel(NeuronModel):
     kernel_constants = ("du", "dv", "vth_eff", "bias_eff")
 
     @staticmethod
-    def step_kernel(a_in, spikes, u, v, du, dv, vth_eff, bias_eff):
-        """:func:`fx.lif_integrate` then :func:`fx.lif_fire` on ``(batch, n)`` int64 state, in place, one neuron at a time (see
-        :mod:`rsnn2chip.jit`; numba compiles no calls to plain Python helpers, so the arithmetic is inline)."""
-        for b in range(a_in.shape[0]):
-            for j in range(a_in.shape[1]):
-                x = u[b, j] * (4096 - du[j] - 1)  # decay by (du + 1) / 4096, truncating toward zero
-                x = (x >> 12) if x >= 0 else -((-x) >> 12)
-                x += a_in[b, j] << 6
+    def step_kernel(a_in, spikes, lo, u, v, du, dv, vth_eff, bias_eff):
+        """:func:`fx.lif_integrate` then :func:`fx.lif_fire` for the neurons in columns ``lo:lo + n`` of ``a_in``
+        and ``spikes``, state ``(batch, n)`` in place (see :mod:`rsnn2chip.jit`: the arithmetic is inline, since a
+        compiled kernel cannot call a plain Python helper). ``(x + (x >> 63 & 4095)) >> 12`` is ``x / 4096``
+        truncated toward zero, as Lava's decay is, without a branch."""
+        for b in range(u.shape[0]):
+            for j in range(u.shape[1]):
+                x = u[b, j] * (4095 - du[j])  # decay by (du + 1) / 4096
+                x = ((x + ((x >> 63) & 4095)) >> 12) + (a_in[b, lo + j] << 6)
                 wrapped = x - (1 << 24) if x > (1 << 23) else x  # wrap_current, Lava's asymmetry included
-                u[b, j] = x + (1 << 24) if wrapped <= -(1 << 23) else wrapped
+                cur = x + (1 << 24) if wrapped <= -(1 << 23) else wrapped
                 x = v[b, j] * (4096 - dv[j])
-                x = (x >> 12) if x >= 0 else -((-x) >> 12)
-                x = min(max(x + u[b, j] + bias_eff[j], 1 - (1 << 23)), (1 << 23) - 1)
-                spikes[b, j] = x > vth_eff[j]
-                v[b, j] = 0 if x > vth_eff[j] else x
+                x = min(max(((x + ((x >> 63) & 4095)) >> 12) + cur + bias_eff[j], 1 - (1 << 23)), (1 << 23) - 1)
+                fired = x > vth_eff[j]
+                u[b, j] = cur
+                v[b, j] = 0 if fired else x
+                spikes[b, lo + j] = fired
 
     # ---- torch
     def torch_initial_state(self, params, batch):

@@ -170,6 +170,11 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
     # Not in a finally: after a model error stop() waits forever for the dead
     # process; the watchdog kills what is left instead.
     network.stop()
+    # Each VarWire runs a shared-memory manager of its own, which only its __del__ shuts down, and Lava's
+    # runtime keeps the wire referenced: left to the interpreter's exit, its shared memory is reported as
+    # leaked. This is the shutdown __del__ performs (VarWire has no public close).
+    for wire in monitors.values():
+        wire._multi_processing.stop()
     return spikes[:samples], {name: values[:samples] for name, values in recorded.items()}
 
 

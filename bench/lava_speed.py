@@ -14,7 +14,7 @@ identical and reports the build time (process creation + compile + first
 step), the steady-state steps/s (best of ``--repeats`` interleaved runs: the
 machine is shared) and, for a test set of ``--samples`` samples, samples/s:
 netx the way its user would (one build per sample), rsnn2chip batched
-(replicas in one build, as ``eval --backend lava`` runs). Every run happens
+(by the batch plan ``eval --backend lava`` uses: replicas, and rounds of them in one build). Every run happens
 in a watchdog child. Ratios are ours / netx; JSON goes to
 bench/results/lava_speed.json (``--resume`` keeps the sizes already there).
 
@@ -113,7 +113,7 @@ def netx_samples(path, xs: np.ndarray) -> dict:
 
 
 def our_samples(art, xs: np.ndarray) -> dict:
-    """The samples as ``eval --backend lava`` runs them: replicas in as few builds as possible."""
+    """The samples as ``eval --backend lava`` runs them (``layout.best_batch_plan``)."""
     from rsnn2chip.backends import lava as lava_backend
     from rsnn2chip.backends.plan import lower
 

@@ -74,8 +74,9 @@ def lava_speed(d: dict) -> str:
         "`RingBuffer` and read by an `Extractor` on `out` (`Loihi2SimCfg`, `fixed_pt`). Steady state: best of "
         f"interleaved runs of {first['steps']} steps after a 20-step warm-up (the build time is process creation, "
         f"compile and those 20 steps). Samples: {first['samples']} samples of {first['sample_steps']} steps, "
-        "netx one build per sample (as its user would), ours batched as `eval --backend lava` runs them. "
-        "Ratios are ours / netx.", "",
+        "netx one build per sample (as its user would), ours batched as `eval --backend lava` runs them"
+        + (f", best of {first['sample_repeats']} interleaved runs each. " if "sample_repeats" in first else ". ")
+        + "Ratios are ours / netx.", "",
         f"Command: `.venv/bin/{d['command']}`"
         + (" (`--resume` kept the rows of earlier runs of `python bench/lava_speed.py`)" if "--resume" in d["command"]
            else ""), "",

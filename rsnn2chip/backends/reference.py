@@ -64,7 +64,8 @@ def accumulate(spikes, dense, indptr, indices, data, parts, acc, a_in):
 
 def transpose_into(indptr, indices, data, col0, row0, out):
     """``out[col0 + j, row0 + i] = m[i, j]`` for a CSR matrix ``m``: a projection's rows become columns of the
-    by-source matrix in one pass (SciPy's toarray, cast and transposed copy take 3x as long at 1,024 x 1,024)."""
+    by-source matrix in one pass (1,024 x 1,024: 2.5 ms; SciPy's toarray, int16 cast and transposed copy 3.8 ms,
+    the transposed int64 copy alone 6.3 ms)."""
     for i in range(indptr.shape[0] - 1):
         for k in range(indptr[i], indptr[i + 1]):
             out[col0 + indices[k], row0 + i] = data[k]

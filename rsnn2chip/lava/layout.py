@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
+from rsnn2chip import neurons
 from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection
 from rsnn2chip.errors import InputError
 
@@ -375,10 +376,8 @@ class BatchPlan:
 
 def reset_elements(layout: Layout) -> int:
     """Elements a reset sets: every state Var of every neuron process and every synapse's one-step buffer."""
-    net = layout.lowered
-    neurons = sum(g.size * len(net.groups[lowered_group(net, g.populations[0])].model.lava_state)
-                  for g in layout.neuron_groups)
-    return layout.replicas * neurons + sum(g.shape[0] for g in layout.synapse_groups)
+    states = sum(g.size * len(neurons.get(g.model).lava_state) for g in layout.neuron_groups)
+    return layout.replicas * states + sum(g.shape[0] for g in layout.synapse_groups)
 
 
 def best_batch_plan(net: LoweredNetwork, batch: int, steps: int) -> BatchPlan:

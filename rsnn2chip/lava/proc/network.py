@@ -18,6 +18,7 @@ from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
+from rsnn2chip import neurons
 from rsnn2chip.backends.plan import LoweredNetwork, lower
 from rsnn2chip.lava.layout import GRADED_KERNELS, INPUT, SPARSE_KERNELS, Layout, lowered_group, plan
 from rsnn2chip.lava.neurons import neuron_process
@@ -79,9 +80,9 @@ class Network(AbstractProcess):
         """Set every state Var back to its value in a new build: each neuron model's ``lava_reset`` and every
         synapse's one-step buffer. Between runs only; Lava moves each element in its own message (~30 us)."""
         for group in self.layout.neuron_groups:
-            model = self.layout.lowered.groups[lowered_group(self.layout.lowered, group.populations[0])].model
             process = self.neurons[group.name]
-            for var, value in model.lava_reset(_group_params(self.layout.lowered, group)).items():
+            reset = neurons.get(group.model).lava_reset(_group_params(self.layout.lowered, group))
+            for var, value in reset.items():
                 getattr(process, var).set(np.tile(value, self.layout.replicas))
         for synapse in self.synapses:
             synapse.a_buff.set(np.zeros(synapse.a_buff.shape))

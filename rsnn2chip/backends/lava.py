@@ -46,11 +46,12 @@ def process_count(net: LoweredNetwork, probes=(), replicas: int = 1) -> int:
     return plan.process_count + int(has_source) + len(plan.neuron_groups) * (1 + len(probes))
 
 
-def default_timeout(net: LoweredNetwork, steps: int, batch: int = 1, probes=()) -> float:
-    """A generous limit for :func:`simulate`; a healthy run takes a small fraction of it."""
+def default_timeout(net: LoweredNetwork, steps: int, batch: int = 1, probes=(), plan=None) -> float:
+    """A generous limit for :func:`simulate` by ``plan`` (default :func:`batch_plan`); a healthy run takes a
+    small fraction of it."""
     from rsnn2chip.lava.layout import reset_elements
 
-    plan = batch_plan(net, batch, steps)
+    plan = batch_plan(net, batch, steps) if plan is None else plan
     rounds = -(-batch // plan.replicas)
     builds = 1 if plan.in_sequence else rounds
     width = max(1.0, plan.replicas * net.n_lif / 1000)
@@ -74,9 +75,10 @@ def simulate(net: LoweredNetwork, inputs: np.ndarray, steps: int, probes=(),
     batch = inputs.shape[0]
     if net.n_lif == 0 or steps == 0 or batch == 0:
         return _empty(batch, steps, net.n_lif, probes)
+    plan = batch_plan(net, batch, steps)  # once: the watchdog's child receives it
     if timeout is None:
-        timeout = default_timeout(net, steps, batch, probes)
-    return run_with_watchdog(_run_batch, (net, inputs, steps, probes, select_tag), timeout,
+        timeout = default_timeout(net, steps, batch, probes, plan)
+    return run_with_watchdog(_run_batch, (net, inputs, steps, probes, select_tag, plan), timeout,
                              f"Lava simulation ({batch} sample(s), {steps} steps)")
 
 
@@ -96,9 +98,8 @@ def _empty(batch, steps, n, probes):
             {name: np.zeros((batch, steps, n), np.int32) for name in probes})
 
 
-def _run_batch(net, inputs, steps, probes, select_tag):
+def _run_batch(net, inputs, steps, probes, select_tag, plan):
     spikes, recorded = _empty(inputs.shape[0], steps, net.n_lif, probes)
-    plan = batch_plan(net, inputs.shape[0], steps)
     width = plan.samples_per_build(inputs.shape[0])
     for start in range(0, inputs.shape[0], width):
         chunk = slice(start, start + width)

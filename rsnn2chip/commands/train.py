@@ -25,7 +25,9 @@ def add_arguments(parser) -> None:
                              "may be 'auto')")
     parser.add_argument("--data", required=True,
                         help=f"dataset: {', '.join(dataset_names())}, NAME:DIR, or a .npz file (docs/data.md)")
-    parser.add_argument("-o", "--output", required=True, help="checkpoint to write (rewritten after every epoch)")
+    parser.add_argument("-o", "--output", required=True,
+                        help="checkpoint to write: the best model on validation, rewritten at each of the run's ~40 "
+                             "validations that improves on it, and at the end")
     parser.add_argument("--metrics", help="metrics JSON (default: OUTPUT with suffix .metrics.json)")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=None,
                         help=f"train exactly this many epochs (default: a budget of {defaults.budget_epochs} epochs "

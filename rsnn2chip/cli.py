@@ -45,13 +45,24 @@ class Output:
         return nullcontext() if quiet else self.err.status(message, spinner="dots")
 
 
+class UsageError(R2CError):
+    """A command line argparse refuses (unknown option, out-of-range number, missing argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose refusals ``main`` reports like any other user error (exit 2, JSON under --json)."""
+
+    def error(self, message: str):
+        raise UsageError(message, where=self.prog, fix=f"see `{self.prog} --help`")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser, or, given the command being run, one that loads only that command's module.
 
     Command modules import torch, lava and friends; loading all of them cost every
     invocation seconds of start-up, even `rsnn2chip targets`.
     """
-    parser = argparse.ArgumentParser(prog="rsnn2chip", description=__doc__.splitlines()[0],
+    parser = _Parser(prog="rsnn2chip", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="example:\n  rsnn2chip compile model.pt --target loihi2-sim -o net.r2c\n"
                                             "  rsnn2chip run net.r2c --input x.npy --steps 100 --compare")
@@ -73,16 +84,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    # The only options before a command are --help/--version, so a command is always argv[0].
-    args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
-    out = Output(args.json)
+    # Before parsing, so that argparse's own refusals honour them too.
+    out, debug = Output("--json" in argv), "--debug" in argv
     try:
+        # The only options before a command are --help/--version, so a command is always argv[0].
+        args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
         return int(args._run(args, out) or 0)
     except (R2CError, MemoryError, OSError) as exc:
-        if args.debug:
+        if debug:
             raise
         error = exc if isinstance(exc, R2CError) else environment_error(exc)
-        if args.json:
+        if out.json_mode:
             out.json(error.to_dict())
         else:
             # Escaped: messages contain [rule_name] tags that rich would take for markup.
@@ -92,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
         out.err.print("interrupted")
         return 130
     except Exception as exc:  # an rsnn2chip bug, not a user error: say so, keep the traceback one flag away
-        if args.debug:
+        if debug:
             raise
-        out.err.print(f"[bold red]internal error:[/] {escape(f'{type(exc).__name__}: {exc}')}\n"
+        message = f"{type(exc).__name__}: {exc}"
+        if out.json_mode:
+            out.json({"error": "InternalError", "problems": [{"message": message}]})
+        out.err.print(f"[bold red]internal error:[/] {escape(message)}\n"
                       "This is a bug in rsnn2chip. Re-run with --debug for the traceback.", soft_wrap=True)
         return 1
 

@@ -67,11 +67,14 @@ def test_bad_input_exits_2_with_a_named_cause(case, corpus_dir, capsys, monkeypa
 
 
 def test_argparse_refusals_name_the_option(corpus_dir, capsys):
-    """Out-of-range numbers are refused by argparse, which exits 2 by raising SystemExit."""
-    with pytest.raises(SystemExit) as info:
-        main(["run", str(corpus_dir / "net.r2c"), "--input", str(corpus_dir / "x.npy"), "--steps", "0"])
-    assert info.value.code == 2
+    """Out-of-range numbers are refused by argparse, reported as any user error: exit 2, JSON under --json."""
+    argv = ["run", str(corpus_dir / "net.r2c"), "--input", str(corpus_dir / "x.npy"), "--steps", "0"]
+    assert main(argv) == 2
     assert "argument --steps: must be an integer >= 1, got 0" in capsys.readouterr().err
+    assert main(argv + ["--json"]) == 2
+    problem = json.loads(capsys.readouterr().out)["problems"][0]
+    assert problem["message"] == "argument --steps: must be an integer >= 1, got 0"
+    assert problem["where"] == "rsnn2chip run"
 
 
 SUBPROCESS_CASES = ["artifact-index-1e6-run", "artifact-index-2e31-report", "artifact-index-negative-export",

@@ -88,6 +88,35 @@ def save(artifact: CompiledNetwork, path: str | Path) -> None:
     atomic_write_bytes(path, out.getvalue())
 
 
+def _model_file_kind(path: Path) -> str | None:
+    """The model format ``path`` holds (a torch checkpoint, NIR, netx), or None: reads headers and names only.
+
+    Artifacts and checkpoints are both zips: a checkpoint is told by the pickle torch.save writes, and a zip
+    that cannot be opened is a damaged one of either, not a model file."""
+    from rsnn2chip.frontends import frontends
+
+    with path.open("rb") as handle:
+        is_zip = handle.read(4) == b"PK\x03\x04"
+    if is_zip:
+        try:
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+        except ZIP_READ_ERRORS:
+            return None
+        return "a torch checkpoint (model.pt)" if any(n.endswith("data.pkl") for n in names) else None
+    return next((f.NAME for f in frontends() if f.sniff(path)), None)  # the checkpoint frontend sniffs zips only
+
+
+def _refuse_model_file(path: Path) -> None:
+    """Raise the error that says to compile first when ``path`` is not an artifact but a model file."""
+    kind = _model_file_kind(path)
+    if kind:
+        raise ArtifactError("a model file where a compiled network (.r2c) belongs", file=str(path), found=kind,
+                            allowed="an artifact written by `rsnn2chip compile`",
+                            fix=f"compile it first: `rsnn2chip compile {path} --target TARGET -o "
+                                f"{path.with_suffix('.r2c').name}`")
+
+
 def load(path: str | Path) -> CompiledNetwork:
     """Read and validate an artifact; every problem is an :class:`ArtifactError` naming the file and entry.
 
@@ -104,6 +133,7 @@ def load(path: str | Path) -> CompiledNetwork:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
             if names != {MANIFEST, ARRAYS}:
+                _refuse_model_file(path)
                 raise ArtifactError("not an rsnn2chip artifact (missing manifest or arrays)" if not
                                     {MANIFEST, ARRAYS} <= names else "artifact holds unexpected members",
                                     file=file, found=sorted(names)[:10], allowed=[MANIFEST, ARRAYS], fix=fix)
@@ -115,6 +145,7 @@ def load(path: str | Path) -> CompiledNetwork:
                 raise ArtifactError("artifact is corrupt: array checksum mismatch", file=file, where=ARRAYS, fix=fix)
             array_bytes = read_member(z, ARRAYS, file, ArtifactError)
     except ZIP_READ_ERRORS as exc:
+        _refuse_model_file(path)
         raise ArtifactError(f"not a readable rsnn2chip artifact ({type(exc).__name__}: {exc})",
                             file=file, fix=fix) from None
     if hashlib.sha256(array_bytes).hexdigest() != manifest["arrays_sha256"]:

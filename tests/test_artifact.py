@@ -88,6 +88,26 @@ def test_missing_truncated_and_foreign_files_are_refused(compiled, tmp_path):
         artifact.load(foreign)
 
 
+def test_model_files_given_for_an_artifact_say_to_compile_first(compiled, tmp_path):
+    """A checkpoint, NIR or netx file passed where a .r2c belongs is named as what it is."""
+    import h5py
+    import torch
+
+    from rsnn2chip.exporters import exporter
+
+    checkpoint = tmp_path / "model.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, checkpoint)
+    exporter("nir").export(compiled.graph, tmp_path / "net.nir")
+    with h5py.File(tmp_path / "net.net", "w") as f:  # netx's layout: a top-level `layer` group
+        f.create_group("layer")
+    for path, kind in ((checkpoint, "torch checkpoint"), (tmp_path / "net.nir", "NIR"),
+                       (tmp_path / "net.net", "netx")):
+        with pytest.raises(ArtifactError, match="compiled network") as info:
+            artifact.load(path)
+        problem = info.value.problems[0]
+        assert kind in problem.found and problem.fix.startswith(f"compile it first: `rsnn2chip compile {path}")
+
+
 def test_version_and_format_are_checked(compiled, tmp_path):
     path = tmp_path / "net.r2c"
     artifact.save(compiled, path)

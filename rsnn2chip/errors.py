@@ -7,8 +7,9 @@ these without a traceback (unless ``--debug``) and exits non-zero.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterator
 
 
 @dataclass
@@ -65,6 +66,19 @@ class R2CError(Exception):
 
     def to_dict(self) -> dict:
         return {"error": type(self).__name__, "problems": [p.to_dict() for p in self.problems]}
+
+
+@contextmanager
+def about_file(file: str) -> Iterator[None]:
+    """Problems raised inside the block that name no file are about ``file`` (a validator that sees only the
+    parsed content does not know where it came from)."""
+    try:
+        yield
+    except R2CError as exc:
+        for problem in exc.problems:
+            problem.file = problem.file or str(file)
+        exc.args = (exc.render(),)
+        raise
 
 
 class CheckpointError(R2CError):

@@ -155,6 +155,18 @@ def test_cli_errors_are_input_errors(tmp_path, trained, arch_file, capsys):
     assert "unknown dataset" in capsys.readouterr().err
 
 
+def test_arch_errors_name_the_arch_file_and_stop_before_training(tmp_path, arch_file, capsys):
+    """The arch's own checks know only its content; the error still names the file, and nothing is written."""
+    arch = yaml.safe_load(arch_file.read_text())
+    arch["layers"][0]["neuron"] = {**NEURON, "current_decay": 2.0}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(arch))
+    assert main(train_args(bad, tmp_path / "m.pt")) == 2
+    err = capsys.readouterr().err
+    assert "neuron.current_decay must lie in [0, 1]" in err and f"file:     {bad}" in err
+    assert not (tmp_path / "m.pt").exists()
+
+
 def test_resolve_arch_and_readout_window():
     arch = example_arch("a", "auto", (8, "auto"))
     resolved = resolve_arch(arch, 12, 5)

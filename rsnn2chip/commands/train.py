@@ -6,11 +6,12 @@ from rich.table import Table
 from rsnn2chip import argtypes, distributed
 from rsnn2chip.data import dataset_names, load_splits
 from rsnn2chip.data.encoding import ANALOG_ENCODERS
-from rsnn2chip.errors import InputError
+from rsnn2chip.errors import InputError, ModelError, about_file
 from rsnn2chip.fileio import check_output_file
 from rsnn2chip.preflight import check_arch_fits
 from rsnn2chip.safeio import load_yaml
-from rsnn2chip.train import TrainConfig, train
+from rsnn2chip.nn.network import check_arch
+from rsnn2chip.train import TrainConfig, resolve_arch, train
 
 HELP = "train a recurrent spiking network (BPTT, Adam) on a dataset and write model.pt + metrics JSON"
 EXAMPLE = ("rsnn2chip train --arch examples/arch/fc_rnn_fsdd.yaml --data fsdd -o build/fsdd.pt\n"
@@ -91,6 +92,11 @@ def run(args, out) -> int:
                       rate_reg=args.rate_reg, device=args.device)
     with out.status(f"loading {args.data}"):
         train_data, val_data, test_data = load_splits(args.data, args.limit, args.encoding)
+    with about_file(args.arch):  # before training starts; the checks see the sizes the data set gives
+        arch = resolve_arch(arch, train_data.n_channels, train_data.n_classes)
+        problems = check_arch(arch)
+        if problems:
+            raise ModelError(problems=problems)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn())
     # A low refresh rate: the redraw thread competes with training for the GIL.

@@ -202,6 +202,15 @@ def state_dict_problems(path: Path, model: RSNN, state: dict) -> list[Problem]:
         if key in state and not isinstance(have, torch.Tensor):
             problems.append(Problem("state_dict entry is not a tensor", file=file, where=key,
                                     found=type(have).__name__, fix=fix))
+        elif key in state and not plain_tensor_like(have, want):
+            # Checked before anything reads the values: a meta tensor has none, a sparse one
+            # fails most operations, and loading a complex one would silently drop its imaginary part.
+            problems.append(Problem("state_dict tensor is not a plain dense CPU tensor of the expected dtype",
+                                    file=file, where=key,
+                                    found=f"layout {have.layout}, device {have.device.type}, dtype {have.dtype}",
+                                    allowed=f"layout torch.strided, device cpu, dtype {expected_dtype_text(want)}",
+                                    fix="save the weights themselves, dense and real (tensor.to_dense().cpu()); "
+                                        "a meta tensor holds no values; or " + RETRAIN_FIX))
         elif key in state and have.shape != want.shape:
             problems.append(Problem("state_dict tensor has the wrong shape", file=file, where=key,
                                     found=tuple(have.shape), allowed=tuple(want.shape), fix=fix))
@@ -209,3 +218,16 @@ def state_dict_problems(path: Path, model: RSNN, state: dict) -> list[Problem]:
             problems.append(Problem("state_dict tensor holds NaN or infinity", file=file, where=key,
                                     fix="the training diverged; " + RETRAIN_FIX))
     return problems
+
+
+def plain_tensor_like(have: torch.Tensor, want: torch.Tensor) -> bool:
+    """``have`` is dense, on the CPU and of a dtype that ``want`` can take without losing meaning."""
+    if have.layout != torch.strided or have.device.type != "cpu":
+        return False
+    if want.is_floating_point():
+        return have.is_floating_point()  # any float width converts; complex, integer and quantized do not
+    return have.dtype == want.dtype
+
+
+def expected_dtype_text(want: torch.Tensor) -> str:
+    return "a real floating-point type (float32 as saved)" if want.is_floating_point() else str(want.dtype)

@@ -197,10 +197,27 @@ def load_yaml(path: str | Path, what: str, error: type[R2CError] = InputError, f
     return parse_yaml(text, str(path), what, error, fix)
 
 
+class _PlacedLoader(yaml.SafeLoader):
+    """The safe loader, reporting a scalar Python cannot build as a YAML error at its line and column.
+
+    The resolver types a scalar by its spelling alone, so ``5000 nines`` resolves to int and then
+    exceeds Python's 4300-digit conversion limit, and ``2020-13-45`` resolves to a date with no
+    month 13: both raise a bare ValueError that would name neither the file nor the place.
+    """
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except ValueError as exc:
+            reason = str(exc).split(";")[0]  # drop Python's hint about sys.set_int_max_str_digits
+            raise yaml.constructor.ConstructorError(None, None, f"cannot convert this value ({reason})",
+                                                    node.start_mark) from None
+
+
 def parse_yaml(text: str, file: str, what: str, error: type[R2CError] = InputError, fix: str | None = None):
     loader = None
     try:
-        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
+        loader = _PlacedLoader(text)  # its reader refuses control characters already here
         node = loader.get_single_node()
         if node is None:
             return None

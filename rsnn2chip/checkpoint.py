@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -103,7 +104,10 @@ def read_payload(path: Path):
                               found=f"{type(err).__name__}: {first_line(err)}",
                               fix="copy the file again or " + RETRAIN_FIX) from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch announces that it checks a sparse tensor's invariants; state_dict_problems refuses it anyway.
+            warnings.filterwarnings("ignore", message="Validating sparse tensor invariants", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise refused_error(path, err) from None
     except Exception as err:  # torch reports a damaged archive as RuntimeError, EOFError, KeyError...

@@ -302,7 +302,7 @@ def space_from_dict(raw, file: str | None = None) -> Space:
             problems.append(Problem(f"search.{key} must be > 0", where=f"space.search.{key}",
                                     found=getattr(search, key), fix="1.0 is a plain softmax"))
     # Annealing cools the mixture toward its own argmax (docs/hrmas.md); equal ends keep one temperature.
-    if search.temperature_end > search.temperature_start:
+    if 0 < search.temperature_start < search.temperature_end:
         problems.append(Problem("search.temperature_end must not exceed temperature_start: the temperature is "
                                 "annealed down so the mixture ends close to the network discretisation keeps",
                                 where="space.search.temperature_end",
@@ -314,7 +314,8 @@ def space_from_dict(raw, file: str | None = None) -> Space:
                                 allowed="0 <= beta < 1", fix="DARTS uses [0.5, 0.999]"))
     if not SEED_RANGE[0] <= search.seed <= SEED_RANGE[1]:
         problems.append(Problem("search.seed is out of range", where="space.search.seed", found=search.seed,
-                                allowed=f"an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]}", fix="use a smaller seed, e.g. 0"))
+                                allowed=f"an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} (as --seed)",
+                                fix="use a smaller seed, e.g. 0"))
     for key in ("tau_range", "gain_range"):
         low, high = getattr(ip, key)
         if not 0 < low < high:

@@ -477,8 +477,8 @@ def _space_case(name: str, section: str, values: dict, expect: str) -> Case:
     return Case(f"space-{name}", make, expect, outputs=(f"search-{name}", f".search-{name}.partial"))
 
 
-def _finished_search(d: Path, name: str, damage: str, text: str) -> list[str]:
-    """A copy of a finished tiny search run with one file replaced by ``text``, resumed."""
+def _finished_search(d: Path, name: str, damage: str, write: Callable[[Path], object]) -> list[str]:
+    """A copy of a finished tiny search run with its file ``damage`` rewritten by ``write``, resumed."""
     import shutil
 
     import yaml
@@ -488,7 +488,7 @@ def _finished_search(d: Path, name: str, damage: str, text: str) -> list[str]:
         assert main(_search(d, d / "space-tiny.yaml", "search-done")) == 0
     shutil.rmtree(d / name, ignore_errors=True)
     shutil.copytree(d / "search-done", d / name)
-    (d / name / damage).write_text(text)
+    write(d / name / damage)
     if damage != "result.json":  # a finished run's result would be returned before the log is read
         (d / name / "result.json").unlink()
     return _search(d, d / "space-tiny.yaml", name, "--resume")
@@ -507,10 +507,16 @@ CASES += [
     _space_case("gain-range-empty", "ip", {"gain_range": [0, 0]}, "ip.gain_range"),
     _space_case("temperature-rising", "search", {"temperature_start": 0.01, "temperature_end": 5.0},
                 "temperature_end must not exceed"),
-    Case("search-resume-result-not-json", lambda d: _finished_search(d, "search-bad-json", "result.json", "{bad\n"),
+    Case("search-resume-result-not-json", lambda d: _finished_search(d, "search-bad-json", "result.json",
+                                                                     lambda p: p.write_text("{bad\n")),
          "search result is not valid JSON"),
-    Case("search-resume-result-list", lambda d: _finished_search(d, "search-list", "result.json", "[1]\n"),
+    Case("search-resume-result-list", lambda d: _finished_search(d, "search-list", "result.json",
+                                                                 lambda p: p.write_text("[1]\n")),
          "search result is not a JSON object"),
-    Case("search-resume-log-not-json", lambda d: _finished_search(d, "search-bad-log", "search_log.jsonl", "{bad\n"),
+    Case("search-resume-log-not-json", lambda d: _finished_search(d, "search-bad-log", "search_log.jsonl",
+                                                                  lambda p: p.write_text("{bad\n")),
          "search log is not valid JSON"),
+    Case("search-resume-state-incomplete", lambda d: _finished_search(
+        d, "search-bad-state", "search_state.pt", lambda p: _torch_save(p, {"format": "rsnn2chip.search-state"})),
+        "search checkpoint lacks entries"),
 ]

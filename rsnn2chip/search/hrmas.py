@@ -44,6 +44,8 @@ from rsnn2chip.train import (AUTO, TrainConfig, capped_batch_size, depth_of, det
                              resolve_device, seed_everything, train, write_json)
 
 STATE_FORMAT = "rsnn2chip.search-state"
+# What resuming reads from a search checkpoint (save_state writes them all, with format and version).
+STATE_KEYS = ("space", "data", "step", "seconds", "done", "model", "opt_w", "opt_a", "sched")
 RESULT_FORMAT = "rsnn2chip.search-result"
 STATE_FILE, LOG_FILE, ARCH_FILE = "search_state.pt", "search_log.jsonl", "arch.yaml"
 MODEL_FILE, METRICS_FILE, RESULT_FILE = "model.pt", "model.metrics.json", "result.json"
@@ -135,6 +137,10 @@ def load_state(path: Path, space: Space, data: SpikeData) -> dict:
                          fix="delete it to start the search afresh") from None
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise InputError("not a search checkpoint", file=str(path), fix="delete it to start afresh")
+    missing = [key for key in STATE_KEYS if key not in payload]
+    if missing:
+        raise InputError("search checkpoint lacks entries that resuming needs", file=str(path), found=missing,
+                         fix="delete it to start afresh")
     if payload["space"] != space.to_dict():
         raise InputError("the search space (or --seed) differs from the one the checkpoint was made with",
                          file=str(path), fix="resume with the same SPACE.yaml and --seed, or use a new -o")

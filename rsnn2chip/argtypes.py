@@ -10,6 +10,7 @@ import argparse
 import math
 
 from rsnn2chip import fixedpoint as fx
+from rsnn2chip.seeds import SEED_RANGE
 
 
 def _number(text: str, kind):
@@ -72,5 +73,5 @@ def int_in_range(lo: int, hi: int):
     return convert
 
 
-SEED = int_in_range(0, 2 ** 32 - 1)  # what numpy's and torch's seeding accept
+SEED = int_in_range(*SEED_RANGE)
 THRESHOLD_MANTISSA = int_in_range(1, fx.VTH_RANGE[1])

@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -103,7 +104,10 @@ def read_payload(path: Path):
                               found=f"{type(err).__name__}: {first_line(err)}",
                               fix="copy the file again or " + RETRAIN_FIX) from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch announces that it checks a sparse tensor's invariants; state_dict_problems refuses it anyway.
+            warnings.filterwarnings("ignore", message="Validating sparse tensor invariants", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise refused_error(path, err) from None
     except Exception as err:  # torch reports a damaged archive as RuntimeError, EOFError, KeyError...
@@ -202,6 +206,15 @@ def state_dict_problems(path: Path, model: RSNN, state: dict) -> list[Problem]:
         if key in state and not isinstance(have, torch.Tensor):
             problems.append(Problem("state_dict entry is not a tensor", file=file, where=key,
                                     found=type(have).__name__, fix=fix))
+        elif key in state and not plain_tensor_like(have, want):
+            # Checked before anything reads the values: a meta tensor has none, a sparse one
+            # fails most operations, and loading a complex one would silently drop its imaginary part.
+            problems.append(Problem("state_dict tensor is not a plain dense CPU tensor of the expected dtype",
+                                    file=file, where=key,
+                                    found=f"layout {have.layout}, device {have.device.type}, dtype {have.dtype}",
+                                    allowed=f"layout torch.strided, device cpu, dtype {expected_dtype_text(want)}",
+                                    fix="save the weights themselves, dense and real (tensor.to_dense().cpu()); "
+                                        "a meta tensor holds no values; or " + RETRAIN_FIX))
         elif key in state and have.shape != want.shape:
             problems.append(Problem("state_dict tensor has the wrong shape", file=file, where=key,
                                     found=tuple(have.shape), allowed=tuple(want.shape), fix=fix))
@@ -209,3 +222,16 @@ def state_dict_problems(path: Path, model: RSNN, state: dict) -> list[Problem]:
             problems.append(Problem("state_dict tensor holds NaN or infinity", file=file, where=key,
                                     fix="the training diverged; " + RETRAIN_FIX))
     return problems
+
+
+def plain_tensor_like(have: torch.Tensor, want: torch.Tensor) -> bool:
+    """``have`` is dense, on the CPU and of a dtype that ``want`` can take without losing meaning."""
+    if have.layout != torch.strided or have.device.type != "cpu":
+        return False
+    if want.is_floating_point():
+        return have.is_floating_point()  # any float width converts; complex, integer and quantized do not
+    return have.dtype == want.dtype
+
+
+def expected_dtype_text(want: torch.Tensor) -> str:
+    return "a real floating-point type (float32 as saved)" if want.is_floating_point() else str(want.dtype)

@@ -20,6 +20,7 @@ The memory budget is the memory the system reports as available now
 from __future__ import annotations
 
 import io
+import json
 import tokenize
 import zipfile
 import zlib
@@ -32,7 +33,7 @@ import yaml
 from rsnn2chip.errors import InputError, R2CError
 from rsnn2chip.preflight import check_fits, human_bytes
 
-YAML_MAX_BYTES = 16 << 20  # arch and space files are a few kB
+YAML_MAX_BYTES = 16 << 20  # arch and space files, and run results, are a few kB
 YAML_MAX_NODES = 1_000_000  # after alias expansion; real files have a few hundred
 
 
@@ -181,26 +182,60 @@ def _load_npz(handle, file: str, error: type[R2CError], keys=None, kinds: str = 
                     fix="write it with numpy.savez") from None
 
 
-# --------------------------------------------------------------------------- YAML
+# --------------------------------------------------------------------------- YAML and JSON text
 
-def load_yaml(path: str | Path, what: str, error: type[R2CError] = InputError, fix: str | None = None):
-    """A YAML document with the safe loader, refusing alias expansion past :data:`YAML_MAX_NODES`."""
+def read_text(path: str | Path, what: str, error: type[R2CError] = InputError, fix: str | None = None) -> str:
+    """A small UTF-8 text file (YAML descriptions, JSON run results), refusing one past :data:`YAML_MAX_BYTES`."""
     path = check_readable_file(path, what, error, fix)
     size = path.stat().st_size
     if size > YAML_MAX_BYTES:
-        raise error(f"{what} is too large for a YAML description", file=str(path), found=human_bytes(size),
+        raise error(f"{what} is too large for a description file", file=str(path), found=human_bytes(size),
                     allowed=f"at most {human_bytes(YAML_MAX_BYTES)}", fix=fix)
     try:
-        text = path.read_bytes().decode("utf-8")
+        return path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path), fix=fix) from None
-    return parse_yaml(text, str(path), what, error, fix)
+
+
+def load_yaml(path: str | Path, what: str, error: type[R2CError] = InputError, fix: str | None = None):
+    """A YAML document with the safe loader, refusing alias expansion past :data:`YAML_MAX_NODES`."""
+    return parse_yaml(read_text(path, what, error, fix), str(path), what, error, fix)
+
+
+def load_json(path: str | Path, what: str, error: type[R2CError] = InputError, fix: str | None = None):
+    return parse_json(read_text(path, what, error, fix), str(path), what, error, fix)
+
+
+def parse_json(text: str, file: str, what: str, error: type[R2CError] = InputError, fix: str | None = None,
+               where: str | None = None):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # ValueError: bad syntax, or an int past 4300 digits
+        raise error(f"{what} is not valid JSON ({type(exc).__name__}: {exc})", file=file, where=where,
+                    fix=fix) from None
+
+
+class _PlacedLoader(yaml.SafeLoader):
+    """The safe loader, reporting a scalar Python cannot build as a YAML error at its line and column.
+
+    The resolver types a scalar by its spelling alone, so ``5000 nines`` resolves to int and then
+    exceeds Python's 4300-digit conversion limit, and ``2020-13-45`` resolves to a date with no
+    month 13: both raise a bare ValueError that would name neither the file nor the place.
+    """
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except ValueError as exc:
+            reason = str(exc).split(";")[0]  # drop Python's hint about sys.set_int_max_str_digits
+            raise yaml.constructor.ConstructorError(None, None, f"cannot convert this value ({reason})",
+                                                    node.start_mark) from None
 
 
 def parse_yaml(text: str, file: str, what: str, error: type[R2CError] = InputError, fix: str | None = None):
     loader = None
     try:
-        loader = yaml.SafeLoader(text)  # its reader refuses control characters already here
+        loader = _PlacedLoader(text)  # its reader refuses control characters already here
         node = loader.get_single_node()
         if node is None:
             return None

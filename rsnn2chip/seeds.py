@@ -6,6 +6,8 @@ same (seed, epoch) and a change to the formula is one edit.
 """
 from __future__ import annotations
 
+SEED_RANGE = (0, 2 ** 32 - 1)  # what numpy's and torch's seeding accept
+
 # A prime stride: seeds s and s + 1 give streams that do not collide for any stream number below it.
 SEED_STRIDE = 100_003
 

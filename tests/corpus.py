@@ -431,3 +431,92 @@ if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/corpus")
     for case in build(out):
         print(case.name)
+
+
+# ---- checkpoints, YAML files and the HRMAS search space (tensor kinds, huge YAML ints, space ranges, --resume)
+
+def _checkpoint_tensor(kind: str, convert):
+    """The first state_dict tensor turned into a ``kind`` tensor (meta, sparse, complex)."""
+    def make(d: Path) -> Path:
+        def edit(payload):
+            key = next(iter(payload["state_dict"]))
+            payload["state_dict"][key] = convert(payload["state_dict"][key])
+        return _checkpoint_with_arch(d, f"{kind}.pt", edit)
+    return make
+
+
+def _tensor_kind_cases(kind: str, convert, expect: str) -> list[Case]:
+    make = _checkpoint_tensor(kind, convert)
+    return [Case(f"checkpoint-{kind}-tensor-compile", lambda d: ["compile", str(make(d)), "-o", str(d / f"{kind}.r2c")],
+                 expect, outputs=(f"{kind}.r2c",)),
+            Case(f"checkpoint-{kind}-tensor-eval", lambda d: ["eval", str(make(d)), "--data", str(d / "data.npz")],
+                 expect)]
+
+
+TINY_NEURON = {"current_decay": 0.5, "voltage_decay": 0.2, "threshold": 1.0, "bias": 0.0}
+TINY_SPACE = {"format": "rsnn2chip.search-space", "version": 1, "name": "tiny", "input_size": "auto",
+              "layers": [{"type": "scml_search", "name": "hidden", "size": 8, "neuron": TINY_NEURON,
+                          "motif_sizes": [2, 4]},
+                         {"type": "lif_dense", "name": "output", "size": "auto", "neuron": TINY_NEURON}],
+              "search": {"epochs": 1, "min_steps": 0, "batch_size": 4, "warmup_steps": 0, "probe_samples": 4},
+              "retrain": {"epochs": 1, "batch_size": 4}}
+
+
+def _search(d: Path, space: Path, out: str, *extra: str) -> list[str]:
+    return ["search", "--space", str(space), "--data", str(d / "data.npz"), "-o", str(d / out), "--limit", "6",
+            "--no-plots", *extra]
+
+
+def _space_case(name: str, section: str, values: dict, expect: str) -> Case:
+    def make(d: Path) -> list[str]:
+        import yaml
+        space = json.loads(json.dumps(TINY_SPACE))
+        space.setdefault(section, {}).update(values)
+        (d / f"space-{name}.yaml").write_text(yaml.safe_dump(space))
+        return _search(d, d / f"space-{name}.yaml", f"search-{name}")
+    return Case(f"space-{name}", make, expect, outputs=(f"search-{name}", f".search-{name}.partial"))
+
+
+def _finished_search(d: Path, name: str, damage: str, write: Callable[[Path], object]) -> list[str]:
+    """A copy of a finished tiny search run with its file ``damage`` rewritten by ``write``, resumed."""
+    import shutil
+
+    import yaml
+    from rsnn2chip.cli import main
+    if not (d / "search-done" / "result.json").exists():
+        (d / "space-tiny.yaml").write_text(yaml.safe_dump(TINY_SPACE))
+        assert main(_search(d, d / "space-tiny.yaml", "search-done")) == 0
+    shutil.rmtree(d / name, ignore_errors=True)
+    shutil.copytree(d / "search-done", d / name)
+    write(d / name / damage)
+    if damage != "result.json":  # a finished run's result would be returned before the log is read
+        (d / name / "result.json").unlink()
+    return _search(d, d / "space-tiny.yaml", name, "--resume")
+
+
+CASES += [
+    *_tensor_kind_cases("meta", lambda t: t.to("meta"), "device meta"),
+    *_tensor_kind_cases("sparse", lambda t: t.to_sparse(), "layout torch.sparse_coo"),
+    *_tensor_kind_cases("complex", lambda t: t.to(__import__("torch").complex64), "dtype torch.complex64"),
+    Case("yaml-int-5000-digits", lambda d: _train(d, arch=_file("bigint.yaml", "format: rsnn2chip.arch\ninput_size: "
+                                                                 + "9" * 5000 + "\n")(d)),
+         "line 2, column 13", outputs=("trained.pt",)),
+    _space_case("alpha-betas-2", "search", {"alpha_betas": [2, 3]}, "search.alpha_betas"),
+    _space_case("seed-2e70", "search", {"seed": 2 ** 70}, "search.seed is out of range"),
+    _space_case("tau-range-reversed", "ip", {"tau_range": [50, 1]}, "ip.tau_range"),
+    _space_case("gain-range-empty", "ip", {"gain_range": [0, 0]}, "ip.gain_range"),
+    _space_case("temperature-rising", "search", {"temperature_start": 0.01, "temperature_end": 5.0},
+                "temperature_end must not exceed"),
+    Case("search-resume-result-not-json", lambda d: _finished_search(d, "search-bad-json", "result.json",
+                                                                     lambda p: p.write_text("{bad\n")),
+         "search result is not valid JSON"),
+    Case("search-resume-result-list", lambda d: _finished_search(d, "search-list", "result.json",
+                                                                 lambda p: p.write_text("[1]\n")),
+         "search result is not a JSON object"),
+    Case("search-resume-log-not-json", lambda d: _finished_search(d, "search-bad-log", "search_log.jsonl",
+                                                                  lambda p: p.write_text("{bad\n")),
+         "search log is not valid JSON"),
+    Case("search-resume-state-incomplete", lambda d: _finished_search(
+        d, "search-bad-state", "search_state.pt", lambda p: _torch_save(p, {"format": "rsnn2chip.search-state"})),
+        "search checkpoint lacks entries"),
+]

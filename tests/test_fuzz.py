@@ -358,3 +358,13 @@ def test_yaml_with_control_characters_is_refused(tmp_path, text):
     (tmp_path / "arch.yaml").write_text(text)
     with pytest.raises(InputError, match="not valid YAML"):
         read_arch(str(tmp_path / "arch.yaml"))
+
+
+def test_a_sparse_checkpoint_is_refused_without_torch_warnings(corpus_dir):
+    """torch warns that it validates a sparse tensor's invariants; the refusal alone must reach the user."""
+    import warnings
+    case = next(c for c in corpus.CASES if c.name == "checkpoint-sparse-tensor-eval")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert _cli(case.make(corpus_dir)) == 2
+    assert not caught, [str(w.message) for w in caught]

@@ -35,6 +35,7 @@ from rsnn2chip.data.common import SpikeData
 from rsnn2chip.errors import InputError
 from rsnn2chip.fileio import atomic_write, atomic_write_bytes
 from rsnn2chip.nn import prepare_torch
+from rsnn2chip.safeio import load_json, parse_json
 from rsnn2chip.search.ip import ip_layer_names, ip_step, mean_of, rate_stats, sample_rates
 from rsnn2chip.search.space import Space
 from rsnn2chip.search.supernet import Supernet, synapse_count
@@ -43,9 +44,13 @@ from rsnn2chip.train import (AUTO, TrainConfig, capped_batch_size, depth_of, det
                              resolve_device, seed_everything, train, write_json)
 
 STATE_FORMAT = "rsnn2chip.search-state"
+# What resuming reads from a search checkpoint (save_state writes them all, with format and version).
+STATE_KEYS = ("space", "data", "step", "seconds", "done", "model", "opt_w", "opt_a", "sched")
 RESULT_FORMAT = "rsnn2chip.search-result"
 STATE_FILE, LOG_FILE, ARCH_FILE = "search_state.pt", "search_log.jsonl", "arch.yaml"
 MODEL_FILE, METRICS_FILE, RESULT_FILE = "model.pt", "model.metrics.json", "result.json"
+# A damaged file in the run directory cannot be resumed from; the run can be redone.
+RESUME_FIX = "delete the file (or the whole run directory) and run again, or run without --resume"
 # Offsets that give the val and IP batch orders seeds of their own, disjoint from the train order's.
 VAL_SEED_OFFSET, IP_SEED_OFFSET = 500_009, 900_007
 
@@ -132,6 +137,10 @@ def load_state(path: Path, space: Space, data: SpikeData) -> dict:
                          fix="delete it to start the search afresh") from None
     if not isinstance(payload, dict) or payload.get("format") != STATE_FORMAT:
         raise InputError("not a search checkpoint", file=str(path), fix="delete it to start afresh")
+    missing = [key for key in STATE_KEYS if key not in payload]
+    if missing:
+        raise InputError("search checkpoint lacks entries that resuming needs", file=str(path), found=missing,
+                         fix="delete it to start afresh")
     if payload["space"] != space.to_dict():
         raise InputError("the search space (or --seed) differs from the one the checkpoint was made with",
                          file=str(path), fix="resume with the same SPACE.yaml and --seed, or use a new -o")
@@ -148,7 +157,16 @@ def json_line(record: dict) -> str:
 def read_log(path: Path) -> list[dict]:
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        record = parse_json(line, str(path), "search log", fix=RESUME_FIX, where=f"line {number}")
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            raise InputError("search log record is not an object with an integer 'step'", file=str(path),
+                             where=f"line {number}", found=line[:80], fix=RESUME_FIX)
+        records.append(record)
+    return records
 
 
 # --------------------------------------------------------------------------- step 1 + step 2
@@ -345,7 +363,11 @@ def run_hrmas(space: Space, data: tuple[SpikeData, SpikeData, SpikeData], out_di
     env = distributed.setup()
     result_path = out_dir / RESULT_FILE
     if resume and result_path.exists() and (out_dir / MODEL_FILE).exists():
-        previous = json.loads(result_path.read_text())
+        previous = load_json(result_path, "search result", fix=RESUME_FIX)
+        if not isinstance(previous, dict):
+            raise InputError("search result is not a JSON object", file=str(result_path),
+                             found=type(previous).__name__, allowed=f"an object with format {RESULT_FORMAT!r}",
+                             fix=RESUME_FIX)
         if previous.get("space") == space.to_dict() and previous.get("done"):
             return previous
     outcome = search_phase(space, train_data, val_data, out_dir, resume=resume, on_step=on_step, device=device)

@@ -41,6 +41,7 @@ from rsnn2chip.nn.layers import (DEFAULT_INIT_SCALE, LAYER_NAME, RESERVED_NAMES,
                                   is_positive_int)
 from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION
 from rsnn2chip.readout import READOUTS
+from rsnn2chip.seeds import SEED_RANGE
 
 SPACE_FORMAT = "rsnn2chip.search-space"
 SPACE_VERSION = 1
@@ -70,7 +71,7 @@ class SearchConfig:
     # Weight steps before the first alpha step: early gradients on alpha reflect random weights, and
     # an architecture chosen on them is noise (DARTS's warm-up).
     warmup_steps: int = 20
-    grad_clip: float = 1.0           # on weights and alphas separately, as in training
+    grad_clip: float = 1.0           # on weights and alphas separately, as in training; 0 = no clipping
     alpha_init_sd: float = 1e-3      # breaks ties between candidates reproducibly (from the seed)
     # Softmax temperature of every choice, annealed geometrically from the first alpha step to the last:
     # a cold mixture is close to its own argmax, so what the supernet learned survives discretisation.
@@ -300,6 +301,27 @@ def space_from_dict(raw, file: str | None = None) -> Space:
         if not getattr(search, key) > 0:
             problems.append(Problem(f"search.{key} must be > 0", where=f"space.search.{key}",
                                     found=getattr(search, key), fix="1.0 is a plain softmax"))
+    # Annealing cools the mixture toward its own argmax (docs/hrmas.md); equal ends keep one temperature.
+    if 0 < search.temperature_start < search.temperature_end:
+        problems.append(Problem("search.temperature_end must not exceed temperature_start: the temperature is "
+                                "annealed down so the mixture ends close to the network discretisation keeps",
+                                where="space.search.temperature_end",
+                                found=f"{search.temperature_start:g} -> {search.temperature_end:g}",
+                                fix="swap them, or set both equal for a constant temperature"))
+    if not all(0 <= beta < 1 for beta in search.alpha_betas):
+        problems.append(Problem("search.alpha_betas are Adam's decay rates, each in [0, 1)",
+                                where="space.search.alpha_betas", found=list(search.alpha_betas),
+                                allowed="0 <= beta < 1", fix="DARTS uses [0.5, 0.999]"))
+    if not SEED_RANGE[0] <= search.seed <= SEED_RANGE[1]:
+        problems.append(Problem("search.seed is out of range", where="space.search.seed", found=search.seed,
+                                allowed=f"an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} (as --seed)",
+                                fix="use a smaller seed, e.g. 0"))
+    for key in ("tau_range", "gain_range"):
+        low, high = getattr(ip, key)
+        if not 0 < low < high:
+            problems.append(Problem(f"ip.{key} must be [low, high] with 0 < low < high", where=f"space.ip.{key}",
+                                    found=[low, high], allowed="a non-empty range of positive values",
+                                    fix=f"the default is {list(getattr(IPConfig(), key))}"))
     if sections["retrain"].init not in RETRAIN_INITS:
         problems.append(Problem("unknown retrain.init", where="space.retrain.init", found=repr(sections["retrain"].init),
                                 allowed=list(RETRAIN_INITS)))

@@ -431,3 +431,21 @@ if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/corpus")
     for case in build(out):
         print(case.name)
+
+
+# ---- output-path safety: a directory output without a name
+def _search_space(d: Path) -> str:
+    from test_search import tiny_space
+    import yaml
+    (d / "tiny-space.yaml").write_text(yaml.safe_dump(tiny_space()))
+    return str(d / "tiny-space.yaml")
+
+
+CASES += [
+    Case("save-activity-root", lambda d: ["run", str(d / "net.r2c"), "--input", str(d / "x.npy"), "--save-activity",
+                                          "/"], "the path is the file system root"),
+    Case("report-output-root", lambda d: ["report", str(d / "net.r2c"), "--format", "json", "-o", "/"],
+         "the path is the file system root"),
+    Case("search-output-root", lambda d: ["search", "--space", _search_space(d), "--data", str(d / "data.npz"),
+                                          "-o", "/"], "the path is the file system root"),
+]

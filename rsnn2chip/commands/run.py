@@ -1,11 +1,12 @@
 import contextlib
 import io
+from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
 from rsnn2chip import activity, argtypes, artifact, inputs
-from rsnn2chip.fileio import atomic_write_bytes
+from rsnn2chip.fileio import atomic_write_bytes, check_output_file
 from rsnn2chip.backends import RunResult, backend_names, first_divergence, get_backend, prepare_inputs
 from rsnn2chip.backends import run as run_backend
 from rsnn2chip.backends.plan import lower
@@ -47,6 +48,11 @@ def _table(result: RunResult) -> Table:
 
 
 def run(args, out) -> int:
+    # Output paths are refused before the run they would end.
+    if args.save_spikes:
+        check_output_file(Path(args.save_spikes))
+    if args.save_activity:
+        activity.check_output(args.save_activity)
     art = artifact.load(args.artifact)
     x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found))
     steps = args.steps if args.steps is not None else (x.shape[-2] if x.ndim >= 2 else 0)

@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Collection, Iterator
+from typing import BinaryIO, Callable, Collection, Iterator, Mapping
 
 import numpy as np
 
@@ -103,6 +103,34 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mapping[str, str | Path | None]) -> None:
+    """Refuse, before any work, an output that is one of the inputs or another output (``{option: path}``).
+
+    Writing one over the other would destroy the input, or keep only the last of two outputs. An input that
+    does not exist is a name (a data set, a target), not a file, and cannot be overwritten.
+    """
+    def same(a: Path, b: Path) -> bool:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)  # also a hard link or a second spelling through a symlink
+        return a.resolve() == b.resolve()
+
+    given_outputs = [(option, Path(path)) for option, path in outputs.items() if path is not None]
+    for index, (out_option, out_path) in enumerate(given_outputs):
+        for in_option, in_path in inputs.items():
+            if in_path is not None and Path(in_path).exists() and same(out_path, Path(in_path)):
+                raise OutputError(f"the output {out_option} is the input {in_option}: writing it would destroy "
+                                  "the input", file=str(out_path), where=f"{out_option} and {in_option}",
+                                  found=f"{out_path} and {in_path} are the same file",
+                                  fix=f"give {out_option} a path other than {in_option}'s")
+        for other_option, other_path in given_outputs[index + 1:]:
+            if same(out_path, other_path):
+                raise OutputError(f"two outputs, {out_option} and {other_option}, are the same file: the second "
+                                  "would overwrite the first", file=str(out_path),
+                                  where=f"{out_option} and {other_option}",
+                                  found=f"{out_path} and {other_path} are the same file",
+                                  fix=f"give {out_option} and {other_option} different paths")
 
 
 def check_output_directory(path: str | Path, replaces: Collection[str] = ()) -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 from rich.table import Table
 
 from rsnn2chip import activity, argtypes, artifact, inputs
-from rsnn2chip.fileio import atomic_write_bytes, check_output_file
+from rsnn2chip.fileio import atomic_write_bytes, check_distinct_paths, check_output_file
 from rsnn2chip.backends import RunResult, backend_names, first_divergence, get_backend, prepare_inputs
 from rsnn2chip.backends import run as run_backend
 from rsnn2chip.backends.plan import lower
@@ -49,6 +49,8 @@ def _table(result: RunResult) -> Table:
 
 def run(args, out) -> int:
     # Output paths are refused before the run they would end.
+    check_distinct_paths({"ARTIFACT": args.artifact, "--input": args.input},
+                         {"--save-spikes": args.save_spikes, "--save-activity": args.save_activity})
     if args.save_spikes:
         check_output_file(Path(args.save_spikes))
     if args.save_activity:

@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--save-spikes", metavar="NPZ", help="write spikes per population to this .npz")
     parser.add_argument("--save-activity", metavar="RUN",
                         help="save this run's spikes (every population, input included) for `rsnn2chip report "
-                             "--activity RUN`: a directory, or a file ending in .npz (with --compare: the Lava run)")
+                             "--activity RUN`: a directory (new, empty or an earlier saved run: it is replaced "
+                             "whole), or a file ending in .npz (with --compare: the Lava run)")
 
 
 def _options(backend: str, timeout):

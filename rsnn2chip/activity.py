@@ -18,12 +18,14 @@ import numpy as np
 
 from rsnn2chip import ir
 from rsnn2chip.errors import InputError
-from rsnn2chip.fileio import atomic_directory, atomic_write_bytes
+from rsnn2chip.fileio import atomic_directory, atomic_write_bytes, check_output_directory, check_output_file
 from rsnn2chip.safeio import load_npz
 
 FORMAT = "rsnn2chip.activity"
 VERSION = 1
 DIR_FILE = "activity.npz"
+META_FILE = "meta.json"
+DIR_FILES = (DIR_FILE, META_FILE)  # all a saved directory holds: only those are replaced by a new save
 SPIKES = "spikes/"
 
 
@@ -64,6 +66,15 @@ def _payload(act: Activity) -> tuple[bytes, dict]:
     return buf.getvalue(), meta
 
 
+def check_output(path: str | Path) -> None:
+    """Refuse, before the run, a path :func:`save` could not write (or must not replace)."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        check_output_file(path)
+    else:
+        check_output_directory(path, DIR_FILES)
+
+
 def save(act: Activity, path: str | Path) -> Path:
     """Write to ``path``: a single file if it ends in ``.npz``, else a directory."""
     path = Path(path)
@@ -71,9 +82,9 @@ def save(act: Activity, path: str | Path) -> Path:
     if path.suffix == ".npz":
         atomic_write_bytes(path, payload)
         return path
-    with atomic_directory(path, replace=True) as tmp:
+    with atomic_directory(path, DIR_FILES) as tmp:
         (tmp / DIR_FILE).write_bytes(payload)
-        (tmp / "meta.json").write_bytes(json.dumps(meta, indent=1).encode())
+        (tmp / META_FILE).write_bytes(json.dumps(meta, indent=1).encode())
     return path
 
 

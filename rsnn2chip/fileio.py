@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Collection, Iterator, Mapping
 
 import numpy as np
 
@@ -105,21 +105,82 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     return path
 
 
+def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mapping[str, str | Path | None]) -> None:
+    """Refuse, before any work, an output that is one of the inputs or another output (``{option: path}``).
+
+    Writing one over the other would destroy the input, or keep only the last of two outputs. An input that
+    does not exist is a name (a data set, a target), not a file, and cannot be overwritten.
+    """
+    def same(a: Path, b: Path) -> bool:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)  # also a hard link or a second spelling through a symlink
+        return a.resolve() == b.resolve()
+
+    given_outputs = [(option, Path(path)) for option, path in outputs.items() if path is not None]
+    for index, (out_option, out_path) in enumerate(given_outputs):
+        for in_option, in_path in inputs.items():
+            if in_path is not None and Path(in_path).exists() and same(out_path, Path(in_path)):
+                raise OutputError(f"the output {out_option} is the input {in_option}: writing it would destroy "
+                                  "the input", file=str(out_path), where=f"{out_option} and {in_option}",
+                                  found=f"{out_path} and {in_path} are the same file",
+                                  fix=f"give {out_option} a path other than {in_option}'s")
+        for other_option, other_path in given_outputs[index + 1:]:
+            if same(out_path, other_path):
+                raise OutputError(f"two outputs, {out_option} and {other_option}, are the same file: the second "
+                                  "would overwrite the first", file=str(out_path),
+                                  where=f"{out_option} and {other_option}",
+                                  found=f"{out_path} and {other_path} are the same file",
+                                  fix=f"give {out_option} and {other_option} different paths")
+
+
+def check_output_directory(path: str | Path, replaces: Collection[str] = ()) -> Path:
+    """Refuse, before any work, a directory :func:`atomic_directory` could not write; return its absolute path.
+
+    The path is made absolute first (``.`` and ``..`` are the directories they name): the hidden working
+    sibling is created beside the directory itself. A directory is swapped whole only when it holds nothing
+    but ``replaces``, the files an earlier run of the same writer left; anything else in it would be lost.
+    The current directory, or one above it, is never swapped: the shell would be left in a deleted directory.
+    """
+    given = path
+    path = Path(os.path.abspath(path))
+    if not path.name:
+        raise OutputError("cannot write output directory: the path is the file system root", file=str(given),
+                          fix="give a directory below the root")
+    if path.exists() and not path.is_dir():
+        raise OutputError("cannot write output directory: the path exists and is a file", file=str(given),
+                          fix="give a directory path, or remove the file")
+    check_output_file(path / "x")
+    if replaces and path.is_dir():
+        cwd = Path.cwd().resolve()
+        if path.resolve() == cwd or path.resolve() in cwd.parents:
+            raise OutputError("cannot write output directory: it is the current directory, or holds it, and "
+                              "replacing it would leave the shell in a deleted directory",
+                              file=str(given), found=f"{given} is {path.resolve()}",
+                              fix="give a new directory name, e.g. ./run")
+        foreign = sorted(entry.name for entry in path.iterdir() if entry.name not in replaces)
+        if foreign:
+            raise OutputError("cannot write output directory: it holds files this command did not write, and "
+                              "replacing the directory would delete them", file=str(given),
+                              found=", ".join(foreign[:10]) + (f" ... ({len(foreign)} in all)" if len(foreign) > 10
+                                                               else ""),
+                              allowed=f"a new or empty directory, or one holding only {', '.join(sorted(replaces))}",
+                              fix="give a new directory name, or move those files elsewhere")
+    return path
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | Path, replace: bool = False) -> Iterator[Path]:
+def atomic_directory(path: str | Path, replaces: Collection[str] = ()) -> Iterator[Path]:
     """Yield a fresh directory beside ``path`` to fill; on success its files are moved into ``path``.
 
     All the writing happens in the hidden sibling, so a failure (full disk, a
     bad value found half-way) or a kill leaves ``path`` as it was: never a
-    half-written set of files. A new ``path`` is one rename. An existing one is
-    swapped whole with ``replace`` (a directory only this tool writes), else the
-    new files are renamed into it one by one, keeping files the user put there.
+    half-written set of files. A new ``path`` is one rename. Given ``replaces``
+    (the names of all the files this writer puts there), an existing ``path``
+    holding only those is swapped whole, one holding anything else refused
+    (:func:`check_output_directory`); without, the new files are renamed into
+    it one by one, keeping files the user put there.
     """
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise OutputError("cannot write output directory: the path exists and is a file", file=str(path),
-                          fix="give a directory path, or remove the file")
-    check_output_file(path / "x")
+    path = check_output_directory(path, replaces)
     make_parent(path)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -132,15 +193,22 @@ def atomic_directory(path: str | Path, replace: bool = False) -> Iterator[Path]:
         if isinstance(exc, OSError):
             raise output_error(path, exc) from None
         raise
-    publish_directory(tmp, path, replace)
+    publish_directory(tmp, path, replaces)
 
 
-def publish_directory(tmp: Path, path: Path, replace: bool = False) -> None:
+def publish_directory(tmp: Path, path: Path, replaces: Collection[str] = ()) -> None:
     """Move the finished directory ``tmp`` to ``path`` (see :func:`atomic_directory`); ``tmp`` is gone after."""
+    if replaces:
+        try:
+            # Checked again just before the swap: files may have been put there while the work ran.
+            path = check_output_directory(path, replaces)
+        except OutputError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     old = None
     try:
         tmp.chmod(default_mode(directory=True))  # mkdtemp made it 0700; outputs are as shareable as any file
-        if path.exists() and not replace:
+        if path.exists() and not replaces:
             for entry in sorted(tmp.iterdir()):
                 if (path / entry.name).is_dir() and entry.is_dir():
                     publish_directory(entry, path / entry.name)

@@ -520,3 +520,49 @@ CASES += [
         d, "search-bad-state", "search_state.pt", lambda p: _torch_save(p, {"format": "rsnn2chip.search-state"})),
         "search checkpoint lacks entries"),
 ]
+
+
+# ---- output-path safety: an output that is an input or another output, a directory without a name
+def _copy_of(d: Path, source: str, name: str) -> str:
+    """A private copy of a base file, so a case that overwrote its input would not spoil the others."""
+    import shutil
+    shutil.copy(d / source, d / name)
+    return str(d / name)
+
+
+def _search_space(d: Path) -> str:
+    from test_search import tiny_space
+    import yaml
+    (d / "tiny-space.yaml").write_text(yaml.safe_dump(tiny_space()))
+    return str(d / "tiny-space.yaml")
+
+
+CASES += [
+    Case("compile-output-is-model", lambda d: ["compile", _copy_of(d, "model.pt", "same.pt"), "-o", str(d / "same.pt")],
+         "the output -o/--output is the input MODEL"),
+    Case("compile-output-is-nir", lambda d: ["compile", _copy_of(d, "net.nir", "same.nir"), "-o", str(d / "same.nir")],
+         "the output -o/--output is the input MODEL"),
+    Case("export-output-is-nir", lambda d: ["export", _copy_of(d, "net.nir", "same-x.nir"), "--format", "nir", "-o",
+                                            str(d / "same-x.nir")], "the output -o/--output is the input ARTIFACT"),
+    Case("export-output-is-artifact", lambda d: ["export", _copy_of(d, "net.r2c", "same.r2c"), "--format", "nir",
+                                                 "-o", str(d / "same.r2c")],
+         "the output -o/--output is the input ARTIFACT"),
+    Case("run-save-spikes-is-input", lambda d: ["run", str(d / "net.r2c"), "--input", _copy_of(d, "x.npy", "same.npy"),
+                                                "--save-spikes", str(d / "same.npy")],
+         "the output --save-spikes is the input --input"),
+    Case("run-save-spikes-is-save-activity", lambda d: ["run", str(d / "net.r2c"), "--input", str(d / "x.npy"),
+                                                        "--save-spikes", str(d / "twice.npz"), "--save-activity",
+                                                        str(d / "." / "twice.npz")],
+         "two outputs, --save-spikes and --save-activity, are the same file", outputs=("twice.npz",)),
+    Case("train-metrics-is-output", lambda d: _train(d, output=d / "twice.pt", metrics=d / "twice.pt"),
+         "two outputs, -o/--output and --metrics, are the same file", outputs=("twice.pt",)),
+    Case("train-output-is-arch", lambda d: _train(d, arch=_copy_of(d, "arch.yaml", "same-arch.yaml"),
+                                                  output=d / "same-arch.yaml"),
+         "the output -o/--output is the input --arch"),
+    Case("save-activity-root", lambda d: ["run", str(d / "net.r2c"), "--input", str(d / "x.npy"), "--save-activity",
+                                          "/"], "the path is the file system root"),
+    Case("report-output-root", lambda d: ["report", str(d / "net.r2c"), "--format", "json", "-o", "/"],
+         "the path is the file system root"),
+    Case("search-output-root", lambda d: ["search", "--space", _search_space(d), "--data", str(d / "data.npz"),
+                                          "-o", "/"], "the path is the file system root"),
+]

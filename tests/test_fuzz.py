@@ -368,3 +368,66 @@ def test_a_sparse_checkpoint_is_refused_without_torch_warnings(corpus_dir):
         warnings.simplefilter("always")
         assert _cli(case.make(corpus_dir)) == 2
     assert not caught, [str(w.message) for w in caught]
+
+
+# ---- output-path safety: a saved activity directory replaces only an earlier saved activity
+def _tree(d: Path) -> dict:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("compare", [False, True], ids=["run", "compare"])
+def test_save_activity_keeps_a_directory_holding_other_files(corpus_dir, tmp_path, capsys, compare):
+    run_dir = tmp_path / "run"
+    (run_dir / "sub").mkdir(parents=True)
+    (run_dir / "precious.txt").write_text("mine")
+    (run_dir / "sub" / "p.txt").write_text("mine too")
+    before = _tree(run_dir)
+    argv = ["run", str(corpus_dir / "net.r2c"), "--input", str(corpus_dir / "x.npy"), "--save-activity", str(run_dir)]
+    assert _cli(argv + ["--compare"] * compare) == 2
+    err = capsys.readouterr().err
+    assert "holds files this command did not write" in err and "precious.txt, sub" in err, err
+    assert _tree(run_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"], "a working directory was left"
+
+
+def test_save_activity_replaces_an_earlier_saved_activity(corpus_dir, tmp_path):
+    from rsnn2chip import activity
+    run_dir = tmp_path / "run"
+    argv = ["run", str(corpus_dir / "net.r2c"), "--input", str(corpus_dir / "x.npy"), "--save-activity", str(run_dir)]
+    assert _cli(argv) == 0
+    assert _cli(argv + ["--steps", "7"]) == 0  # rerunning with the same output is normal
+    assert sorted(p.name for p in run_dir.iterdir()) == ["activity.npz", "meta.json"]
+    assert activity.load(run_dir).steps == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["empty", "saved-activity"])
+@pytest.mark.parametrize("output", [".", ".."])
+def test_save_activity_never_replaces_the_current_directory(corpus_dir, tmp_path, monkeypatch, capsys, output, saved):
+    """Swapping the current directory (or one holding it) would leave the shell in a deleted directory."""
+    here = tmp_path / "here"
+    here.mkdir()
+    argv = ["run", str(corpus_dir / "net.r2c"), "--input", str(corpus_dir / "x.npy"), "--save-activity"]
+    if saved:
+        assert _cli(argv + [str(here)]) == 0
+    before = _tree(tmp_path)
+    monkeypatch.chdir(here)
+    assert _cli(argv + [output]) == 2
+    err = capsys.readouterr().err
+    assert "it is the current directory, or holds it" in err and "Traceback" not in err, err
+    assert _tree(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"] and not list(here.glob(".*"))
+
+
+def test_search_into_the_current_directory_keeps_its_files(corpus_dir, tmp_path, monkeypatch, capsys):
+    """``-o .`` names the current directory: the run is published into it, beside what it already holds."""
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "precious.txt").write_text("mine")
+    space = corpus._search_space(tmp_path)
+    monkeypatch.chdir(here)
+    assert _cli(["search", "--space", space, "--data", str(corpus_dir / "data.npz"), "-o", ".", "--no-plots"]) == 0, \
+        capsys.readouterr().err
+    assert (here / "precious.txt").read_text() == "mine"
+    assert (here / "arch.yaml").is_file() and (here / "model.pt").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "tiny-space.yaml"]

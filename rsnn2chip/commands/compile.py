@@ -7,7 +7,7 @@ from rich.table import Table
 
 from rsnn2chip import argtypes, artifact
 from rsnn2chip.compiler import PASSES, compile_file
-from rsnn2chip.fileio import check_output_file
+from rsnn2chip.fileio import check_distinct_paths, check_output_file
 from rsnn2chip.passes.partition import MAPPERS
 from rsnn2chip.passes.quantize import QuantizationConfig
 from rsnn2chip.safeio import load_npy
@@ -44,6 +44,8 @@ def _load_spike_counts(path: str):
 def run(args, out) -> int:
     target = load_target(args.target)
     output = Path(args.output) if args.output else Path(args.model).with_suffix(".r2c")
+    check_distinct_paths({"MODEL": args.model, "--spike-counts": args.spike_counts, "--target": args.target},
+                         {"-o/--output": output})
     check_output_file(output)
     qcfg = QuantizationConfig(args.threshold_mantissa, args.weight_clip_percentile)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rsnn2chip import argtypes, artifact
 from rsnn2chip.errors import ModelError
-from rsnn2chip.fileio import check_output_file
+from rsnn2chip.fileio import check_distinct_paths, check_output_file
 from rsnn2chip.safeio import ZIP_READ_ERRORS
 from rsnn2chip.exporters import EXPORTERS, export, exporter
 from rsnn2chip.frontends import load_network
@@ -53,6 +53,7 @@ def run(args, out) -> int:
     path = Path(args.artifact)
     module = exporter(args.format)
     output = Path(args.output) if args.output else path.with_suffix(module.SUFFIX)
+    check_distinct_paths({"ARTIFACT": path}, {"-o/--output": output})
     check_output_file(output)
     graph, target = source(path, args.format)
     options = {"dt": args.dt, "values": args.values} if args.format == "nir" else \

@@ -1,11 +1,12 @@
 import contextlib
 import io
+from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
 from rsnn2chip import activity, argtypes, artifact, inputs
-from rsnn2chip.fileio import atomic_write_bytes
+from rsnn2chip.fileio import atomic_write_bytes, check_distinct_paths, check_output_file
 from rsnn2chip.backends import RunResult, backend_names, first_divergence, get_backend, prepare_inputs
 from rsnn2chip.backends import run as run_backend
 from rsnn2chip.backends.plan import lower
@@ -29,7 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--save-spikes", metavar="NPZ", help="write spikes per population to this .npz")
     parser.add_argument("--save-activity", metavar="RUN",
                         help="save this run's spikes (every population, input included) for `rsnn2chip report "
-                             "--activity RUN`: a directory, or a file ending in .npz (with --compare: the Lava run)")
+                             "--activity RUN`: a directory (new, empty or an earlier saved run: it is replaced "
+                             "whole), or a file ending in .npz (with --compare: the Lava run)")
 
 
 def _options(backend: str, timeout):
@@ -47,6 +49,13 @@ def _table(result: RunResult) -> Table:
 
 
 def run(args, out) -> int:
+    # Output paths are refused before the run they would end.
+    check_distinct_paths({"ARTIFACT": args.artifact, "--input": args.input},
+                         {"--save-spikes": args.save_spikes, "--save-activity": args.save_activity})
+    if args.save_spikes:
+        check_output_file(Path(args.save_spikes))
+    if args.save_activity:
+        activity.check_output(args.save_activity)
     art = artifact.load(args.artifact)
     x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found))
     steps = args.steps if args.steps is not None else (x.shape[-2] if x.ndim >= 2 else 0)

@@ -6,8 +6,7 @@ from rich.table import Table
 
 from rsnn2chip import argtypes, distributed
 from rsnn2chip.data import dataset_names, load_splits
-from rsnn2chip.errors import InputError
-from rsnn2chip.fileio import check_output_file, publish_directory
+from rsnn2chip.fileio import check_output_directory, publish_directory
 
 HELP = ("HRMAS architecture search of SC-ML layers with intrinsic-plasticity self-repair; writes the searched "
         "arch, the retrained model.pt, a JSON-lines log and pictures")
@@ -36,11 +35,9 @@ def run(args, out) -> int:
     if args.seed is not None:
         space.search.seed = args.seed
     output = Path(args.output)
-    if output.exists() and not output.is_dir():
-        raise InputError("-o must be a directory", file=str(output))
-    check_output_file(output / "x")
+    target = check_output_directory(output)  # absolute: `-o .` names the directory the run is published into
     env = distributed.setup()
-    work = working_directory(output, args.resume, env.is_main)
+    work = working_directory(target, args.resume, env.is_main)
     quiet = args.json or not env.is_main
     with out.status(f"loading {args.data}", quiet):
         train_data, val_data, test_data = load_splits(args.data, args.limit)
@@ -58,8 +55,8 @@ def run(args, out) -> int:
     distributed.cleanup()
     if not env.is_main:
         return 0
-    if work != output:
-        publish_directory(work, output)
+    if work != target:
+        publish_directory(work, target)
     summary = {"output": str(output), "arch": str(output / "arch.yaml"), "model": str(output / "model.pt"),
                "test_accuracy": result["test"]["accuracy"] if result["test"] else None,
                "recurrent_synapses": result["recurrent_synapses"], "search_seconds": result["search_seconds"],

@@ -7,7 +7,7 @@ from rsnn2chip import argtypes, distributed
 from rsnn2chip.data import dataset_names, load_splits
 from rsnn2chip.data.encoding import ANALOG_ENCODERS
 from rsnn2chip.errors import InputError, ModelError, about_file
-from rsnn2chip.fileio import check_output_file
+from rsnn2chip.fileio import check_distinct_paths, check_output_file
 from rsnn2chip.preflight import check_arch_fits
 from rsnn2chip.safeio import load_yaml
 from rsnn2chip.nn.network import check_arch
@@ -75,6 +75,13 @@ def metrics_path_for(output: Path) -> Path:
     return output.with_name(output.stem + ".metrics.json")
 
 
+def check_outputs(args, output: Path, metrics_path: Path) -> None:
+    """Refuse, before training, outputs that cannot be written or would overwrite an input or each other."""
+    check_distinct_paths({"--arch": args.arch, "--data": args.data}, {"-o/--output": output, "--metrics": metrics_path})
+    for path in (output, metrics_path):
+        check_output_file(path)
+
+
 def run(args, out) -> int:
     if args.neuron == "softlif":
         return run_softlif(args, out)
@@ -85,8 +92,7 @@ def run(args, out) -> int:
     arch = read_arch(args.arch)
     output = Path(args.output)
     metrics_path = Path(args.metrics) if args.metrics else metrics_path_for(output)
-    for path in (output, metrics_path):
-        check_output_file(path)
+    check_outputs(args, output, metrics_path)
     cfg = TrainConfig(epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       limit=args.limit, qat=args.qat, target=args.target, patience=args.patience,
                       rate_reg=args.rate_reg, device=args.device)
@@ -153,8 +159,7 @@ def run_softlif(args, out) -> int:
         raise InputError("--noise must be >= 0 (sigma in Hz)", found=args.noise)
     output = Path(args.output)
     metrics_path = Path(args.metrics) if args.metrics else metrics_path_for(output)
-    for path in (output, metrics_path):
-        check_output_file(path)
+    check_outputs(args, output, metrics_path)
     # The soft-LIF rate net trains by epochs (docs/softlif.md); the step budget is the spiking recipe's.
     cfg = ANNConfig(activation="softlif", noise=args.noise, epochs=args.epochs or ANNConfig.epochs,
                     batch_size=args.batch_size,

@@ -431,3 +431,83 @@ if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/corpus")
     for case in build(out):
         print(case.name)
+
+
+# ---- dataset loaders and input arrays (audit C)
+
+def _tonic_root(d: Path, name: str, write, edit) -> Path:
+    """A root folder holding one tonic-format set (tests/test_data.py writes it), then ``edit(root)`` breaks it."""
+    import shutil
+
+    root = d / name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    write(root)
+    edit(root)
+    return root
+
+
+def _train_tonic(d: Path, dataset: str, root: Path) -> list[str]:
+    import yaml
+
+    arch = yaml.safe_load((d / "arch.yaml").read_text())
+    arch["input_size"], arch["layers"][-1]["size"] = "auto", "auto"
+    (d / "auto.yaml").write_text(yaml.safe_dump(arch))
+    return _train(d, data=f"{dataset}:{root}", arch=d / "auto.yaml", limit=2)
+
+
+def _h5_only(path: Path, members: dict) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for key, value in members.items():
+            f[key] = value
+
+
+def _shd_times(value: float):
+    def edit(root: Path) -> None:
+        import h5py
+
+        for part in ("train", "test"):
+            with h5py.File(root / "SHD" / f"shd_{part}.h5", "a") as f:
+                for i in range(len(f["labels"])):  # every sample: the first one read fails, before training
+                    f["spikes/times"][i] = np.array([0.01, value], np.float32)
+                    f["spikes/units"][i] = np.array([1, 2], np.uint16)
+    return edit
+
+
+def _only_train_file(folder: str, keep: str, content: Callable[[Path], None]):
+    """The training set reduced to one sample file, ``keep``, whose content ``content`` writes."""
+    def edit(root: Path) -> None:
+        for path in (root / folder).glob("*/*"):
+            if path.is_file() and path.relative_to(root / folder).as_posix() != keep:
+                path.unlink()
+        content(root / folder / keep)
+    return edit
+
+
+def _tonic_writers():
+    from test_data import write_dvsgesture, write_nmnist, write_ntidigits, write_shd
+    return write_shd, write_nmnist, write_dvsgesture, write_ntidigits
+
+
+def _tonic_case(name: str, dataset: str, writer: int, edit, expect: str) -> Case:
+    return Case(name, lambda d: _train_tonic(d, dataset, _tonic_root(d, name, _tonic_writers()[writer], edit)),
+                expect, outputs=("trained.pt",))
+
+
+CASES += [
+    _tonic_case("shd-labels-only", "shd", 0, lambda root: [
+        _h5_only(root / "SHD" / f"shd_{part}.h5", {"labels": np.arange(6) % 20}) for part in ("train", "test")],
+        "spikes/times, spikes/units"),
+    _tonic_case("ntidigits-test-labels-only", "ntidigits", 3, lambda root: _h5_only(
+        root / "NTIDIGITS18" / "n-tidigits.hdf5", {"test_labels": np.array([b"man-ab-1"])}), "train_labels"),
+    _tonic_case("dvs-gesture-object-npy", "dvs-gesture", 2, _only_train_file(
+        "DVSGesture/ibmGestureTrain", "user01_fluorescent/0.npy",
+        lambda path: np.save(path, np.array([1, None], dtype=object), allow_pickle=True)),
+        "user01_fluorescent/0.npy"),
+    _tonic_case("nmnist-7-byte-bin", "nmnist", 1, _only_train_file(
+        "NMNIST/Train", "0/00001.bin", lambda path: path.write_bytes(b"\x01" * 7)), "Train/0/00001.bin"),
+    _tonic_case("shd-nan-times", "shd", 0, _shd_times(np.nan), "times hold NaN"),
+    _tonic_case("shd-1e9-times", "shd", 0, _shd_times(1e9), "1e+09 s"),
+]

@@ -511,3 +511,48 @@ CASES += [
     _tonic_case("shd-nan-times", "shd", 0, _shd_times(np.nan), "times hold NaN"),
     _tonic_case("shd-1e9-times", "shd", 0, _shd_times(1e9), "1e+09 s"),
 ]
+
+
+def _graded_net(d: Path) -> Path:
+    """A network trained on real-valued features (graded input encoding), built once per corpus directory."""
+    from rsnn2chip.cli import main
+
+    g = d / "graded"
+    if not (g / "net.r2c").exists():
+        g.mkdir(exist_ok=True)
+        X = np.random.default_rng(0).normal(size=(40, 20, 6)).astype(np.float32)
+        np.savez(g / "g.npz", X=X.reshape(-1, 6), lengths=np.full(40, 20, np.int64), y=np.arange(40) % 3)
+        assert main(["train", "--data", str(g / "g.npz"), "--arch", str(d / "arch.yaml"), "--epochs", "1",
+                     "--limit", "6", "-o", str(g / "model.pt")]) == 0
+        assert main(["compile", str(g / "model.pt"), "-o", str(g / "net.r2c")]) == 0
+    return g
+
+
+def _features_with(d: Path, name: str, value: float) -> Path:
+    x = np.random.default_rng(1).normal(size=(20, 6)).astype(np.float32)
+    x[0, 0] = value
+    np.save(d / name, x)
+    return d / name
+
+
+def _npy(name: str, array: np.ndarray):
+    def write(d: Path) -> Path:
+        np.save(d / name, array)
+        return d / name
+    return write
+
+
+CASES += [
+    Case("features-inf-run", lambda d: ["run", str(_graded_net(d) / "net.r2c"), "--input",
+                                        str(_features_with(d, "inf.npy", np.inf))], "step 0, channel 0"),
+    Case("features-nan-run", lambda d: ["run", str(_graded_net(d) / "net.r2c"), "--input",
+                                        str(_features_with(d, "nan.npy", np.nan))], "step 0, channel 0"),
+    Case("features-inf-verify", lambda d: ["verify", str(_graded_net(d) / "model.pt"), str(_graded_net(d) / "net.r2c"),
+                                           "--input", str(_features_with(d, "inf.npy", np.inf))], "step 0, channel 0"),
+    *[Case(f"npy-{name}", lambda d, name=name, array=array: ["run", str(d / "net.r2c"), "--input",
+                                                             str(_npy(f"{name}.npy", array)(d))], expect)
+      for name, array, expect in (("ndim0", np.int8(1), "ndim0.npy"), ("ndim1", np.ones(6, np.int8), "ndim1.npy"),
+                                  ("ndim4", np.ones((1, 1, 20, 6), np.int8), "ndim4.npy"),
+                                  ("channels7", np.ones((20, 7), np.int8), "channels7.npy"),
+                                  ("no-steps", np.zeros((0, 6), np.int8), "the input has no time steps"))],
+]

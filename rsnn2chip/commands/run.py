@@ -4,7 +4,7 @@ import io
 import numpy as np
 from rich.table import Table
 
-from rsnn2chip import activity, argtypes, artifact, inputs
+from rsnn2chip import activity, argtypes, artifact, inputs, ir
 from rsnn2chip.fileio import atomic_write_bytes
 from rsnn2chip.backends import RunResult, backend_names, first_divergence, get_backend, prepare_inputs
 from rsnn2chip.backends import run as run_backend
@@ -48,7 +48,8 @@ def _table(result: RunResult) -> Table:
 
 def run(args, out) -> int:
     art = artifact.load(args.artifact)
-    x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found))
+    x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found),
+                           ir.total_neurons(art.graph, "input"))
     steps = args.steps if args.steps is not None else (x.shape[-2] if x.ndim >= 2 else 0)
     other = args.backend if args.backend != "reference" else "lava"
     backends = ["reference", other] if args.compare else [args.backend]

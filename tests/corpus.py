@@ -542,6 +542,10 @@ def _npy(name: str, array: np.ndarray):
     return write
 
 
+def _compile_with_counts(d: Path, name: str, counts: np.ndarray) -> list[str]:
+    return ["compile", str(d / "model.pt"), "--spike-counts", str(_npy(name, counts)(d)), "-o", str(d / "sc.r2c")]
+
+
 CASES += [
     Case("features-inf-run", lambda d: ["run", str(_graded_net(d) / "net.r2c"), "--input",
                                         str(_features_with(d, "inf.npy", np.inf))], "step 0, channel 0"),
@@ -555,4 +559,12 @@ CASES += [
                                   ("ndim4", np.ones((1, 1, 20, 6), np.int8), "ndim4.npy"),
                                   ("channels7", np.ones((20, 7), np.int8), "channels7.npy"),
                                   ("no-steps", np.zeros((0, 6), np.int8), "the input has no time steps"))],
+    Case("spike-counts-2d", lambda d: _compile_with_counts(d, "sc-2d.npy", np.ones((3, 5))), "shape (3, 5)",
+         outputs=("sc.r2c",)),
+    Case("spike-counts-inf", lambda d: _compile_with_counts(d, "sc-inf.npy", np.full(15, np.inf)), "sc-inf.npy",
+         outputs=("sc.r2c",)),
+    Case("spike-counts-nan", lambda d: _compile_with_counts(d, "sc-nan.npy", np.r_[np.ones(14), np.nan]),
+         "sc-nan.npy", outputs=("sc.r2c",)),
+    Case("spike-counts-negative", lambda d: _compile_with_counts(d, "sc-neg.npy", np.r_[np.ones(14), -1.0]),
+         "sc-neg.npy", outputs=("sc.r2c",)),
 ]

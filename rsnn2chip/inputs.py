@@ -18,7 +18,7 @@ import numpy as np
 from rsnn2chip import artifact as artifact_io
 from rsnn2chip.backends import check_input_shape
 from rsnn2chip.data.encoding import DeltaEncoder, GradedEncoder, is_binary
-from rsnn2chip.errors import InputError
+from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.safeio import load_npy
 
 
@@ -42,6 +42,24 @@ def training_meta(art, notes: list) -> dict:
                  "using the dataset's default encoding (fitted on its train split), which is what "
                  "`rsnn2chip train` uses unless the data were given an explicit encoding")
     return {"encoding": None, "dataset": None}
+
+
+def load_as_trained(name_or_path, split: str, trained: dict, network_file, limit: int | None = None):
+    """``load_dataset`` with the training run's encoding; a data-set mix-up is named as such, the data
+    set's own refusal of the encoding after it (``trained``: what :func:`training_meta` returns)."""
+    from rsnn2chip.data import load_dataset
+
+    dataset = trained.get("dataset")
+    trained_on = dataset.get("name") if isinstance(dataset, dict) else dataset
+    try:
+        return load_dataset(name_or_path, split, encoding=trained.get("encoding"), limit=limit)
+    except InputError as err:
+        asked = Path(name_or_path).name if str(name_or_path).endswith(".npz") else str(name_or_path).partition(":")[0]
+        if trained_on and trained_on != asked:
+            err.problems.insert(0, Problem(f"the model was trained on {trained_on!r}, not on {asked!r}",
+                                           file=str(network_file), fix=f"pass --data {trained_on}"))
+            raise InputError(problems=err.problems) from None
+        raise
 
 
 def add_arguments(parser, what: str = "run") -> None:
@@ -105,13 +123,14 @@ def encode_features(features: np.ndarray, encoding: dict | None, file: str) -> n
     return encode(encoding, features.astype(np.float64), file)
 
 
-def load(args, training, n_input: int) -> tuple[np.ndarray, list[str]]:
+def load(args, training, n_input: int, network_file) -> tuple[np.ndarray, list[str]]:
     """``(spikes, notes)`` from ``args.input`` or ``args.data``/``args.index``.
 
     ``training(notes) -> {"encoding", "dataset"}`` looks up what training recorded;
     it is called only for raw features and data-set samples. ``n_input``: the
     network's input channels, which an ``--input`` file is checked against here,
-    where its name is known (the backends check again, without it).
+    where its name is known (the backends check again, without it); ``network_file``
+    is named when ``--data`` is not the data set the network was trained on.
     """
     if (args.input is None) == (args.data is None):
         raise InputError("give exactly one of --input and --data", found={"--input": args.input, "--data": args.data},
@@ -131,11 +150,9 @@ def load(args, training, n_input: int) -> tuple[np.ndarray, list[str]]:
                              allowed=f"T >= 1: (T, {n_input}) or (batch, T, {n_input})",
                              fix="pass an input with at least one step, or --steps N to run N steps without input")
         return x, notes
-    from rsnn2chip.data import load_dataset
-
     if args.index < 0:
         raise InputError("--index must be >= 0", found=args.index)
-    data = load_dataset(args.data, args.split, encoding=training(notes).get("encoding"), limit=args.index + 1)
+    data = load_as_trained(args.data, args.split, training(notes), network_file, limit=args.index + 1)
     if args.index >= len(data):
         raise InputError("--index is past the end of the split", found=args.index,
                          allowed=f"0..{len(data) - 1} ({args.data} {args.split})")

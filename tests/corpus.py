@@ -567,4 +567,8 @@ CASES += [
          "sc-nan.npy", outputs=("sc.r2c",)),
     Case("spike-counts-negative", lambda d: _compile_with_counts(d, "sc-neg.npy", np.r_[np.ones(14), -1.0]),
          "sc-neg.npy", outputs=("sc.r2c",)),
+    Case("data-not-trained-on", lambda d: [
+        "run", str(_graded_net(d) / "net.r2c"), "--data",
+        f"shd:{_tonic_root(d, 'shd-intact', _tonic_writers()[0], lambda root: None)}"],
+        "trained on 'g.npz', not on 'shd'"),
 ]

@@ -49,7 +49,7 @@ def _table(result: RunResult) -> Table:
 def run(args, out) -> int:
     art = artifact.load(args.artifact)
     x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found),
-                           ir.total_neurons(art.graph, "input"))
+                           ir.total_neurons(art.graph, "input"), args.artifact)
     steps = args.steps if args.steps is not None else (x.shape[-2] if x.ndim >= 2 else 0)
     other = args.backend if args.backend != "reference" else "lava"
     backends = ["reference", other] if args.compare else [args.backend]

@@ -241,9 +241,14 @@ def load(name: str, split: str = "train", encoding: dict | None = None, root: st
     check_members(spec, folder, part)
     tonic = import_tonic()
     to_spikes, n_channels, enc = framer(spec, tonic)
+    if encoding and (encoding.get("kind"), encoding.get("dataset")) != (enc["kind"], enc["dataset"]):
+        trained = f"encoding kind {encoding.get('kind')!r}" + (f" of {encoding['dataset']!r}"
+                                                              if encoding.get("dataset") else "")
+        raise InputError(f"the model was trained on another dataset or encoding, not on {spec.name}'s tonic frames",
+                         found=trained, allowed=f"encoding kind {enc['kind']!r} of {spec.name!r}",
+                         fix="run the model on the data it was trained on")
     if encoding and encoding != enc:
-        found = encoding if encoding.get("kind") == enc["kind"] else f"encoding kind {encoding.get('kind')!r}"
-        raise InputError("the model was trained with another framing of this dataset", found=found, allowed=enc,
+        raise InputError("the model was trained with another framing of this dataset", found=encoding, allowed=enc,
                          fix="retrain with this rsnn2chip version")
     with reading(spec, folder / spec.required[part], f"{spec.name} {part} set, labels"):
         dataset = open_dataset(spec, tonic, base, part)

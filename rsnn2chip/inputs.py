@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from rsnn2chip import artifact as artifact_io
+from rsnn2chip.backends import check_input_shape
 from rsnn2chip.data.encoding import DeltaEncoder, GradedEncoder, is_binary
-from rsnn2chip.errors import InputError
+from rsnn2chip.errors import InputError, Problem
 from rsnn2chip.safeio import load_npy
 
 
@@ -43,6 +44,24 @@ def training_meta(art, notes: list) -> dict:
     return {"encoding": None, "dataset": None}
 
 
+def load_as_trained(name_or_path, split: str, trained: dict, network_file, limit: int | None = None):
+    """``load_dataset`` with the training run's encoding; a data-set mix-up is named as such, the data
+    set's own refusal of the encoding after it (``trained``: what :func:`training_meta` returns)."""
+    from rsnn2chip.data import load_dataset
+
+    dataset = trained.get("dataset")
+    trained_on = dataset.get("name") if isinstance(dataset, dict) else dataset
+    try:
+        return load_dataset(name_or_path, split, encoding=trained.get("encoding"), limit=limit)
+    except InputError as err:
+        asked = Path(name_or_path).name if str(name_or_path).endswith(".npz") else str(name_or_path).partition(":")[0]
+        if trained_on and trained_on != asked:
+            err.problems.insert(0, Problem(f"the model was trained on {trained_on!r}, not on {asked!r}",
+                                           file=str(network_file), fix=f"pass --data {trained_on}"))
+            raise InputError(problems=err.problems) from None
+        raise
+
+
 def add_arguments(parser, what: str = "run") -> None:
     parser.add_argument("--input", help=".npy of 0/1 spikes, or of real-valued features that are encoded as in "
                                         "training; shape (T, channels) or (batch, T, channels)")
@@ -59,11 +78,22 @@ def read_npy(path: str) -> np.ndarray:
                         "or --data NAME --index I")
 
 
-def _per_step(encoder, features: np.ndarray, dtype) -> np.ndarray:
+def check_finite(x: np.ndarray, file: str) -> None:
+    """NaN or infinity has no spike or payload to stand for it; the encoders would clip or cast it silently."""
+    if x.dtype.kind != "f" or np.isfinite(x).all():
+        return
+    at = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
+    where = ", ".join(f"{name} {i}" for name, i in zip(("sample", "step", "channel")[-x.ndim:], at)) \
+        if x.ndim in (2, 3) else f"index {at}"
+    raise InputError("input holds NaN or infinity", file=file, where=where, found=float(x[at]),
+                     allowed="finite values: 0/1 spikes, or raw features", fix="remove or impute missing values first")
+
+
+def _per_step(encoder, features: np.ndarray, dtype, file: str) -> np.ndarray:
     batch = features if features.ndim == 3 else features[None]
     steps = batch.shape[1]
     if batch.shape[2] != encoder.channels_in:
-        raise InputError("raw features have another width than the training data", found=batch.shape[2],
+        raise InputError("raw features have another width than the training data", file=file, found=batch.shape[2],
                          allowed=f"{encoder.channels_in} features per step (the encoding was fitted on them)")
     encoded = encoder.encode(batch.reshape(-1, batch.shape[2]), np.full(len(batch), steps))
     out = np.stack(encoded).astype(dtype)
@@ -72,8 +102,8 @@ def _per_step(encoder, features: np.ndarray, dtype) -> np.ndarray:
 
 # Encoding kind -> encoder of raw features (T, features); kinds that encode whole images or
 # event streams have no such per-step form: their samples come in with --data.
-RAW_ENCODERS = {"delta": lambda spec, x: _per_step(DeltaEncoder.from_dict(spec), x, np.int8),
-                "graded": lambda spec, x: _per_step(GradedEncoder.from_dict(spec), x, np.float32)}
+RAW_ENCODERS = {"delta": lambda spec, x, file: _per_step(DeltaEncoder.from_dict(spec), x, np.int8, file),
+                "graded": lambda spec, x, file: _per_step(GradedEncoder.from_dict(spec), x, np.float32, file)}
 
 
 def encode_features(features: np.ndarray, encoding: dict | None, file: str) -> np.ndarray:
@@ -90,14 +120,17 @@ def encode_features(features: np.ndarray, encoding: dict | None, file: str) -> n
     if features.ndim not in (2, 3):
         raise InputError("raw features must be (T, features) or (batch, T, features)", file=file,
                          found=features.shape)
-    return encode(encoding, features.astype(np.float64))
+    return encode(encoding, features.astype(np.float64), file)
 
 
-def load(args, training) -> tuple[np.ndarray, list[str]]:
+def load(args, training, n_input: int, network_file) -> tuple[np.ndarray, list[str]]:
     """``(spikes, notes)`` from ``args.input`` or ``args.data``/``args.index``.
 
     ``training(notes) -> {"encoding", "dataset"}`` looks up what training recorded;
-    it is called only for raw features and data-set samples.
+    it is called only for raw features and data-set samples. ``n_input``: the
+    network's input channels, which an ``--input`` file is checked against here,
+    where its name is known (the backends check again, without it); ``network_file``
+    is named when ``--data`` is not the data set the network was trained on.
     """
     if (args.input is None) == (args.data is None):
         raise InputError("give exactly one of --input and --data", found={"--input": args.input, "--data": args.data},
@@ -105,17 +138,21 @@ def load(args, training) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     if args.input is not None:
         x = read_npy(args.input)
-        if x.size == 0 or is_binary(x):
-            return x, notes
-        encoding = training(notes).get("encoding")
-        x = encode_features(x, encoding, args.input)
-        return x, notes + [f"real-valued input encoded with the training run's {encoding['kind']!r} encoding "
-                           f"-> {x.shape[-2]} steps of {x.shape[-1]} input channels"]
-    from rsnn2chip.data import load_dataset
-
+        check_finite(x, args.input)
+        if x.size and not is_binary(x):
+            encoding = training(notes).get("encoding")
+            x = encode_features(x, encoding, args.input)
+            notes.append(f"real-valued input encoded with the training run's {encoding['kind']!r} encoding "
+                         f"-> {x.shape[-2]} steps of {x.shape[-1]} input channels")
+        check_input_shape(x, n_input, args.input)
+        if args.steps is None and x.shape[-2] == 0:
+            raise InputError("the input has no time steps", file=args.input, found=f"shape {x.shape}",
+                             allowed=f"T >= 1: (T, {n_input}) or (batch, T, {n_input})",
+                             fix="pass an input with at least one step, or --steps N to run N steps without input")
+        return x, notes
     if args.index < 0:
         raise InputError("--index must be >= 0", found=args.index)
-    data = load_dataset(args.data, args.split, encoding=training(notes).get("encoding"), limit=args.index + 1)
+    data = load_as_trained(args.data, args.split, training(notes), network_file, limit=args.index + 1)
     if args.index >= len(data):
         raise InputError("--index is past the end of the split", found=args.index,
                          allowed=f"0..{len(data) - 1} ({args.data} {args.split})")

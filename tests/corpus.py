@@ -566,3 +566,144 @@ CASES += [
     Case("search-output-root", lambda d: ["search", "--space", _search_space(d), "--data", str(d / "data.npz"),
                                           "-o", "/"], "the path is the file system root"),
 ]
+
+
+# ---- dataset loaders and input arrays (audit C)
+
+def _tonic_root(d: Path, name: str, write, edit) -> Path:
+    """A root folder holding one tonic-format set (tests/test_data.py writes it), then ``edit(root)`` breaks it."""
+    import shutil
+
+    root = d / name
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    write(root)
+    edit(root)
+    return root
+
+
+def _train_tonic(d: Path, dataset: str, root: Path) -> list[str]:
+    import yaml
+
+    arch = yaml.safe_load((d / "arch.yaml").read_text())
+    arch["input_size"], arch["layers"][-1]["size"] = "auto", "auto"
+    (d / "auto.yaml").write_text(yaml.safe_dump(arch))
+    return _train(d, data=f"{dataset}:{root}", arch=d / "auto.yaml", limit=2)
+
+
+def _h5_only(path: Path, members: dict) -> None:
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for key, value in members.items():
+            f[key] = value
+
+
+def _shd_times(value: float):
+    def edit(root: Path) -> None:
+        import h5py
+
+        for part in ("train", "test"):
+            with h5py.File(root / "SHD" / f"shd_{part}.h5", "a") as f:
+                for i in range(len(f["labels"])):  # every sample: the first one read fails, before training
+                    f["spikes/times"][i] = np.array([0.01, value], np.float32)
+                    f["spikes/units"][i] = np.array([1, 2], np.uint16)
+    return edit
+
+
+def _only_train_file(folder: str, keep: str, content: Callable[[Path], None]):
+    """The training set reduced to one sample file, ``keep``, whose content ``content`` writes."""
+    def edit(root: Path) -> None:
+        for path in (root / folder).glob("*/*"):
+            if path.is_file() and path.relative_to(root / folder).as_posix() != keep:
+                path.unlink()
+        content(root / folder / keep)
+    return edit
+
+
+def _tonic_writers():
+    from test_data import write_dvsgesture, write_nmnist, write_ntidigits, write_shd
+    return write_shd, write_nmnist, write_dvsgesture, write_ntidigits
+
+
+def _tonic_case(name: str, dataset: str, writer: int, edit, expect: str) -> Case:
+    return Case(name, lambda d: _train_tonic(d, dataset, _tonic_root(d, name, _tonic_writers()[writer], edit)),
+                expect, outputs=("trained.pt",))
+
+
+CASES += [
+    _tonic_case("shd-labels-only", "shd", 0, lambda root: [
+        _h5_only(root / "SHD" / f"shd_{part}.h5", {"labels": np.arange(6) % 20}) for part in ("train", "test")],
+        "spikes/times, spikes/units"),
+    _tonic_case("ntidigits-test-labels-only", "ntidigits", 3, lambda root: _h5_only(
+        root / "NTIDIGITS18" / "n-tidigits.hdf5", {"test_labels": np.array([b"man-ab-1"])}), "train_labels"),
+    _tonic_case("dvs-gesture-object-npy", "dvs-gesture", 2, _only_train_file(
+        "DVSGesture/ibmGestureTrain", "user01_fluorescent/0.npy",
+        lambda path: np.save(path, np.array([1, None], dtype=object), allow_pickle=True)),
+        "user01_fluorescent/0.npy"),
+    _tonic_case("nmnist-7-byte-bin", "nmnist", 1, _only_train_file(
+        "NMNIST/Train", "0/00001.bin", lambda path: path.write_bytes(b"\x01" * 7)), "Train/0/00001.bin"),
+    _tonic_case("shd-nan-times", "shd", 0, _shd_times(np.nan), "times hold NaN"),
+    _tonic_case("shd-1e9-times", "shd", 0, _shd_times(1e9), "1e+09 s"),
+]
+
+
+def _graded_net(d: Path) -> Path:
+    """A network trained on real-valued features (graded input encoding), built once per corpus directory."""
+    from rsnn2chip.cli import main
+
+    g = d / "graded"
+    if not (g / "net.r2c").exists():
+        g.mkdir(exist_ok=True)
+        X = np.random.default_rng(0).normal(size=(40, 20, 6)).astype(np.float32)
+        np.savez(g / "g.npz", X=X.reshape(-1, 6), lengths=np.full(40, 20, np.int64), y=np.arange(40) % 3)
+        assert main(["train", "--data", str(g / "g.npz"), "--arch", str(d / "arch.yaml"), "--epochs", "1",
+                     "--limit", "6", "-o", str(g / "model.pt")]) == 0
+        assert main(["compile", str(g / "model.pt"), "-o", str(g / "net.r2c")]) == 0
+    return g
+
+
+def _features_with(d: Path, name: str, value: float) -> Path:
+    x = np.random.default_rng(1).normal(size=(20, 6)).astype(np.float32)
+    x[0, 0] = value
+    np.save(d / name, x)
+    return d / name
+
+
+def _npy(name: str, array: np.ndarray):
+    def write(d: Path) -> Path:
+        np.save(d / name, array)
+        return d / name
+    return write
+
+
+def _compile_with_counts(d: Path, name: str, counts: np.ndarray) -> list[str]:
+    return ["compile", str(d / "model.pt"), "--spike-counts", str(_npy(name, counts)(d)), "-o", str(d / "sc.r2c")]
+
+
+CASES += [
+    Case("features-inf-run", lambda d: ["run", str(_graded_net(d) / "net.r2c"), "--input",
+                                        str(_features_with(d, "inf.npy", np.inf))], "step 0, channel 0"),
+    Case("features-nan-run", lambda d: ["run", str(_graded_net(d) / "net.r2c"), "--input",
+                                        str(_features_with(d, "nan.npy", np.nan))], "step 0, channel 0"),
+    Case("features-inf-verify", lambda d: ["verify", str(_graded_net(d) / "model.pt"), str(_graded_net(d) / "net.r2c"),
+                                           "--input", str(_features_with(d, "inf.npy", np.inf))], "step 0, channel 0"),
+    *[Case(f"npy-{name}", lambda d, name=name, array=array: ["run", str(d / "net.r2c"), "--input",
+                                                             str(_npy(f"{name}.npy", array)(d))], expect)
+      for name, array, expect in (("ndim0", np.int8(1), "ndim0.npy"), ("ndim1", np.ones(6, np.int8), "ndim1.npy"),
+                                  ("ndim4", np.ones((1, 1, 20, 6), np.int8), "ndim4.npy"),
+                                  ("channels7", np.ones((20, 7), np.int8), "channels7.npy"),
+                                  ("no-steps", np.zeros((0, 6), np.int8), "the input has no time steps"))],
+    Case("spike-counts-2d", lambda d: _compile_with_counts(d, "sc-2d.npy", np.ones((3, 5))), "shape (3, 5)",
+         outputs=("sc.r2c",)),
+    Case("spike-counts-inf", lambda d: _compile_with_counts(d, "sc-inf.npy", np.full(15, np.inf)), "sc-inf.npy",
+         outputs=("sc.r2c",)),
+    Case("spike-counts-nan", lambda d: _compile_with_counts(d, "sc-nan.npy", np.r_[np.ones(14), np.nan]),
+         "sc-nan.npy", outputs=("sc.r2c",)),
+    Case("spike-counts-negative", lambda d: _compile_with_counts(d, "sc-neg.npy", np.r_[np.ones(14), -1.0]),
+         "sc-neg.npy", outputs=("sc.r2c",)),
+    Case("data-not-trained-on", lambda d: [
+        "run", str(_graded_net(d) / "net.r2c"), "--data",
+        f"shd:{_tonic_root(d, 'shd-intact', _tonic_writers()[0], lambda root: None)}"],
+        "trained on 'g.npz', not on 'shd'"),
+]

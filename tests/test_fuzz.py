@@ -5,7 +5,6 @@ The crafted files come from tests/corpus.py (one per class). Each case runs the 
 run as a subprocess too, to show the installed entry point exits cleanly. Hypothesis then mutates each format
 at random and checks that the readers answer with their own error or a valid object, never anything else.
 """
-import io
 import json
 import os
 import subprocess

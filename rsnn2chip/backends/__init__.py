@@ -109,21 +109,27 @@ class RunResult:
         return {name: int(s.sum()) for name, s in self.spikes.items()}
 
 
-def prepare_inputs(net: LoweredNetwork, inputs: np.ndarray, steps: int) -> np.ndarray:
-    """Validate spike inputs and shape them to ``(B, steps, n_input)``, zero-padded in time."""
+def check_input_shape(inputs: np.ndarray, n_input: int, file: str | None = None) -> np.ndarray:
+    """Spike inputs as ``(B, T, n_input)`` after checking their shape against the network's inputs."""
     x = np.asarray(inputs)
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3:
-        raise InputError("input spikes must have shape (T, channels) or (batch, T, channels)",
-                         found=f"shape {x.shape}", allowed=f"(T, {net.n_input}) or (B, T, {net.n_input})")
+        raise InputError("input spikes must have shape (T, channels) or (batch, T, channels)", file=file,
+                         found=f"shape {x.shape}", allowed=f"(T, {n_input}) or (B, T, {n_input})")
     if x.shape[0] == 0:
-        raise InputError("input holds no samples (an empty batch)", found=f"shape {x.shape}",
-                         allowed=f"at least one sample: (T, {net.n_input}) or (B >= 1, T, {net.n_input})")
-    if x.shape[2] != net.n_input:
-        raise InputError("input has the wrong number of channels", resource="input channels",
-                         found=x.shape[2], allowed=net.n_input,
-                         fix=f"give one column per input channel ({net.n_input}), time along axis -2")
+        raise InputError("input holds no samples (an empty batch)", file=file, found=f"shape {x.shape}",
+                         allowed=f"at least one sample: (T, {n_input}) or (B >= 1, T, {n_input})")
+    if x.shape[2] != n_input:
+        raise InputError("input has the wrong number of channels", file=file, resource="input channels",
+                         found=x.shape[2], allowed=n_input,
+                         fix=f"give one column per input channel ({n_input}), time along axis -2")
+    return x
+
+
+def prepare_inputs(net: LoweredNetwork, inputs: np.ndarray, steps: int) -> np.ndarray:
+    """Validate spike inputs and shape them to ``(B, steps, n_input)``, zero-padded in time."""
+    x = check_input_shape(inputs, net.n_input)
     if steps < 1:
         raise InputError("steps must be >= 1", found=steps, allowed=">= 1")
     check_run_fits(x.shape[0], steps, net.n_input, net.n_lif)

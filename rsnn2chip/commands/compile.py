@@ -7,6 +7,7 @@ from rich.table import Table
 
 from rsnn2chip import argtypes, artifact
 from rsnn2chip.compiler import PASSES, compile_file
+from rsnn2chip.errors import InputError
 from rsnn2chip.fileio import check_distinct_paths, check_output_file
 from rsnn2chip.passes.partition import MAPPERS
 from rsnn2chip.passes.quantize import QuantizationConfig
@@ -37,8 +38,20 @@ def add_arguments(parser) -> None:
                         help="clip weight magnitudes above this percentile per projection (default: never clip)")
 
 
-def _load_spike_counts(path: str):
-    return load_npy(path, "spike counts file", fix="save one count per LIF neuron with numpy.save")
+SPIKE_COUNTS_FIX = "save one count per LIF neuron (IR order) as a 1-D array with numpy.save"
+
+
+def _load_spike_counts(path: str) -> np.ndarray:
+    """The file's counts, checked here where the file is known; their length is checked against the network later."""
+    counts = load_npy(path, "spike counts file", fix=SPIKE_COUNTS_FIX)
+    if counts.ndim != 1:
+        raise InputError("spike counts must be a 1-D array, one count per neuron", file=path,
+                         found=f"shape {counts.shape}", allowed="shape (neurons,)", fix=SPIKE_COUNTS_FIX)
+    bad = np.flatnonzero(~np.isfinite(counts) | (counts < 0))
+    if bad.size:
+        raise InputError("spike counts must be finite and >= 0", file=path, where=f"index {bad[0]}",
+                         found=float(counts[bad[0]]), allowed="finite counts >= 0", fix=SPIKE_COUNTS_FIX)
+    return counts
 
 
 def run(args, out) -> int:

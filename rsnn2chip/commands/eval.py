@@ -9,9 +9,9 @@ from rsnn2chip import artifact as artifact_io
 from rsnn2chip import inputs, ir, readout
 from rsnn2chip.backends import backend_names, get_backend
 from rsnn2chip.checkpoint import ZIP_MAGIC, load_checkpoint, model_from_checkpoint
-from rsnn2chip.data import dataset_names, load_dataset, require_samples
+from rsnn2chip.data import dataset_names, require_samples
 from rsnn2chip.data.common import SpikeData
-from rsnn2chip.errors import InputError, Problem
+from rsnn2chip.errors import InputError
 from rsnn2chip.data.encoding import graded_input_of
 from rsnn2chip.nn import prepare_torch
 from rsnn2chip.safeio import check_readable_file
@@ -95,7 +95,7 @@ def eval_checkpoint(path: Path, args, backend: str, out) -> dict:
     model = model_from_checkpoint(path)
     if backend == "qat":
         enable_qat_for_eval(model, meta)
-    data = load_for(args, meta.get("encoding") or None, (meta.get("dataset") or {}).get("name"), path)
+    data = load_for(args, {"encoding": meta.get("encoding") or None, "dataset": meta.get("dataset")}, path)
     check_channels(data, model.input_size, path)
     with out.status(f"evaluating {len(data)} samples ({backend})"):
         stats = evaluate(model, data, args.batch_size)
@@ -121,9 +121,7 @@ def enable_qat_for_eval(model, meta: dict) -> None:
 
 def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
     art = artifact_io.load(path)
-    trained = inputs.training_meta(art, notes)
-    dataset = trained["dataset"]
-    data = load_for(args, trained["encoding"], dataset.get("name") if isinstance(dataset, dict) else dataset, path)
+    data = load_for(args, inputs.training_meta(art, notes), path)
     n_input = ir.total_neurons(art.graph, "input")
     check_channels(data, n_input, path)
     tally = readout.tally_for(art)
@@ -143,17 +141,9 @@ def eval_artifact(path: Path, args, backend: str, notes: list, out) -> dict:
             "readout": tally.readout.name, "readout_depth": tally.depth}
 
 
-def load_for(args, encoding: dict | None, trained_on: str | None, path: Path) -> SpikeData:
-    """The split to evaluate, encoded as in training; a dataset mix-up is named as such."""
-    try:
-        data = load_dataset(args.data, args.split, encoding=encoding, limit=args.limit)
-    except InputError as err:
-        asked = Path(args.data).name if str(args.data).endswith(".npz") else str(args.data).partition(":")[0]
-        if trained_on and trained_on != asked:
-            err.problems.insert(0, Problem(f"the model was trained on {trained_on!r}, not on {asked!r}",
-                                           file=str(path), fix=f"evaluate with --data {trained_on}"))
-            raise InputError(problems=err.problems) from None
-        raise
+def load_for(args, trained: dict, path: Path) -> SpikeData:
+    """The split to evaluate, encoded as in training (``trained``: ``{"encoding", "dataset"}``)."""
+    data = inputs.load_as_trained(args.data, args.split, trained, path, args.limit)
     require_samples(data, args.split, args.data)
     return data
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from rsnn2chip import activity, argtypes, artifact, inputs
+from rsnn2chip import activity, argtypes, artifact, inputs, ir
 from rsnn2chip.fileio import atomic_write_bytes, check_distinct_paths, check_output_file
 from rsnn2chip.backends import RunResult, backend_names, first_divergence, get_backend, prepare_inputs
 from rsnn2chip.backends import run as run_backend
@@ -57,7 +57,8 @@ def run(args, out) -> int:
     if args.save_activity:
         activity.check_output(args.save_activity)
     art = artifact.load(args.artifact)
-    x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found))
+    x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found),
+                           ir.total_neurons(art.graph, "input"), args.artifact)
     steps = args.steps if args.steps is not None else (x.shape[-2] if x.ndim >= 2 else 0)
     other = args.backend if args.backend != "reference" else "lava"
     backends = ["reference", other] if args.compare else [args.backend]

@@ -2,7 +2,7 @@ import contextlib
 
 from rich.table import Table
 
-from rsnn2chip import argtypes, artifact, inputs
+from rsnn2chip import argtypes, artifact, inputs, ir
 from rsnn2chip.checkpoint import load_checkpoint, model_from_checkpoint
 from rsnn2chip.errors import InputError
 from rsnn2chip.frontends import checkpoint as checkpoint_frontend
@@ -67,7 +67,8 @@ def run(args, out) -> int:
             return {"encoding": meta.get("encoding"), "dataset": meta.get("dataset")}
         return inputs.training_meta(art, notes)
 
-    x, input_notes = inputs.load(args, training)
+    x, input_notes = inputs.load(args, training, ir.total_neurons(art.graph, "input"),
+                                  model_path if is_checkpoint else artifact_path)
     lava_options = {"timeout": args.timeout} if args.timeout else {}
     if is_checkpoint:
         model = model_from_checkpoint(model_path)

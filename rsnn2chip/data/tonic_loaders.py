@@ -24,6 +24,7 @@ is a fixed stratified 15 % of the official training set and ``train`` the rest.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +33,7 @@ import numpy as np
 
 from rsnn2chip.data.common import SPLIT_SEED, LazySamples, SpikeData, carve_validation, check_split
 from rsnn2chip.errors import InputError
+from rsnn2chip.preflight import available_bytes
 
 ROOT_ENV = "RSNN2CHIP_DATA_DIR"
 ENCODING_KIND = "tonic_frames"
@@ -46,12 +48,13 @@ class TonicSet:
     time_window_us: float
     spatial_factor: float = 1.0
     n_classes: int = 0
+    members: tuple = ()  # HDF5 datasets/groups the reader opens ("{part}" -> train/test), checked up front
 
 
 TONIC_SETS = {
     "shd": TonicSet("shd", "SHD", {"train": "shd_train.h5", "test": "shd_test.h5"},
                     "download shd_train.h5.zip and shd_test.h5.zip (URL: tonic.datasets.SHD.base_url) and unzip",
-                    time_window_us=10_000, n_classes=20),
+                    time_window_us=10_000, n_classes=20, members=("spikes/times", "spikes/units", "labels")),
     "nmnist": TonicSet("nmnist", "NMNIST", {"train": "Train/*/*.bin", "test": "Test/*/*.bin"},
                        "download N-MNIST's train.zip and test.zip (URLs: tonic.datasets.NMNIST.train_url, "
                        "test_url) and unzip them so that Train/0/*.bin ... Test/9/*.bin exist",
@@ -63,7 +66,8 @@ TONIC_SETS = {
                             time_window_us=50_000, spatial_factor=0.25, n_classes=11),
     "ntidigits": TonicSet("ntidigits", "NTIDIGITS18", {"train": "n-tidigits.hdf5", "test": "n-tidigits.hdf5"},
                           "download n-tidigits.hdf5 (URL: tonic.datasets.NTIDIGITS18.base_url)",
-                          time_window_us=10_000, n_classes=11),
+                          time_window_us=10_000, n_classes=11,
+                          members=("{part}_labels", "{part}_addresses", "{part}_timestamps")),
 }
 
 
@@ -94,6 +98,78 @@ def require_files(spec: TonicSet, root: Path, part: str) -> Path:
                          fix=f"{spec.how_to_get} into {folder.resolve()}/, or pass --data {spec.name}:DIR "
                              f"(or set {ROOT_ENV}) for a root folder DIR that holds {spec.tonic_class}/")
     return folder
+
+
+# What tonic's readers raise on a malformed file: h5py a KeyError for a missing member and an OSError
+# for damaged data or a file that is not HDF5, numpy a ValueError for an object array or a bad .npy
+# header, an IndexError for a truncated N-MNIST record, a TypeError for members of the wrong kind.
+READ_ERRORS = (OSError, KeyError, ValueError, IndexError, TypeError)
+# Bytes per (time bin, channel) while a sample is framed: tonic's int16 frame, our 0/1 test and uint8 copy.
+FRAME_BYTES_PER_CELL = 4
+
+
+@contextmanager
+def reading(spec: TonicSet, file, where: str):
+    """Only around calls that read the user's files: what they raise names the file, not a traceback."""
+    try:
+        yield
+    except READ_ERRORS as exc:
+        raise InputError(f"{spec.name} file is not in the format tonic.datasets.{spec.tonic_class} reads "
+                         f"({type(exc).__name__}: {exc})", file=str(file), where=where,
+                         allowed=f"the files tonic.datasets.{spec.tonic_class} reads (docs/data.md)",
+                         fix=f"replace it with an intact copy: {spec.how_to_get}") from None
+
+
+def check_members(spec: TonicSet, folder: Path, part: str) -> None:
+    """The HDF5 datasets the reader opens are there (h5py's KeyError for a missing one need not name it)."""
+    if not spec.members:
+        return
+    import h5py
+
+    file = folder / spec.required[part]
+    needed = [m.format(part=part) for m in spec.members]
+    with reading(spec, file, f"{spec.name} {part} set"), h5py.File(file, "r") as f:
+        missing = [name for name in needed if name not in f]
+        present = sorted(f)
+    if missing:
+        raise InputError(f"{spec.name} file lacks datasets its reader needs", file=str(file),
+                         where=", ".join(missing),
+                         found=f"missing; the file holds only: {', '.join(present) or 'nothing'}",
+                         allowed=f"a file with {', '.join(needed)}",
+                         fix=f"replace it with an intact copy: {spec.how_to_get}")
+
+
+def sample_file(spec: TonicSet, dataset, folder: Path, part: str, i: int) -> str:
+    """The file sample ``i`` is read from: its own (N-MNIST, DVS-Gesture) or the set's one HDF5 file."""
+    pattern = spec.required[part]
+    return str(dataset.data[i]) if "*" in pattern else str(folder / pattern)
+
+
+def read_events(spec: TonicSet, dataset, file: str, part: str, i: int, n_channels: int) -> np.ndarray:
+    """Sample ``i``'s events, their times checked before framing (tonic would size its frames by them)."""
+    where = f"{spec.name} {part} set, sample {i}"
+    # tonic casts the files' float times (SHD, N-TIDIGITS: seconds) to integer microseconds; a NaN or
+    # infinity would become a huge negative time there, so the cast is made to raise instead.
+    try:
+        with reading(spec, file, where), np.errstate(invalid="raise"):
+            events, _ = dataset[i]
+    except FloatingPointError:
+        raise InputError(f"{spec.name} event times hold NaN or infinity", file=file, where=f"{where}, times",
+                         found="NaN or infinity", allowed="finite times >= 0",
+                         fix="repair or remove this sample") from None
+    times = events["t"]
+    if times.size == 0:
+        return events
+    # The frames hold one row per time window up to the last event: bound that by the memory available.
+    max_us = available_bytes() // (n_channels * FRAME_BYTES_PER_CELL) * spec.time_window_us
+    first, last = int(times.min()), int(times.max())
+    if first < 0 or last > max_us:
+        raise InputError(f"{spec.name} event times are out of range", file=file, where=f"{where}, times",
+                         found=f"times {first / 1e6:g}..{last / 1e6:g} s",
+                         allowed=f"0..{max_us / 1e6:g} s (frames of {spec.time_window_us / 1e3:g} ms x "
+                                 f"{n_channels} channels that fit in the memory available)",
+                         fix="repair or remove this sample")
+    return events
 
 
 def offline(cls):
@@ -161,20 +237,27 @@ def load(name: str, split: str = "train", encoding: dict | None = None, root: st
     spec = TONIC_SETS[name]
     part = "test" if split == "test" else "train"
     base = data_root(root)
-    require_files(spec, base, part)
+    folder = require_files(spec, base, part)
+    check_members(spec, folder, part)
     tonic = import_tonic()
     to_spikes, n_channels, enc = framer(spec, tonic)
+    if encoding and (encoding.get("kind"), encoding.get("dataset")) != (enc["kind"], enc["dataset"]):
+        trained = f"encoding kind {encoding.get('kind')!r}" + (f" of {encoding['dataset']!r}"
+                                                              if encoding.get("dataset") else "")
+        raise InputError(f"the model was trained on another dataset or encoding, not on {spec.name}'s tonic frames",
+                         found=trained, allowed=f"encoding kind {enc['kind']!r} of {spec.name!r}",
+                         fix="run the model on the data it was trained on")
     if encoding and encoding != enc:
-        found = encoding if encoding.get("kind") == enc["kind"] else f"encoding kind {encoding.get('kind')!r}"
-        raise InputError("the model was trained with another framing of this dataset", found=found, allowed=enc,
+        raise InputError("the model was trained with another framing of this dataset", found=encoding, allowed=enc,
                          fix="retrain with this rsnn2chip version")
-    dataset = open_dataset(spec, tonic, base, part)
-    labels = labels_of(spec, dataset)
+    with reading(spec, folder / spec.required[part], f"{spec.name} {part} set, labels"):
+        dataset = open_dataset(spec, tonic, base, part)
+        labels = labels_of(spec, dataset)
     index = np.arange(len(labels)) if part == "test" else carve_validation(labels)[split]
 
     def make(i: int) -> np.ndarray:
-        events, _ = dataset[i]
-        return to_spikes(events)
+        return to_spikes(read_events(spec, dataset, sample_file(spec, dataset, folder, part, i), part, i,
+                                     n_channels))
 
     n_classes = max(spec.n_classes, int(labels.max()) + 1 if labels.size else 0)
     return SpikeData(spec.name, split, LazySamples(index, make), labels[index], n_channels, n_classes,

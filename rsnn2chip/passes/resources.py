@@ -139,9 +139,10 @@ def spike_weights(demand_like: tuple[dict, dict, int, int], spike_counts) -> np.
                              found=counts.size, allowed=f"{n_lif} (LIF neurons) or {n_lif + n_input} (+ inputs)",
                              fix="give one count per neuron, LIF populations first in IR order")
         out[:counts.size] = counts
-    if not np.all(np.isfinite(out)) or out.min(initial=0) < 0:
-        raise ModelError("spike counts must be finite and >= 0", found=f"min {out.min()}",
-                         fix="pass counts of spikes per neuron")
+    bad = np.flatnonzero(~np.isfinite(out) | (out < 0))
+    if bad.size:
+        raise ModelError("spike counts must be finite and >= 0", where=f"source {bad[0]} (LIF neurons, then inputs)",
+                         found=float(out[bad[0]]), fix="pass counts of spikes per neuron")
     return out
 
 

@@ -39,7 +39,6 @@ from rsnn2chip.preflight import check_arch_fits
 from rsnn2chip.safeio import load_yaml
 from rsnn2chip.nn.layers import (DEFAULT_INIT_SCALE, LAYER_NAME, RESERVED_NAMES, check_layer_cfg, check_neuron,
                                   is_positive_int)
-from rsnn2chip.nn.network import ARCH_FORMAT, ARCH_VERSION
 from rsnn2chip.readout import READOUTS
 from rsnn2chip.seeds import SEED_RANGE
 

@@ -91,7 +91,7 @@ def test_targets_lists_the_files(capsys):
     (["compile", "{model}", "--target", "loihi9"], "unknown target"),
     (["run", "{artifact}", "--input", "{bad_input}"], "wrong number of channels"),
     (["run", "{artifact}", "--input", "missing.npy"], "input file not found"),
-    (["report", "{model}"], "not an rsnn2chip artifact"),
+    (["report", "{model}"], "a model file where a compiled network (.r2c) belongs"),
 ])
 def test_user_errors_exit_2_without_traceback(argv, expected, model_and_input, compiled, tmp_path, capsys):
     model, _ = model_and_input

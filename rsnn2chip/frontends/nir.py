@@ -67,6 +67,10 @@ def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:
                               fix="write it with nir.write (nir >= 1.0)") from None
     try:
         g = graph_from_nir(graph, dt=dt, name=path.stem)
+    except ModelError as exc:  # graph_from_nir reads an in-memory graph: the file is named here
+        for problem in exc.problems:
+            problem.file = problem.file or str(path)
+        raise ModelError(problems=exc.problems) from None
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         # nir.read checks node types, not that parameter arrays agree in shape; a file whose arrays do not
         # is malformed input, not a bug here (the named checks of graph_from_nir raise ModelError first).
@@ -427,6 +431,7 @@ class _Importer:
 
     # ---- build
     def build(self) -> nx.DiGraph:
+        self.problems += self.metadata_problems()
         neurons = self.classify()
         for name in self.inputs:
             self.sizes[name] = self.input_size(name)
@@ -460,6 +465,23 @@ class _Importer:
         for note in self.notes:
             warnings.warn(note, stacklevel=3)
         return self.graph
+
+    def metadata_problems(self) -> list[Problem]:
+        """Metadata rsnn2chip's exporter writes, with a value that would change what the graph means."""
+        problems = []
+        delay = self.metadata.get("synaptic_delay_steps", 0)
+        if not (np.ndim(delay) == 0 and isinstance(delay, (int, np.integer)) and delay in (0, 1)):
+            problems.append(Problem("synaptic delay cannot be represented", where="metadata",
+                                    resource="synaptic_delay_steps", found=repr(delay)[:60],
+                                    allowed="0 (NIR's convention: none) or 1 (Loihi's one step, as rsnn2chip "
+                                            "writes)", fix="rsnn2chip projections all have Loihi's one-step delay"))
+        reset = self.metadata.get("reset", b"to zero")
+        reset = reset.decode("utf-8", "replace") if isinstance(reset, bytes) else reset
+        if reset != "to zero":
+            problems.append(Problem("Loihi resets the voltage to zero only", where="metadata", resource="reset",
+                                    found=repr(reset)[:60], allowed="'to zero'",
+                                    fix="train with reset to zero (snnTorch: reset_mechanism='zero')"))
+        return problems
 
     def recorded_conventions(self) -> list[str]:
         """Differences an exporter of rsnn2chip.interop found in the source model, warned again at import."""

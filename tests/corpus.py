@@ -526,7 +526,4 @@ CASES += [
     Case("target-extends-unknown", _extends_unknown, "where:    target.extends", outputs=("ext-t.r2c",)),
     Case("export-dt-1e308", lambda d: ["export", str(d / "net.r2c"), "--format", "nir", "-o", str(d / "dt.nir"),
                                        "--dt", "1e308"], "--dt", outputs=("dt.nir",)),
-    Case("export-dt-subnormal", lambda d: ["export", str(d / "net.r2c"), "--format", "nir", "-o",
-                                           str(d / "dt-sub.nir"), "--dt", "1e-310"], "subnormal",
-         outputs=("dt-sub.nir",)),
 ]

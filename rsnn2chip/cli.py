@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import pkgutil
 import sys
 from contextlib import AbstractContextManager, nullcontext
@@ -37,7 +36,8 @@ class Output:
         self.err = Console(stderr=True, highlight=False)
 
     def json(self, payload) -> None:
-        sys.stdout.write(json.dumps(payload, indent=1, default=str) + "\n")
+        from rsnn2chip.fileio import json_text  # loads NumPy, which the lightest commands start without
+        sys.stdout.write(json_text(payload) + "\n")
 
     def status(self, message: str, quiet: bool | None = None) -> AbstractContextManager:
         """A spinner with ``message`` on stderr while a block runs; nothing when ``quiet`` (default: --json)."""

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import shutil
 import tempfile
@@ -244,3 +246,19 @@ def plain(obj):
     if isinstance(obj, np.generic):
         return obj.item()
     return obj
+
+
+def _finite_or_null(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite_or_null(v) for v in obj]
+    return obj
+
+
+def json_text(obj, indent: int | None = 1) -> str:
+    """``obj`` as strict JSON: numpy values become Python ones (:func:`plain`), and NaN and infinity, which
+    JSON has no spelling for (``json.dumps`` would write ``NaN``, which strict parsers refuse), become null."""
+    return json.dumps(_finite_or_null(plain(obj)), indent=indent, allow_nan=False, default=str)

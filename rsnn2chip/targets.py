@@ -201,9 +201,12 @@ class Target:
         return (self.core, self.synapse_encoding)
 
 
+TARGETS_ENV = "RSNN2CHIP_TARGETS"
+
+
 def targets_dir() -> Path:
     """``$RSNN2CHIP_TARGETS`` or the repository's ``targets/`` folder."""
-    env = os.environ.get("RSNN2CHIP_TARGETS")
+    env = os.environ.get(TARGETS_ENV)
     return Path(env) if env else Path(__file__).resolve().parent.parent / "targets"
 
 
@@ -382,7 +385,12 @@ def _resolve(data: dict, path: Path, chain: tuple[str, ...] = ()) -> dict:
     if not isinstance(parent, str) or not parent:
         raise TargetError("key target.extends must name a target or a .toml path", file=str(path),
                           found=repr(parent), allowed=", ".join(available_targets()))
-    parent_path = _find(parent, relative_to=path.parent)
+    try:
+        parent_path = _find(parent, relative_to=path.parent)
+    except TargetError as exc:  # _find knows the name, not which file asked for it
+        for problem in exc.problems:
+            problem.file, problem.where = str(path), "target.extends"
+        raise TargetError(problems=exc.problems) from None
     key = str(parent_path.resolve())
     if key in chain or str(path.resolve()) == key:
         raise TargetError("target.extends forms a cycle", file=str(path),
@@ -413,7 +421,16 @@ def load_target_file(path: str | Path) -> Target:
 
 
 def available_targets() -> dict[str, Path]:
-    return {p.stem: p for p in sorted(targets_dir().glob("*.toml"))}
+    folder = targets_dir()
+    found = {p.stem: p for p in sorted(folder.glob("*.toml"))}
+    if not found and os.environ.get(TARGETS_ENV):
+        # Set on purpose, so an empty list would only hide a typo in the path.
+        what = "a directory without .toml files" if folder.is_dir() else "a file, not a directory" \
+            if folder.exists() else "no such directory"
+        raise TargetError(f"${TARGETS_ENV} does not name a folder of targets", file=str(folder),
+                          where=f"${TARGETS_ENV}", found=what, allowed="a directory holding target .toml files",
+                          fix=f"point ${TARGETS_ENV} at such a directory, or unset it to use the built-in targets")
+    return found
 
 
 def load_target(name_or_path: str) -> Target:

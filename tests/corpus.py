@@ -427,12 +427,6 @@ def _nested_shared(depth: int) -> list:
     return value
 
 
-if __name__ == "__main__":
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/corpus")
-    for case in build(out):
-        print(case.name)
-
-
 # ---- checkpoints, YAML files and the HRMAS search space (tensor kinds, huge YAML ints, space ranges, --resume)
 
 def _checkpoint_tensor(kind: str, convert):
@@ -707,3 +701,106 @@ CASES += [
         f"shd:{_tonic_root(d, 'shd-intact', _tonic_writers()[0], lambda root: None)}"],
         "trained on 'g.npz', not on 'shd'"),
 ]
+
+
+# ---- NIR and netx frontends, report JSON, targets, export (audit D)
+
+def _nir_edit(d: Path, name: str, key: str, value) -> Path:
+    """A copy of net.nir with dataset ``key`` (under node/) replaced; ``value`` may be a function of the old data."""
+    import shutil
+
+    import h5py
+    shutil.copy(d / "net.nir", d / name)
+    with h5py.File(d / name, "r+") as f:
+        key = f"node/{key}"
+        old = f[key][()] if key in f else None
+        del f[key]
+        f.create_dataset(key, data=value(old) if callable(value) else value)
+    return d / name
+
+
+def _netx_edit(d: Path, name: str, layer: int, key: str, value) -> Path:
+    """net.r2c exported as netx (dense_rec 6->12, dense 12->3), with dataset ``key`` of ``layer`` replaced."""
+    import shutil
+    import warnings
+
+    import h5py
+
+    from rsnn2chip import artifact
+    from rsnn2chip.exporters import exporter
+    if not (d / "net.net").exists():
+        art = artifact.load(d / "net.r2c")
+        with warnings.catch_warnings():  # the export warns that it re-quantized; not what these cases are about
+            warnings.simplefilter("ignore")
+            exporter("netx").export(art.graph, d / "net.net", target=art.target)
+    shutil.copy(d / "net.net", d / name)
+    with h5py.File(d / name, "r+") as f:
+        key = f"layer/{layer}/{key}"
+        old = f[key][()] if key in f else None
+        if key in f:
+            del f[key]
+        f.create_dataset(key, data=value(old) if callable(value) else value)
+    return d / name
+
+
+def _with_first(value):
+    def edit(old):
+        new = np.array(old, dtype=np.float64)
+        new.flat[0] = value
+        return new
+    return edit
+
+
+def _compile(path: Path, out: str) -> list[str]:
+    return ["compile", str(path), "-o", str(path.parent / out)]
+
+
+def _extends_unknown(d: Path) -> list[str]:
+    (d / "extends.toml").write_text('[target]\nname = "t"\nextends = "nonexist"\n')
+    return ["compile", str(d / "model.pt"), "--target", str(d / "extends.toml"), "-o", str(d / "ext-t.r2c")]
+
+
+CASES += [
+    Case("nir-complex-weight", lambda d: _compile(_nir_edit(d, "cplx.nir", "nodes/hidden0->output/weight",
+                                                            lambda w: w.astype(np.complex128) + 1j), "cplx.r2c"),
+         "must be real numbers", outputs=("cplx.r2c",)),
+    Case("nir-weight-1e300", lambda d: _compile(_nir_edit(d, "w1e300.nir", "nodes/hidden0->output/weight",
+                                                          lambda w: w * 1e300), "w1e300.r2c"),
+         "weights too large to quantize", outputs=("w1e300.r2c",)),
+    Case("nir-type-bogus", lambda d: _compile(_nir_edit(d, "bogus.nir", "nodes/hidden0->output/type", b"Bogus"),
+                                              "bogus.r2c"), "unknown NIR node type", outputs=("bogus.r2c",)),
+    Case("nir-type-int", lambda d: _compile(_nir_edit(d, "inttype.nir", "nodes/hidden0->output/type", 7),
+                                            "inttype.r2c"), "unknown NIR node type", outputs=("inttype.r2c",)),
+    Case("nir-metadata-reset-subtract", lambda d: _compile(_nir_edit(d, "subtract.nir", "metadata/reset",
+                                                                     b"subtract"), "subtract.r2c"),
+         "resets the voltage to zero only", outputs=("subtract.r2c",)),
+    Case("nir-metadata-delay-5", lambda d: _compile(_nir_edit(d, "delay5.nir", "metadata/synaptic_delay_steps", 5),
+                                                    "delay5.r2c"), "synaptic delay cannot be represented",
+         outputs=("delay5.r2c",)),
+    Case("netx-nan-weight", lambda d: _compile(_netx_edit(d, "nanw.net", 1, "weight", _with_first(np.nan)),
+                                               "nanw-netx.r2c"), "nan", outputs=("nanw-netx.r2c",)),
+    Case("netx-weight-1e30", lambda d: _compile(_netx_edit(d, "bigw.net", 1, "weight", _with_first(1e30)),
+                                                "bigw.r2c"), "cannot convert to integers", outputs=("bigw.r2c",)),
+    Case("netx-nan-bias", lambda d: _compile(_netx_edit(d, "nanb.net", 1, "bias", np.array([np.nan, 0, 0])),
+                                             "nanb.r2c"), "bias holds values netx cannot convert",
+         outputs=("nanb.r2c",)),
+    Case("netx-complex-bias", lambda d: _compile(_netx_edit(d, "cplxb.net", 1, "bias", np.zeros(3, np.complex128)),
+                                                 "cplxb.r2c"), "bias must hold real numbers", outputs=("cplxb.r2c",)),
+    Case("netx-bias-length", lambda d: _compile(_netx_edit(d, "bias7.net", 1, "bias", np.zeros(7)), "bias7.r2c"),
+         "the layer has 3 neurons", outputs=("bias7.r2c",)),
+    Case("netx-weight-rec-shape", lambda d: _compile(_netx_edit(d, "rec.net", 0, "weight_rec",
+                                                                np.zeros((12, 5), np.float32)), "rec.r2c"),
+         "(12, 12): 12 neurons x its own 12 outputs", outputs=("rec.r2c",)),
+    Case("netx-weight-3d", lambda d: _compile(_netx_edit(d, "w3d.net", 1, "weight", lambda w: w[:, :, None]),
+                                              "w3d.r2c"), "must be a matrix", outputs=("w3d.r2c",)),
+    Case("target-extends-unknown", _extends_unknown, "where:    target.extends", outputs=("ext-t.r2c",)),
+    Case("export-dt-1e308", lambda d: ["export", str(d / "net.r2c"), "--format", "nir", "-o", str(d / "dt.nir"),
+                                       "--dt", "1e308"], "--dt", outputs=("dt.nir",)),
+]
+
+
+# Last: the blocks above add to CASES.
+if __name__ == "__main__":
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else "build/corpus")
+    for case in build(out):
+        print(case.name)

@@ -430,3 +430,36 @@ def test_search_into_the_current_directory_keeps_its_files(corpus_dir, tmp_path,
     assert (here / "precious.txt").read_text() == "mine"
     assert (here / "arch.yaml").is_file() and (here / "model.pt").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["here", "tiny-space.yaml"]
+
+
+# ---- audit D: cases that do not fit corpus.Case (an environment variable; output that must stay valid)
+
+@pytest.mark.parametrize("kind", ["missing", "file", "empty"])
+def test_a_targets_folder_that_holds_no_target_is_refused(kind, tmp_path, monkeypatch, capsys):
+    """An explicitly set $RSNN2CHIP_TARGETS printed an empty table: a typo in the path went unnoticed."""
+    folder = {"missing": tmp_path / "nonexistent", "file": tmp_path / "file", "empty": tmp_path}[kind]
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("RSNN2CHIP_TARGETS", str(folder))
+    assert _cli(["targets"]) == 2
+    err = capsys.readouterr().err
+    assert "$RSNN2CHIP_TARGETS" in err and str(folder) in err and "Traceback" not in err, err
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_report_json_stays_strict_json_when_a_number_is_not_finite(corpus_dir, capsys):
+    """A NaN in the report was written as the bare word NaN, which strict JSON parsers refuse."""
+    def nan_loss(manifest):
+        manifest["ir"]["populations"][1]["quant_stats"]["params"][0]["max_rel_error"] = float("nan")
+    path = corpus.crafted_artifact("nan-stats.r2c", edit_manifest=nan_loss)(corpus_dir)
+    capsys.readouterr()
+    assert _cli(["report", str(path), "--json"]) == 0
+    printed = capsys.readouterr().out
+    assert "NaN" not in printed and "null" in printed
+    _strict_json(printed)
+    assert _cli(["report", str(path), "--format", "json", "-o", str(corpus_dir / "nan-report")]) == 0
+    _strict_json((corpus_dir / "nan-report" / "report.json").read_text())

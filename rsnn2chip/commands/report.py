@@ -1,5 +1,4 @@
 import io
-import json
 import os
 from pathlib import Path
 
@@ -8,7 +7,7 @@ from rich.console import Console
 from rsnn2chip import activity, argtypes, artifact
 from rsnn2chip.errors import InputError
 from rsnn2chip.report import build
-from rsnn2chip.fileio import atomic_directory, atomic_write_bytes as write_file
+from rsnn2chip.fileio import atomic_directory, atomic_write_bytes as write_file, json_text
 from rsnn2chip.viz import figures, html, text
 
 HELP = ("report a compiled network: per-core utilisation, quantization diagnostics, inter-core traffic, "
@@ -76,7 +75,7 @@ def write_json(rep: dict, act, args, out, out_dir: Path | None) -> Path | None:
     if out_dir is None:
         return None
     _pictures(rep, act, out_dir, _image_formats(args.image_formats))
-    write_file(out_dir / "report.json", json.dumps(rep, indent=1).encode())
+    write_file(out_dir / "report.json", json_text(rep).encode())
     return out_dir / "report.json"
 
 

@@ -78,6 +78,18 @@ def _unused(name: str, taken) -> str:
     return candidate
 
 
+def check_dt(dt: float, neurons: dict) -> None:
+    """The time constants ``dt / decay`` are normal floats: not infinite (so the importer reads them back),
+    not subnormal (where the importer's ``dt / tau`` would lose the decays' precision)."""
+    decays = [d for n in neurons.values() for d in (n.current_decay, n.voltage_decay)]
+    smallest = float(min((np.min(d) for d in decays), default=1.0))
+    lo, hi = float(np.finfo(np.float64).tiny), float(np.finfo(np.float64).max) * smallest
+    if not lo <= dt <= hi:
+        raise InputError("the time step makes the exported time constants (dt / decay) infinite or subnormal",
+                         where="--dt", found=dt, allowed=f"{lo:.3g} .. {hi:.3g} s (smallest decay {smallest:.3g})",
+                         fix=f"pass the time step the model was trained with (default {DEFAULT_DT:g} s)")
+
+
 def to_nir(graph: nx.DiGraph, dt: float = DEFAULT_DT, values: str = "float"):
     """The IR as an in-memory ``nir.NIRGraph``."""
     import nir
@@ -99,6 +111,7 @@ def to_nir(graph: nx.DiGraph, dt: float = DEFAULT_DT, values: str = "float"):
                                             "Euler-discretised ODE cannot carry with a finite input gain"))
     if problems:
         raise ModelError(problems=problems)
+    check_dt(dt, neurons)
     nodes, edges = {}, []
     for pop in ir.populations(graph):
         if pop.kind == "input":

@@ -42,6 +42,9 @@ NEURON_TYPES = ("CUBA", "LOIHI")
 SUPPORTED_LAYERS = ("input", "dense", "dense_rec")
 # Lava's Dense process keeps at most 8 weight bits (Loihi's synapse width).
 MAX_WEIGHT_BITS = 8
+# netx hands weights and biases to Lava as integers (8-bit weights, 13-bit bias mantissas); a magnitude
+# beyond this cannot be meant, and beyond int64 NumPy's conversion wraps it to -2**63.
+NETX_INT_LIMIT = 1 << 31
 
 
 # --------------------------------------------------------------------------- sniff
@@ -241,8 +244,9 @@ class _Reader:
         fixed = read_neuron(group.get("neuron"), where, self.problems)
         bias = self.read_bias(group, where, size)
         name = f"layer{index}"
-        if fixed is None or bias is None or not self.shapes_ok(incoming, size, where):
-            self.prev, self.prev_size = name, size  # keep walking so every problem is reported at once
+        if fixed is None or bias is None or not self.shapes_ok(incoming, name, size, where) or self.problems:
+            # Keep walking so every problem is reported at once, but build nothing on a refused layer.
+            self.prev, self.prev_size = name, size
             return
         fixed.bias_mant = param_array(bias, np.int64)
         ir.add_population(self.graph, prequantized_population(name, size, fixed))
@@ -254,31 +258,71 @@ class _Reader:
                 ir.add_projection(self.graph, prequantized_projection(pre, name, w, weight_exp))
         self.prev, self.prev_size = name, size
 
-    def shapes_ok(self, incoming, size, where) -> bool:
+    def shapes_ok(self, incoming, name: str, size: int, where: str) -> bool:
         ok = True
         for pre, w in incoming.items():
-            cols = self.prev_size if pre == self.prev else size
+            if w is None:  # refused when read
+                ok = False
+                continue
+            recurrent = pre == name
+            cols = size if recurrent else self.prev_size
             if w.shape != (size, cols):
+                inputs = f"its own {cols} outputs" if recurrent else f"the {cols} outputs of the layer before ({pre})"
                 self.problems.append(Problem("weight shape does not match the layer sizes", where=where,
-                                             resource="weight", found=w.shape, allowed=(size, cols)))
+                                             resource="weight_rec" if recurrent else "weight", found=w.shape,
+                                             allowed=f"{(size, cols)}: {size} neurons x {inputs}"))
                 ok = False
         return ok
 
     def read_bias(self, group, where: str, size: int) -> np.ndarray | None:
         if "bias" not in group:
             return np.zeros(1, np.int64)
-        bias = netx_int(group["bias"][()]).ravel()
+        bias = self.integers(group, "bias", where)
+        if bias is None:
+            return None
+        bias = bias.ravel()
         lo, hi = fx.BIAS_MANT_RANGE
-        if bias.size not in (1, size) or bias.min() < lo or bias.max() > hi:
+        if bias.size not in (1, size):
+            self.problems.append(Problem("bias length does not match the layer", where=where, resource="bias",
+                                         found=f"{bias.size} values", allowed=f"1 or {size} (the layer has {size} "
+                                                                              "neurons)"))
+            return None
+        if bias.min() < lo or bias.max() > hi:
             self.problems.append(Problem("bias cannot be represented", where=where, resource="bias",
                                          found=f"{bias.size} values in {bias.min()}..{bias.max()}",
                                          allowed=f"1 or {size} integers in {lo}..{hi} (bias_exp {NETX_BIAS_EXP})"))
             return None
         return bias
 
-    def weights(self, group, key: str, rows: int) -> np.ndarray:
-        w = netx_int(group[key][()])
-        return w.reshape(rows, -1) if w.ndim == 1 else w.reshape(w.shape[:2])
+    def integers(self, group, key: str, where: str) -> np.ndarray | None:
+        """A dataset as netx's ``.astype(int)`` reads it, once it holds real, finite numbers an integer can hold."""
+        values = np.asarray(group[key][()])
+        if values.dtype.kind not in "biuf":
+            self.problems.append(Problem(f"{key} must hold real numbers", where=where, resource=key,
+                                         found=str(values.dtype), allowed="float or integer values"))
+            return None
+        bad = ~np.isfinite(values) | (np.abs(values.astype(np.float64)) >= NETX_INT_LIMIT)
+        if bad.any():
+            self.problems.append(Problem(f"{key} holds values netx cannot convert to integers", where=where,
+                                         resource=key, found=f"{values[bad].ravel()[0]!r} ({int(bad.sum())} of "
+                                                                                      f"{values.size} values)",
+                                         allowed=f"finite values of magnitude below {NETX_INT_LIMIT:,}",
+                                         fix="export the network again from a model with finite, quantized "
+                                             "parameters (slayer's quantize_8bit)"))
+            return None
+        return netx_int(values)
+
+    def weights(self, group, key: str, rows: int, where: str) -> np.ndarray | None:
+        w = self.integers(group, key, where)
+        if w is None:
+            return None
+        if w.ndim > 2:
+            # netx reshapes only a 1-d weight (to rows x inputs); Lava's Dense takes a matrix.
+            self.problems.append(Problem(f"{key} of a dense layer must be a matrix", where=where, resource=key,
+                                         found=f"shape {w.shape}", allowed=f"2-d ({rows}, inputs), or 1-d",
+                                         fix="write the dense weights as an (outputs, inputs) matrix"))
+            return None
+        return w.reshape(rows, -1)
 
 
 def _read_input(r: _Reader, index: int, group) -> None:
@@ -300,17 +344,18 @@ def _read_input(r: _Reader, index: int, group) -> None:
 
 def _read_dense(r: _Reader, index: int, group) -> None:
     size = int(np.prod(group["shape"][()]))
-    w = r.weights(group, "weight", size)
-    r.ensure_input(w.shape[1])
+    w = r.weights(group, "weight", size, r.where(index, "dense"))
+    r.ensure_input(w.shape[1] if w is not None else 0)
     r.add_layer(index, "dense", group, {r.prev: w})
 
 
 def _read_dense_rec(r: _Reader, index: int, group) -> None:
     size = int(np.prod(group["shape"][()]))
-    w = r.weights(group, "weight", size)
-    r.ensure_input(w.shape[1])
+    where = r.where(index, "dense_rec")
+    w = r.weights(group, "weight", size, where)
+    r.ensure_input(w.shape[1] if w is not None else 0)
     # Order matters: netx concatenates input then recurrent weights for its shared exponent.
-    r.add_layer(index, "dense_rec", group, {r.prev: w, f"layer{index}": r.weights(group, "weight_rec", size)})
+    r.add_layer(index, "dense_rec", group, {r.prev: w, f"layer{index}": r.weights(group, "weight_rec", size, where)})
 
 
 LAYER_READERS = {"input": _read_input, "dense": _read_dense, "dense_rec": _read_dense_rec}
@@ -346,6 +391,8 @@ def load(path: str | Path) -> nx.DiGraph:
     check_hdf5(path, "netx file")
     try:
         reader = _read_layers(path)
+    except ModelError as exc:  # netx_layer_weights' refusals know the layer, not the file
+        raise ModelError(problems=[_with_file(p, path) for p in exc.problems]) from None
     except HDF5_READ_ERRORS as exc:
         raise CheckpointError(f"cannot read netx file ({type(exc).__name__}: {exc})", file=str(path),
                               fix="export it again with netx.hdf5 or rsnn2chip export --format netx") from None

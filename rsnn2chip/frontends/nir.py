@@ -59,6 +59,7 @@ def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:
     path = Path(path)
     check_hdf5(path, "NIR file")
     check_nir_version(path)
+    check_nir_nodes(path)
     try:
         graph = nir.read(path)
     except Exception as exc:  # noqa: BLE001 - nir raises many kinds on malformed files
@@ -66,6 +67,10 @@ def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:
                               fix="write it with nir.write (nir >= 1.0)") from None
     try:
         g = graph_from_nir(graph, dt=dt, name=path.stem)
+    except ModelError as exc:  # graph_from_nir reads an in-memory graph: the file is named here
+        for problem in exc.problems:
+            problem.file = problem.file or str(path)
+        raise ModelError(problems=exc.problems) from None
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         # nir.read checks node types, not that parameter arrays agree in shape; a file whose arrays do not
         # is malformed input, not a bug here (the named checks of graph_from_nir raise ModelError first).
@@ -91,6 +96,50 @@ def check_nir_version(path: Path) -> None:
         raise CheckpointError("unsupported NIR file version", file=str(path), where="version",
                               found=repr(raw)[:60], allowed=f"{SUPPORTED_NIR_MAJOR}.x",
                               fix="write the file with nir 1.x (nir.write)")
+
+
+SUPPORTED_NODES = "Input, Output, Affine, Linear, LIF, CubaLIF, LI (and nested graphs of them)"
+
+
+def check_nir_nodes(path: Path) -> None:
+    """What nir.read would fail on without naming it, or read wrongly: a node whose type is not a NIR node
+    type (nir only asserts), and a complex array (NumPy would drop its imaginary part)."""
+    import h5py
+    import nir
+
+    problems: list[Problem] = []
+
+    def visit(group, name: str) -> None:
+        where = f"node {name or '(top-level graph)'}"
+        raw = group["type"][()] if isinstance(group.get("type"), h5py.Dataset) else None
+        ntype = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        cls = getattr(nir, ntype, None) if isinstance(ntype, str) else None
+        if not (isinstance(cls, type) and issubclass(cls, nir.NIRNode) and cls is not nir.NIRNode):
+            problems.append(Problem("unknown NIR node type", file=str(path), where=where, resource="type",
+                                    found=repr(raw)[:60], allowed=f"a NIR node type; rsnn2chip reads {SUPPORTED_NODES}",
+                                    fix="write the file with nir.write from nir's own node classes"))
+        metadata = group.get("metadata")
+        arrays = [*group.items(), *((f"metadata/{k}", v) for k, v in metadata.items())] \
+            if isinstance(metadata, h5py.Group) else group.items()
+        for key, item in arrays:
+            if isinstance(item, h5py.Dataset) and item.dtype.kind == "c":
+                problems.append(Problem("NIR parameters must be real numbers", file=str(path), where=where,
+                                        resource=key, found=f"{item.dtype} (complex)", allowed="float or integer",
+                                        fix="write real-valued parameters; a complex value's imaginary part "
+                                            "would be lost"))
+        if ntype == "NIRGraph" and isinstance(group.get("nodes"), h5py.Group):
+            for child, item in group["nodes"].items():
+                if isinstance(item, h5py.Group):
+                    visit(item, name + SEP + child if name else child)
+
+    try:
+        with h5py.File(path, "r") as f:
+            visit(f["node"], "")
+    except (*HDF5_READ_ERRORS, RecursionError) as exc:  # RecursionError: graphs nested thousands deep
+        raise CheckpointError(f"cannot read NIR file ({type(exc).__name__}: {exc})", file=str(path),
+                              fix="write it with nir.write (nir >= 1.0)") from None
+    if problems:
+        raise CheckpointError(problems=problems)
 
 
 def resolve_dt(nir_graph, dt: float | None) -> float:
@@ -286,8 +335,7 @@ class _Importer:
                       or name in self.identities):
                 self.problems.append(Problem("unsupported NIR node type", where=self.where(name),
                                              found=type(node).__name__,
-                                             allowed="Input, Output, Affine, Linear, LIF, CubaLIF, LI (and nested "
-                                                     "graphs of them)",
+                                             allowed=SUPPORTED_NODES,
                                              fix="rsnn2chip deploys dense CUBA-LIF networks; convert or remove it"))
         return neurons
 
@@ -383,6 +431,7 @@ class _Importer:
 
     # ---- build
     def build(self) -> nx.DiGraph:
+        self.problems += self.metadata_problems()
         neurons = self.classify()
         for name in self.inputs:
             self.sizes[name] = self.input_size(name)
@@ -416,6 +465,23 @@ class _Importer:
         for note in self.notes:
             warnings.warn(note, stacklevel=3)
         return self.graph
+
+    def metadata_problems(self) -> list[Problem]:
+        """Metadata rsnn2chip's exporter writes, with a value that would change what the graph means."""
+        problems = []
+        delay = self.metadata.get("synaptic_delay_steps", 0)
+        if not (np.ndim(delay) == 0 and isinstance(delay, (int, np.integer)) and delay in (0, 1)):
+            problems.append(Problem("synaptic delay cannot be represented", where="metadata",
+                                    resource="synaptic_delay_steps", found=repr(delay)[:60],
+                                    allowed="0 (NIR's convention: none) or 1 (Loihi's one step, as rsnn2chip "
+                                            "writes)", fix="rsnn2chip projections all have Loihi's one-step delay"))
+        reset = self.metadata.get("reset", b"to zero")
+        reset = reset.decode("utf-8", "replace") if isinstance(reset, bytes) else reset
+        if reset != "to zero":
+            problems.append(Problem("Loihi resets the voltage to zero only", where="metadata", resource="reset",
+                                    found=repr(reset)[:60], allowed="'to zero'",
+                                    fix="train with reset to zero (snnTorch: reset_mechanism='zero')"))
+        return problems
 
     def recorded_conventions(self) -> list[str]:
         """Differences an exporter of rsnn2chip.interop found in the source model, warned again at import."""

@@ -49,6 +49,10 @@ class QuantizationConfig:
 # change them.
 PREQUANTIZED = "prequantized"
 
+# Trained float weights are of order one. Far beyond, the quantizer's arithmetic breaks down: the sums of
+# squares behind its error statistics (and the report's) overflow float64 (1.8e308), turning them into NaN.
+MAX_WEIGHT_MAGNITUDE = 1e100
+
 
 def is_prequantized(stats: dict | None) -> bool:
     return bool(stats and stats.get(PREQUANTIZED))
@@ -78,6 +82,17 @@ def check_neuron(pop: ir.Population) -> list[Problem]:
                                     found=f"{np.unique(values).size} different values",
                                     allowed=f"one value ({pop.model.name})", fix=f"give {spec.name} a single value"))
     return problems
+
+
+def check_weights(proj: ir.Projection) -> list[Problem]:
+    """Float weights too large for the quantizer's float arithmetic (see MAX_WEIGHT_MAGNITUDE)."""
+    largest = float(np.abs(proj.weight.data).max(initial=0.0))
+    if largest <= MAX_WEIGHT_MAGNITUDE:
+        return []
+    return [Problem("weights too large to quantize", where=f"projection {proj.name}", resource="weight",
+                    found=f"largest |weight| {largest:.3g}", allowed=f"|weight| <= {MAX_WEIGHT_MAGNITUDE:g}",
+                    fix="the weights diverged in training or are in other units than the thresholds: retrain, "
+                        "or rescale weights and thresholds together")]
 
 
 def quantize_neuron(neuron: ParamArrays, scale: float) -> tuple[ParamArrays, list[dict]]:
@@ -137,6 +152,8 @@ def quantize(graph: nx.DiGraph, target: Target, cfg: QuantizationConfig = Quanti
     """Quantize every LIF population and projection in place, keeping pre-quantized ones (see PREQUANTIZED);
     raises with all bad parameters at once."""
     problems = [p for pop in ir.populations(graph, "lif") for p in check_neuron(pop)]
+    problems += [p for proj in ir.projections(graph) if proj.quant is None or not is_prequantized(proj.quant.stats)
+                 for p in check_weights(proj)]
     if problems:
         raise ModelError(problems=problems)
     for pop in ir.populations(graph, "lif"):

@@ -89,26 +89,35 @@ def test_reference_batch_equals_each_sample_alone():
 
 
 @pytest.mark.parametrize("density", [0.05, 0.9])
-def test_reference_synaptic_kernel_equals_the_integer_product(density):
-    """The compiled sum, dense or CSR, is NumPy's exact integer product, shifted per part as Lava shifts sums."""
+@pytest.mark.parametrize("grid", [1, 2])
+@pytest.mark.parametrize("binary", [False, True])
+def test_reference_synaptic_kernel_equals_the_integer_product(density, grid, binary):
+    """The compiled sum, dense (int16, or int8 where every mantissa is even) or CSR, is NumPy's exact integer
+    product, shifted per part as Lava shifts sums; binary spikes take the four-rows-a-pass path, payloads not."""
     import scipy.sparse as sp
 
-    from rsnn2chip.backends.reference import _Stack, accumulate
+    from rsnn2chip.backends.reference import _Stack, accumulate, narrowest_rows
     from rsnn2chip.jit import compiled
 
     rng = np.random.default_rng(int(density * 100))
     n_source, rows = 60, 50
     matrix = sp.random(n_source, rows, density=density, format="csr", random_state=rng,
-                       data_rvs=lambda k: rng.integers(-256, 255, k)).astype(np.int64)
+                       data_rvs=lambda k: rng.integers(-256 // grid, 255 // grid, k) * grid).astype(np.int64)
     parts = np.array([(0, 0, 20, -3), (20, 30, 60, 2)], np.int64)  # second part: global rows 30..59
-    spikes = rng.integers(-127, 128, (4, n_source)) * (rng.random((4, n_source)) < 0.5)
+    spikes = (rng.integers(-127, 128, (4, n_source)) * (rng.random((4, n_source)) < 0.5))
+    if binary:
+        spikes = (spikes != 0).astype(np.int64)
     expected = np.zeros((4, 60), np.int64)
     full = spikes @ matrix.toarray()
     expected[:, 0:20] += full[:, 0:20] >> 3
     expected[:, 30:60] += full[:, 20:50] << 2
-    for weights in (matrix.toarray().astype(np.int16), matrix):
+    dense, shift = narrowest_rows(matrix.toarray().astype(np.int16))
+    assert (dense.dtype, shift) == ((np.int8, 1) if grid == 2 else (np.int16, 0))
+    for weights, part_shift in ((dense, shift), (matrix, 0)):
         for acc_type in (np.int32, np.int64):
             a_in = np.zeros((4, 60), np.int64)
-            _Stack("input", weights, parts, np.zeros(rows, acc_type)).add_to(spikes, a_in)
+            shifted = parts + np.array([0, 0, 0, part_shift])
+            _Stack("input", weights, shifted, np.zeros(rows, acc_type), np.zeros(n_source, np.int64)).add_to(
+                spikes, a_in)
             np.testing.assert_array_equal(a_in, expected)
     assert compiled(accumulate) is compiled(accumulate)  # compiled once per process

@@ -51,10 +51,12 @@ def sim_speed(d: dict) -> str:
         "Same compiled network (input 16 -> recurrent N -> readout 10, random weights), same input, one sample "
         "in Lava (`Loihi2SimCfg`, `fixed_pt`; wall time includes building the processes) and in the reference "
         f"backend; batched: {d['batch']} samples at once in the reference. Each figure is the best of "
-        f"{d.get('repeats', 1)} runs. The reference's first call in a process (compiling its kernels, or loading "
+        f"{d.get('repeats', 1)} runs, the three kinds of run taking turns. The reference's first call in a process (compiling its kernels, or loading "
         f"them from numba's disk cache) took {d.get('reference_first_call_s', float('nan')):.2f} s and is not in "
         "the table. The batch gain is small at 1,034 neurons because one sample no longer waits on Python: a batch "
-        "sums each sample's senders in turn, the same work per sample (docs/backends.md).", "",
+        "sums each sample's senders in turn, the same work per sample (docs/backends.md). On this shared 2-core "
+        "machine the one-sample figure at 1,034 neurons varies most from one run of the script to the next, and "
+        "the batch gain with it.", "",
         f"Command: `.venv/bin/{d['command']}`", "",
         table(["neurons", "Lava processes", "Lava steps/s", "reference steps/s", "ratio", "reference batched "
                "sample-steps/s", "ratio", "batch gain", "spikes identical"], rows), ""])

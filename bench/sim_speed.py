@@ -3,7 +3,7 @@
 For each network size it compiles a random RSNN (input -> recurrent -> readout),
 runs the same input through both backends, checks the spikes are identical,
 and reports steps per second and the ratio. Each figure is the best of
-``--repeats`` runs (the machine is shared); Lava's includes building its
+``--repeats`` runs, the three kinds of run taking turns (the machine is shared); Lava's includes building its
 processes, the reference's its own preparation (stacking the weights). The
 reference's first call in a process, which compiles its kernels or loads them
 from numba's disk cache, is reported apart. Writes bench/results/sim_speed.json.
@@ -48,9 +48,15 @@ def main() -> None:
     from rsnn2chip.backends.lava import process_count
     from rsnn2chip.backends.plan import lower
 
-    def best(backend: str, art, x) -> tuple[float, object]:
-        results = [run(art, x, args.steps, backend=backend) for _ in range(args.repeats)]
-        return min(r.wall_s for r in results), results[0]
+    def best_interleaved(art, x) -> dict[str, tuple[float, object]]:
+        """Best wall time and a result of each run, the three runs taking turns in every repeat, so that a busy
+        spell on the shared machine slows all of them rather than one."""
+        runs = {"reference": x[:1], "lava": x[:1], "reference_batched": x}
+        results = {name: [] for name in runs}
+        for _ in range(args.repeats):
+            for name, inputs in runs.items():
+                results[name].append(run(art, inputs, args.steps, backend=name.removesuffix("_batched")))
+        return {name: (min(r.wall_s for r in rs), rs[0]) for name, rs in results.items()}
 
     rows, first_call_s = [], None
     for size in args.sizes:
@@ -58,9 +64,8 @@ def main() -> None:
         x = (np.random.default_rng(size).random((args.batch, args.steps, 16)) < 0.2).astype(np.int8)
         if first_call_s is None:
             first_call_s = run(art, x[:1], args.steps, backend="reference").wall_s
-        ref1_s, ref1 = best("reference", art, x[:1])
-        lava_s, lava = best("lava", art, x[:1])
-        ref_batch_s, _ = best("reference", art, x)
+        timed = best_interleaved(art, x)
+        (ref1_s, ref1), (lava_s, lava), (ref_batch_s, _) = timed["reference"], timed["lava"], timed["reference_batched"]
         identical = first_divergence(ref1, lava) is None
         row = {"neurons": size + 10, "steps": args.steps, "lava_processes": process_count(lower(art.graph)),
                "lava_steps_per_s": args.steps / lava_s,

@@ -46,11 +46,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+MAX_LEARNING_RATE = 10.0  # beyond it Adam diverges on every network this tool trains
+
+
 def learning_rate(text: str) -> float:
-    """A learning rate in (0, 10]: beyond that Adam diverges on every network this tool trains."""
+    """A learning rate in (0, :data:`MAX_LEARNING_RATE`]."""
     value = _number(text, float)
-    if not 0 < value <= 10:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 10], got {value:g}")
+    if not 0 < value <= MAX_LEARNING_RATE:
+        raise argparse.ArgumentTypeError(f"must lie in (0, {MAX_LEARNING_RATE:g}], got {value:g}")
     return value
 
 

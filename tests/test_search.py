@@ -142,6 +142,9 @@ def test_alpha_and_weight_parameters_partition_the_supernet():
     ({"search": {"temperature_end": 0.0}}, "search.temperature_end must be > 0"),
     ({"search": {"temperature_start": float("inf")}}, "bad value for search.temperature_start"),
     ({"search": {"lr": float("nan")}}, "bad value for search.lr"),
+    ({"search": {"lr": 0}}, "search.lr is a learning rate"),
+    ({"search": {"alpha_lr": 1e6}}, "search.alpha_lr is a learning rate"),
+    ({"retrain": {"lr": 0.0}}, "retrain.lr is a learning rate"),
     ({"retrain": {"init": "warm"}}, "unknown retrain.init"),
     ({"layers": [{"type": "lif_recurrent", "name": "hidden", "size": 8, "neuron": NEURON}]}, "nothing to search"),
 ])

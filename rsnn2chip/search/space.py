@@ -40,6 +40,7 @@ from rsnn2chip.safeio import load_yaml
 from rsnn2chip.nn.layers import (DEFAULT_INIT_SCALE, LAYER_NAME, RESERVED_NAMES, check_layer_cfg, check_neuron,
                                   is_positive_int)
 from rsnn2chip.readout import READOUTS
+from rsnn2chip.argtypes import MAX_LEARNING_RATE
 from rsnn2chip.seeds import SEED_RANGE
 
 SPACE_FORMAT = "rsnn2chip.search-space"
@@ -311,6 +312,13 @@ def space_from_dict(raw, file: str | None = None) -> Space:
         problems.append(Problem("search.alpha_betas are Adam's decay rates, each in [0, 1)",
                                 where="space.search.alpha_betas", found=list(search.alpha_betas),
                                 allowed="0 <= beta < 1", fix="DARTS uses [0.5, 0.999]"))
+    for section, key in (("search", "lr"), ("search", "alpha_lr"), ("retrain", "lr")):
+        value = getattr(sections[section], key)
+        if not 0 < value <= MAX_LEARNING_RATE:  # 0 would train nothing and report it as a result
+            problems.append(Problem(f"{section}.{key} is a learning rate: it must lie in (0, {MAX_LEARNING_RATE:g}]",
+                                    where=f"space.{section}.{key}", found=value,
+                                    allowed=f"0 < {key} <= {MAX_LEARNING_RATE:g}, as --lr",
+                                    fix=f"the default is {getattr(type(sections[section])(), key):g}"))
     if not SEED_RANGE[0] <= search.seed <= SEED_RANGE[1]:
         problems.append(Problem("search.seed is out of range", where="space.search.seed", found=search.seed,
                                 allowed=f"an integer in {SEED_RANGE[0]}..{SEED_RANGE[1]} (as --seed)",

@@ -497,6 +497,7 @@ CASES += [
          "line 2, column 13", outputs=("trained.pt",)),
     _space_case("alpha-betas-2", "search", {"alpha_betas": [2, 3]}, "search.alpha_betas"),
     _space_case("seed-2e70", "search", {"seed": 2 ** 70}, "search.seed is out of range"),
+    _space_case("lr-zero", "search", {"lr": 0}, "search.lr is a learning rate"),
     _space_case("tau-range-reversed", "ip", {"tau_range": [50, 1]}, "ip.tau_range"),
     _space_case("gain-range-empty", "ip", {"gain_range": [0, 0]}, "ip.gain_range"),
     _space_case("temperature-rising", "search", {"temperature_start": 0.01, "temperature_end": 5.0},
@@ -513,7 +514,28 @@ CASES += [
     Case("search-resume-state-incomplete", lambda d: _finished_search(
         d, "search-bad-state", "search_state.pt", lambda p: _torch_save(p, {"format": "rsnn2chip.search-state"})),
         "search checkpoint lacks entries"),
+    Case("search-resume-state-wrong-shape", lambda d: _finished_search(
+        d, "search-state-shape", "search_state.pt",
+        _tampered_state(lambda s: s["model"].update({next(iter(s["model"])): __import__("torch").zeros(3)}))),
+        "search checkpoint does not fit this search"),
+    Case("search-resume-state-nan", lambda d: _finished_search(
+        d, "search-state-nan", "search_state.pt",
+        _tampered_state(lambda s: next(v for v in s["model"].values() if v.is_floating_point()).fill_(float("nan")))),
+        "search checkpoint holds NaN or infinity"),
+    Case("search-resume-state-step-beyond", lambda d: _finished_search(
+        d, "search-state-step", "search_state.pt", _tampered_state(lambda s: s.update(step=10 ** 9))),
+        "search checkpoint's progress is out of range"),
 ]
+
+
+def _tampered_state(change: Callable[[dict], object]) -> Callable[[Path], None]:
+    """Rewrites a search checkpoint with ``change`` applied to its loaded payload."""
+    def write(path: Path) -> None:
+        import torch
+        state = torch.load(path, weights_only=True)
+        change(state)
+        _torch_save(path, state)
+    return write
 
 
 # ---- output-path safety: an output that is an input or another output, a directory without a name

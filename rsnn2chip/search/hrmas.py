@@ -150,6 +150,39 @@ def load_state(path: Path, space: Space, data: SpikeData) -> dict:
     return payload
 
 
+# What torch's load_state_dict raises on a state of another shape or structure.
+RESTORE_ERRORS = (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
+def restore_state(payload: dict, path: Path, total: int, model: torch.nn.Module, stateful: dict) -> tuple:
+    """Load a checkpoint that :func:`load_state` accepted into ``model`` and ``stateful`` (optimizers and the
+    schedule, by payload key); returns ``(step, seconds, done)``. The space and data matched, so a state that
+    does not fit was edited or written by another version: refused, naming the file, not an internal error."""
+    fix = "delete it to start the search afresh"
+    entry = "model"
+    try:
+        tensors = payload["model"]
+        bad = next((k for k, v in tensors.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+                    and not torch.isfinite(v).all()), None)
+        if bad is not None:
+            raise InputError("search checkpoint holds NaN or infinity", file=str(path), where=f"model, {bad}", fix=fix)
+        model.load_state_dict(tensors)
+        for entry, target in stateful.items():
+            target.load_state_dict(payload[entry])
+        entry = "step, seconds, done"
+        step, seconds, done = payload["step"], float(payload["seconds"]), payload["done"]
+    except RESTORE_ERRORS as err:
+        raise InputError("search checkpoint does not fit this search", file=str(path), where=entry,
+                         found=f"{type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}",
+                         fix=fix) from None
+    if not (isinstance(step, int) and not isinstance(step, bool) and 0 <= step <= total) \
+            or not (math.isfinite(seconds) and seconds >= 0) or not isinstance(done, bool):
+        raise InputError("search checkpoint's progress is out of range", file=str(path), where="step, seconds, done",
+                         found=f"step {step!r}, seconds {seconds!r}, done {done!r}",
+                         allowed=f"step 0..{total}, seconds >= 0, done true or false", fix=fix)
+    return step, seconds, done
+
+
 def json_line(record: dict) -> str:
     return json.dumps(record, default=float, separators=(",", ":")) + "\n"
 
@@ -210,11 +243,8 @@ def search_phase(space: Space, train_data: SpikeData, val_data: SpikeData, out_d
         start, seconds_before, done = 0, 0.0, False
         if resume and state_path.exists():
             payload = load_state(state_path, space, train_data)
-            model.load_state_dict(payload["model"])
-            opt_w.load_state_dict(payload["opt_w"])
-            opt_a.load_state_dict(payload["opt_a"])
-            sched.load_state_dict(payload["sched"])
-            start, seconds_before, done = int(payload["step"]), float(payload["seconds"]), bool(payload["done"])
+            start, seconds_before, done = restore_state(payload, state_path, total, model,
+                                                        {"opt_w": opt_w, "opt_a": opt_a, "sched": sched})
         if env.is_main:
             # Drop records written after the checkpoint, so a resumed log equals an uninterrupted one.
             kept = [r for r in read_log(log_path) if r["step"] <= start] if resume else []

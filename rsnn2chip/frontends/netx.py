@@ -24,7 +24,7 @@ import numpy as np
 
 from rsnn2chip import fixedpoint as fx
 from rsnn2chip import ir
-from rsnn2chip.errors import CheckpointError, ModelError, Problem
+from rsnn2chip.errors import CheckpointError, ModelError, Problem, about_file
 from rsnn2chip.frontends import HDF5_READ_ERRORS, check_hdf5, hdf5_matches
 from rsnn2chip.neurons.base import param_array
 from rsnn2chip.neurons.cuba_lif import CubaLIF, LoihiLIF
@@ -390,9 +390,8 @@ def load(path: str | Path) -> nx.DiGraph:
     path = Path(path)
     check_hdf5(path, "netx file")
     try:
-        reader = _read_layers(path)
-    except ModelError as exc:  # netx_layer_weights' refusals know the layer, not the file
-        raise ModelError(problems=[_with_file(p, path) for p in exc.problems]) from None
+        with about_file(path):  # netx_layer_weights' refusals know the layer, not the file
+            reader = _read_layers(path)
     except HDF5_READ_ERRORS as exc:
         raise CheckpointError(f"cannot read netx file ({type(exc).__name__}: {exc})", file=str(path),
                               fix="export it again with netx.hdf5 or rsnn2chip export --format netx") from None

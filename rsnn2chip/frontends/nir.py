@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from rsnn2chip import ir
-from rsnn2chip.errors import CheckpointError, ModelError, Problem
+from rsnn2chip.errors import CheckpointError, ModelError, Problem, about_file
 from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.frontends import HDF5_READ_ERRORS, check_hdf5, hdf5_matches
 from rsnn2chip.interop import Difference
@@ -66,11 +66,8 @@ def load(path: str | Path, dt: float | None = None) -> nx.DiGraph:
         raise CheckpointError(f"cannot read NIR file ({type(exc).__name__}: {exc})", file=str(path),
                               fix="write it with nir.write (nir >= 1.0)") from None
     try:
-        g = graph_from_nir(graph, dt=dt, name=path.stem)
-    except ModelError as exc:  # graph_from_nir reads an in-memory graph: the file is named here
-        for problem in exc.problems:
-            problem.file = problem.file or str(path)
-        raise ModelError(problems=exc.problems) from None
+        with about_file(path):  # graph_from_nir reads an in-memory graph: the file is named here
+            g = graph_from_nir(graph, dt=dt, name=path.stem)
     except (ValueError, TypeError, IndexError, KeyError) as exc:
         # nir.read checks node types, not that parameter arrays agree in shape; a file whose arrays do not
         # is malformed input, not a bug here (the named checks of graph_from_nir raise ModelError first).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +13,15 @@ import yaml
 
 import rsnn2chip  # noqa: F401 - must precede any lava import
 from netgen import random_inputs, random_lowered_network
+from test_atrlif import atrlif_params
 from rsnn2chip.backends import lava as lava_backend
 from rsnn2chip.backends import reference
-from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, lower, single_group
+from rsnn2chip.backends.plan import LoweredNetwork, LoweredProjection, NeuronGroup, lower, single_group
 from rsnn2chip.backends.watchdog import run_with_watchdog
 from rsnn2chip.compiler import compile_graph
 from rsnn2chip.errors import InputError
 from rsnn2chip.lava import layout as lay
-from rsnn2chip.neurons import cuba_lif
+from rsnn2chip.neurons import atrlif, cuba_lif
 from rsnn2chip.nn import RSNN
 from rsnn2chip.targets import load_target
 
@@ -196,19 +198,44 @@ def test_every_kernel_and_grouping_matches_the_reference(synapses, merge):
 
 
 @pytest.mark.lava
-def test_rounds_in_one_build_equal_separate_runs():
-    """Five samples as rounds of two replicas in one build (the last round padded), reset between rounds:
-    every sample's spikes, u and v are the reference's, as if it had a build of its own."""
+@pytest.mark.parametrize("reset_in_network", [False, True], ids=["Network.reset", "Reset-processes"])
+def test_rounds_in_one_build_equal_separate_runs(reset_in_network):
+    """Five samples as rounds of two replicas in one build (the last round padded), reset between rounds by
+    Var.set or by Lava Reset processes in the network: every sample's spikes, u and v are the reference's, as
+    if it had a build of its own."""
     rng = np.random.default_rng(11)
     net = random_lowered_network(rng, n_pops=3, n_input_pops=2, n_projections=12)
     inputs = random_inputs(rng, net, batch=5, steps=STEPS, rate=0.4)
     spikes, probes = run_with_watchdog(
-        lava_backend.run_build, (net, inputs, STEPS, ("u", "v"), "fixed_pt", 2), 180, "Lava rounds")
+        lava_backend.run_build, (net, inputs, STEPS, ("u", "v"), "fixed_pt", 2, reset_in_network), 180,
+        "Lava rounds")
     ref, ref_probes = reference.simulate(net, inputs, STEPS, probes=("u", "v"))
     assert ref[:, -1].sum() > 0, "no spike at a round's last step: the synapse buffers' reset goes untested"
     np.testing.assert_array_equal(spikes, ref)
     for var in ("u", "v"):
         np.testing.assert_array_equal(probes[var], ref_probes[var], err_msg=var)
+
+
+def test_atrlif_rules_out_reset_processes():
+    """Lava's ATRLIF model computes in its state's own dtype, which a Reset's int64 write would change."""
+    from rsnn2chip.lava import Network
+
+    rng = np.random.default_rng(5)
+    net = random_lowered_network(rng, n_pops=3, n_input_pops=2, n_projections=12)
+    net = dataclasses.replace(net, groups=[NeuronGroup(atrlif.MODEL, np.arange(net.n_lif),
+                                                       atrlif_params(rng, net.n_lif, "refractory"))])
+    assert lay.window_resets(lay.plan(net)) is None
+    assert not lay.best_batch_plan(net, 64, 100).reset_in_network
+    with pytest.raises(InputError, match="cannot be reset inside a Lava run"):
+        Network(net, reset_interval=31)
+
+
+def test_reset_interval_must_be_a_positive_whole_number():
+    from rsnn2chip.lava import Network
+
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InputError, match="reset_interval must be"):
+            Network(_chain(), reset_interval=bad)
 
 
 def test_large_networks_run_their_batch_in_sequence_and_small_ones_as_replicas():

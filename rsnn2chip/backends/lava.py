@@ -6,8 +6,9 @@ process with an ``Extractor``. A batch runs by the plan of
 :func:`~rsnn2chip.lava.layout.best_batch_plan`: replicas of the network side
 by side in one build (block-diagonal weights), and either one build per
 round of replicas or one build for all rounds, every state Var set back to
-its reset value between them: a build costs seconds, a reset ~30 us per
-element, and the plan minimises the modelled time.
+its reset value between them, by ``Network.reset`` (~30 us per element) or
+by Lava ``Reset`` processes in the network (a process each, one more step a
+round): a build costs seconds, and the plan minimises the modelled time.
 The run happens under :func:`~rsnn2chip.backends.watchdog.run_with_watchdog`
 because a failing Lava process model can hang the run forever.
 """
@@ -49,14 +50,18 @@ def process_count(net: LoweredNetwork, probes=(), replicas: int = 1) -> int:
 def default_timeout(net: LoweredNetwork, steps: int, batch: int = 1, probes=(), plan=None) -> float:
     """A generous limit for :func:`simulate` by ``plan`` (default :func:`batch_plan`); a healthy run takes a
     small fraction of it."""
-    from rsnn2chip.lava.layout import reset_elements
+    from rsnn2chip.lava.layout import reset_elements, window_resets
 
     plan = batch_plan(net, batch, steps) if plan is None else plan
     rounds = -(-batch // plan.replicas)
     builds = 1 if plan.in_sequence else rounds
     width = max(1.0, plan.replicas * net.n_lif / 1000)
-    step_s = steps * process_count(net, probes, plan.replicas) * _STEP_TIMEOUT_S * width
-    resets_s = (rounds - 1) * reset_elements(layout(net, plan.replicas)) * _SET_TIMEOUT_S if plan.in_sequence else 0
+    processes = process_count(net, probes, plan.replicas)
+    if plan.reset_in_network:  # one more step a round, and a Reset process per state Var at every step
+        processes += window_resets(layout(net, plan.replicas)) or 0
+    step_s = (steps + plan.reset_in_network) * processes * _STEP_TIMEOUT_S * width
+    set_by_var = plan.in_sequence and not plan.reset_in_network
+    resets_s = (rounds - 1) * reset_elements(layout(net, plan.replicas)) * _SET_TIMEOUT_S if set_by_var else 0
     return _BASE_TIMEOUT_S + builds * _BUILD_TIMEOUT_S + rounds * step_s + resets_s
 
 
@@ -105,19 +110,22 @@ def _run_batch(net, inputs, steps, probes, select_tag, plan):
         chunk = slice(start, start + width)
         x = inputs[chunk, :steps]
         spikes[chunk], chunk_probes = run_build(net, x, steps, probes, select_tag,
-                                                replicas=min(plan.replicas, x.shape[0]))
+                                                replicas=min(plan.replicas, x.shape[0]),
+                                                reset_in_network=plan.reset_in_network)
         for name in probes:
             recorded[name][chunk] = chunk_probes[name]
     return spikes, recorded
 
 
 def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_tag: str = "fixed_pt",
-              replicas: int | None = None, **network_options) -> tuple[np.ndarray, dict]:
+              replicas: int | None = None, reset_in_network: bool = False,
+              **network_options) -> tuple[np.ndarray, dict]:
     """One Lava build for the samples of ``x`` ``(S, steps, n_input)``; call in a watchdog.
 
     ``replicas`` samples (default: all ``S``) run side by side; rounds of them follow each other in the
-    same build, the network reset (:meth:`rsnn2chip.lava.Network.reset`) between rounds, so every sample
-    runs as in a build of its own. ``network_options`` go to :class:`rsnn2chip.lava.Network` (``merge``,
+    same build, the network reset between rounds, so every sample runs as in a build of its own: by
+    ``Reset`` processes inside it (``reset_in_network``, ``Network(reset_interval=...)``) or else by
+    :meth:`rsnn2chip.lava.Network.reset`. ``network_options`` go to :class:`rsnn2chip.lava.Network` (``merge``,
     ``synapses``, ...).
     """
     from lava.magma.core.run_conditions import RunSteps
@@ -131,25 +139,31 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
     samples = x.shape[0]
     replicas = replicas or samples
     rounds = -(-samples // replicas)
-    # Pad the last round with silent samples: every round fills all replicas.
-    x = np.concatenate([x, np.zeros((rounds * replicas - samples, *x.shape[1:]), x.dtype)])
+    # With the reset in the network, each round runs in a window of one step more than its samples: the
+    # Reset processes write in the management phase of the window's last step, the same phase in which the
+    # probes read u and v, so that step must not be a sample's.
+    window = steps + 1 if reset_in_network and rounds > 1 else steps
+    if window > steps:
+        network_options["reset_interval"] = window
+    # Pad the last round with silent samples (every round fills all replicas), and each sample to the window.
+    x = np.pad(x, ((0, rounds * replicas - samples), (0, window - steps), (0, 0)))
     network = Network(net, replicas=replicas, **network_options)
     if network.has_input:
         # Round k's samples side by side, the rounds one after another in time.
-        data = x.reshape(rounds, replicas, steps, net.n_input).transpose(1, 3, 0, 2)
-        data = np.ascontiguousarray(data.reshape(replicas * net.n_input, rounds * steps), dtype=np.int32)
+        data = x.reshape(rounds, replicas, window, net.n_input).transpose(1, 3, 0, 2)
+        data = np.ascontiguousarray(data.reshape(replicas * net.n_input, rounds * window), dtype=np.int32)
         io.source.RingBuffer(data=data).s_out.connect(network.inp)
     sinks, monitors = {}, {}
     for group in network.layout.neuron_groups:
         process = network.neurons[group.name]
         # Not a RingBuffer sink: Lava's Var.get moves arrays one element per
         # message (~0.1 ms each); an Extractor hands over one vector per step.
-        sinks[group] = Extractor(shape=process.s_out.shape, buffer_size=steps)
+        sinks[group] = Extractor(shape=process.s_out.shape, buffer_size=window)
         process.s_out.connect(sinks[group].in_port)
         for name in probes:
             # A VarWire, not a Monitor: Monitor.get_data moves its whole record one element per message,
             # minutes for a membrane readout of 256 replicas; a VarWire hands over one vector per step.
-            monitors[group, name] = VarWire(buffer_size=steps)
+            monitors[group, name] = VarWire(buffer_size=window)
             monitors[group, name].connect_var(getattr(process, probe_var(group.model, name)))
     # The runtime's INFO report of a model's traceback is not needed: the
     # watchdog records it in the failing process itself, also when Lava hangs.
@@ -157,16 +171,16 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
     run_cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel})
     spikes, recorded = _empty(rounds * replicas, steps, net.n_lif, probes)
     for k in range(rounds):
-        if k:
+        if k and not network.resets:
             network.reset()
-        network.run(condition=RunSteps(num_steps=steps), run_cfg=run_cfg)
+        network.run(condition=RunSteps(num_steps=window), run_cfg=run_cfg)
         batch = slice(k * replicas, (k + 1) * replicas)
         for group, sink in sinks.items():
-            received = np.stack([sink.receive() for _ in range(steps)])
+            received = np.stack([sink.receive() for _ in range(window)][:steps])
             spikes[batch, :, group.lo:group.hi] = _per_replica(received, replicas).astype(bool)
         for (group, name), wire in monitors.items():
             # The wire carries floats; u and v are 24-bit, so the float64 values are exact.
-            values = np.stack([wire.receive() for _ in range(steps)]).astype(np.int64).astype(np.int32)
+            values = np.stack([wire.receive() for _ in range(window)][:steps]).astype(np.int64).astype(np.int32)
             recorded[name][batch, :, group.lo:group.hi] = _per_replica(values, replicas)
     # Not in a finally: after a model error stop() waits forever for the dead
     # process; the watchdog kills what is left instead.

@@ -362,22 +362,51 @@ def _overlap(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+def group_params(net: LoweredNetwork, group: NeuronGroup) -> dict[str, np.ndarray]:
+    """The fixed-point parameters of a layout group's neurons (all of one lowering group)."""
+    lowered = net.groups[lowered_group(net, group.populations[0])]
+    at = np.searchsorted(lowered.index, np.arange(group.lo, group.hi))
+    return {k: v[at].copy() for k, v in lowered.params.items()}
+
+
+def state_resets(layout: Layout) -> dict[tuple[str, str | int, str], np.ndarray]:
+    """The reset value of every element of every state Var, keyed ``("neurons", group name, Var)`` (each
+    neuron model's ``lava_reset``, tiled per replica) or ``("synapses", group index, "a_buff")`` (the one-step
+    buffer, zero)."""
+    resets = {}
+    for group in layout.neuron_groups:
+        for var, value in neurons.get(group.model).lava_reset(group_params(layout.lowered, group)).items():
+            resets["neurons", group.name, var] = np.tile(value, layout.replicas)
+    for index, group in enumerate(layout.synapse_groups):
+        resets["synapses", index, "a_buff"] = np.zeros(group.shape[0], np.int64)
+    return resets
+
+
+def window_resets(layout: Layout) -> int | None:
+    """How many Lava ``Reset`` processes a ``reset_interval`` adds (one per state Var), or None where a neuron
+    model's Lava process cannot be reset in a run (``lava_reset_in_run``)."""
+    if not all(neurons.get(g.model).lava_reset_in_run for g in layout.neuron_groups):
+        return None
+    return len(state_resets(layout))
+
+
 @dataclass(frozen=True)
 class BatchPlan:
     """How a batch runs in Lava: ``replicas`` samples side by side per build, and either one build per
-    ``replicas`` samples or, ``in_sequence``, one build whose rounds of ``replicas`` samples follow each other,
-    every state Var set back to its reset value between rounds."""
+    ``replicas`` samples or, ``in_sequence``, one build whose rounds of ``replicas`` samples follow each other.
+    Between rounds the state goes back to its reset value: ``reset_in_network``, by Lava ``Reset`` processes
+    inside the network at the end of a one-step longer window per round; otherwise by ``Network.reset``."""
     replicas: int
     in_sequence: bool
+    reset_in_network: bool = False
 
     def samples_per_build(self, batch: int) -> int:
         return batch if self.in_sequence else self.replicas
 
 
 def reset_elements(layout: Layout) -> int:
-    """Elements a reset sets: every state Var of every neuron process and every synapse's one-step buffer."""
-    states = sum(g.size * len(neurons.get(g.model).lava_state) for g in layout.neuron_groups)
-    return layout.replicas * states + sum(g.shape[0] for g in layout.synapse_groups)
+    """Elements ``Network.reset`` sets: every state Var of every neuron process and every synapse's buffer."""
+    return sum(v.size for v in state_resets(layout).values())
 
 
 def best_batch_plan(net: LoweredNetwork, batch: int, steps: int) -> BatchPlan:
@@ -385,8 +414,9 @@ def best_batch_plan(net: LoweredNetwork, batch: int, steps: int) -> BatchPlan:
 
     A build costs :data:`COST_BUILD_S`. More replicas share it but widen every process (block-diagonal
     synapses cost per stored weight), up to :data:`MAX_REPLICA_NEURONS` and :data:`MAX_REPLICA_WEIGHTS`;
-    a sequence shares one build among all rounds but pays a reset (:data:`COST_SET_ELEMENT_S` per element)
-    between them. Small networks run as replicas; networks whose weights cap the replicas, in rounds.
+    a sequence shares one build among all rounds but pays a reset between them: ``Network.reset``
+    (:data:`COST_SET_ELEMENT_S` per element), or ``Reset`` processes (one more step per round, and a process
+    each at every step). Small networks run as replicas; networks whose weights cap the replicas, in rounds.
     """
     weights = sum(p.weights.nnz for p in net.projections)
     cap = max(1, min(batch, MAX_REPLICA_NEURONS // max(net.n_lif, 1), MAX_REPLICA_WEIGHTS // max(weights, 1)))
@@ -395,10 +425,17 @@ def best_batch_plan(net: LoweredNetwork, batch: int, steps: int) -> BatchPlan:
     def total_s(option: BatchPlan) -> float:
         layout = plan(net, replicas=option.replicas)
         rounds = -(-batch // option.replicas)
+        if option.reset_in_network:
+            resets = window_resets(layout)
+            if resets is None:
+                return float("inf")
+            window_s = (steps + 1) * (layout.step_cost() + resets * COST_PROCESS_S)
+            return COST_BUILD_S + rounds * (window_s + COST_RUN_CALL_S)
         run_s = steps * layout.step_cost()
         if option.in_sequence:
             return COST_BUILD_S + rounds * (run_s + COST_RUN_CALL_S) + (rounds - 1) * reset_elements(
                 layout) * COST_SET_ELEMENT_S
         return rounds * (COST_BUILD_S + run_s)
 
-    return min((BatchPlan(r, seq) for r in sizes for seq in (False, True)), key=total_s)
+    options = [BatchPlan(r, False) for r in sizes] + [BatchPlan(r, True, by) for r in sizes for by in (False, True)]
+    return min(options, key=total_s)

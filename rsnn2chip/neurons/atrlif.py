@@ -112,6 +112,8 @@ class ATRLIFModel(NeuronModel):
     lava_vars = {"u": "i", "v": "v"}
     # Lava scales theta to theta_0 << 6 at its first step; at a reset it takes that scaled value directly.
     lava_state = {"i": "u", "v": "v", "theta": "theta", "r": "r", "s": None}
+    # Not lava_reset_in_run: Lava's ATRLIF computes i * (decay) in i's own dtype, where int32 wraps and int64
+    # would not, and indexes with s, where int64 0/1 would select neurons 0 and 1.
     lava_class = "lava.proc.atrlif.process:ATRLIF"
     interchange = ()  # neither NIR nor lava-dl netx has an adaptive-threshold-and-refractoriness neuron
     # i, v, theta, r: twice LIF's 24-bit registers. No Loihi 2 figure is published for ATRLIF's

@@ -130,6 +130,11 @@ class NeuronModel(abc.ABC):
     # Every state Var of the Lava process -> the entry of ``initial_state`` it resets to (None: zeros); the
     # Lava backend sets them between samples that share one build.
     lava_state: dict[str, str | None] = {}
+    # Whether Lava's ``Reset`` process may reset the model's state Vars inside a run (``Network(reset_interval=...)``).
+    # A Reset writes one value to a whole Var, so each Var must reset to one value; and its RefPort write
+    # replaces the Var with an int64 array, so the model's Lava arithmetic must give the same values on int64
+    # state as on its own int32.
+    lava_reset_in_run: bool = False
     lava_class: str = ""  # "module:Process" of the Lava process it lowers to (reports, docs)
     # Interchange formats that can hold this model (exporters refuse the others by name).
     interchange: tuple[str, ...] = ()

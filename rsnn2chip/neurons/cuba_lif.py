@@ -61,6 +61,8 @@ class CubaLIFModel(NeuronModel):
     state = ("u", "v")
     lava_vars = {"u": "u", "v": "v"}
     lava_state = {"u": "u", "v": "v"}
+    # Lava's LIF reads u and v through int64 casts, or in sums within 2**25: int64 state changes nothing.
+    lava_reset_in_run = True
     lava_class = "lava.proc.lif.process:LIF"
     interchange = ("nir", "netx")
     state_size = 1  # u, v: the unit of a target's neuron_state_bits

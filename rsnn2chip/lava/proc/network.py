@@ -20,7 +20,9 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
 from rsnn2chip import neurons
 from rsnn2chip.backends.plan import LoweredNetwork, lower
-from rsnn2chip.lava.layout import GRADED_KERNELS, INPUT, SPARSE_KERNELS, Layout, lowered_group, plan
+from rsnn2chip.errors import InputError
+from rsnn2chip.lava.layout import (GRADED_KERNELS, INPUT, SPARSE_KERNELS, Layout, group_params, plan,
+                                   state_resets, window_resets)
 from rsnn2chip.lava.neurons import neuron_process
 from rsnn2chip.lava.population import PopulationView
 
@@ -45,11 +47,18 @@ class Network(AbstractProcess):
     Loihi 2 runs as the simulator does (no ``dense-dot`` or ``sparse-dot`` kernel), for
     ``Loihi2HwCfg``. ``input_message_bits`` > 0 makes the input synapses
     take graded spikes of that many bits.
+
+    ``reset_interval`` (as in netx's ``Network``) sets every state Var back to its reset value after every
+    ``reset_interval`` steps, from the end of step ``reset_interval`` on, so that samples can follow each other in
+    one run, each in a window of its own. Exact: unlike a ``LIFReset``, it also empties the synapses' one-step
+    buffers, so no spike crosses into the next window. It adds one Lava ``Reset`` process per state Var, each
+    writing one vector per reset (not one element per message, as :meth:`reset` does).
     """
 
     def __init__(self, network, *, readout: str | None = None, replicas: int = 1, merge: str = "auto",
                  synapses: str = "auto", separate_readout: bool = False, hardware: bool = False,
-                 input_message_bits: int = 0, name: str | None = None) -> None:
+                 input_message_bits: int = 0, reset_interval: int | None = None,
+                 name: str | None = None) -> None:
         lowered, readout = _lowered(network, readout)
         layout = plan(lowered, readout, replicas, merge, synapses, separate_readout, hardware)
         # A graded input's synapses read payloads of the recorded width unless told otherwise.
@@ -57,7 +66,7 @@ class Network(AbstractProcess):
             [p.payload_bits for p in lowered.projections if p.source == INPUT], default=0)
         super().__init__(name=name or "rsnn2chip_network", replicas=replicas)
         self.layout = layout
-        self.neurons = {g.name: neuron_process(g.model, _group_params(lowered, g), replicas, f"neurons[{g.name}]")
+        self.neurons = {g.name: neuron_process(g.model, group_params(lowered, g), replicas, f"neurons[{g.name}]")
                         for g in layout.neuron_groups}
         self.synapses = [_synapse_process(layout, g, input_message_bits if g.source == INPUT else 0, i)
                          for i, g in enumerate(layout.synapse_groups)]
@@ -75,17 +84,39 @@ class Network(AbstractProcess):
                 self.neurons[group.source].s_out.connect(synapse.s_in)
             synapse.a_out.connect(self.neurons[group.target].a_in)
         readout_process.s_out.connect(self.out)
+        self.resets = [] if reset_interval is None else self._window_resets(reset_interval)
+
+    def _state_vars(self):
+        """``(Var, reset value per element)`` for every state Var (:func:`~rsnn2chip.lava.layout.state_resets`)."""
+        for (kind, key, var), value in state_resets(self.layout).items():
+            process = self.neurons[key] if kind == "neurons" else self.synapses[key]
+            yield getattr(process, var), value
+
+    def _window_resets(self, interval: int) -> list:
+        from lava.proc.io.reset import Reset
+
+        if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval < 1:
+            raise InputError("reset_interval must be a whole number of steps >= 1", found=interval,
+                             allowed="an int >= 1, or None for no reset")
+        if window_resets(self.layout) is None:
+            models = sorted({g.model for g in self.layout.neuron_groups
+                             if not neurons.get(g.model).lava_reset_in_run})
+            raise InputError("this network's neuron state cannot be reset inside a Lava run", found=models,
+                             allowed="CUBA-LIF networks", fix="run samples in separate runs with reset()")
+        resets = []
+        for var, value in self._state_vars():
+            # One value per Var (lava_reset_in_run). Reset fires in the management phase after step t when
+            # (t - 1) % interval == offset: the end of every window of `interval` steps.
+            reset = Reset(reset_value=int(value.flat[0]), interval=int(interval), offset=int(interval) - 1)
+            reset.connect_var(var)
+            resets.append(reset)
+        return resets
 
     def reset(self) -> None:
         """Set every state Var back to its value in a new build: each neuron model's ``lava_reset`` and every
         synapse's one-step buffer. Between runs only; Lava moves each element in its own message (~30 us)."""
-        for group in self.layout.neuron_groups:
-            process = self.neurons[group.name]
-            reset = neurons.get(group.model).lava_reset(_group_params(self.layout.lowered, group))
-            for var, value in reset.items():
-                getattr(process, var).set(np.tile(value, self.layout.replicas))
-        for synapse in self.synapses:
-            synapse.a_buff.set(np.zeros(synapse.a_buff.shape))
+        for var, value in self._state_vars():
+            var.set(value)
 
     @property
     def readout(self) -> PopulationView:
@@ -99,6 +130,7 @@ class Network(AbstractProcess):
     def sub_processes(self) -> dict[str, AbstractProcess]:
         procs = {f"neurons_{i}": p for i, p in enumerate(self.neurons.values())}
         procs.update({f"synapses_{i}": p for i, p in enumerate(self.synapses)})
+        procs.update({f"resets_{i}": p for i, p in enumerate(self.resets)})
         return procs
 
 
@@ -124,13 +156,6 @@ def _lowered(network, readout: str | None) -> tuple[LoweredNetwork, str | None]:
     if readout is None and graph.graph.get("output") in lowered.lif_slices:
         readout = graph.graph["output"]
     return lowered, readout
-
-
-def _group_params(net: LoweredNetwork, group) -> dict[str, np.ndarray]:
-    """The fixed-point parameters of a layout group's neurons (all of one lowering group, see layout.py)."""
-    lowered = net.groups[lowered_group(net, group.populations[0])]
-    at = np.searchsorted(lowered.index, np.arange(group.lo, group.hi))
-    return {k: v[at].copy() for k, v in lowered.params.items()}
 
 
 def _synapse_process(layout: Layout, group, num_message_bits: int, index: int):

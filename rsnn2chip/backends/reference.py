@@ -74,10 +74,16 @@ def accumulate(spikes, dense, indptr, indices, data, parts, senders, acc, a_in):
         if not sent:
             continue
         for p in range(parts.shape[0]):
-            offset, lo, hi, exp = parts[p, 0], parts[p, 1], parts[p, 2], parts[p, 3]
-            for k in range(hi - lo):
-                x = np.int64(acc[offset + k])
-                a_in[b, lo + k] += (x << exp) if exp >= 0 else (x >> -exp)  # >> floors, as Lava's shift
+            offset, lo, n, exp = parts[p, 0], parts[p, 1], parts[p, 2] - parts[p, 1], parts[p, 3]
+            # 1-D views and the shift's direction decided outside the loop, which then vectorises (1,034
+            # rows: 0.3 against 1.9 us, indexed 2-D with the direction tested per element).
+            sums, target = acc[offset:offset + n], a_in[b, lo:lo + n]
+            if exp >= 0:
+                for k in range(n):
+                    target[k] += np.int64(sums[k]) << exp
+            else:
+                for k in range(n):
+                    target[k] += np.int64(sums[k]) >> -exp  # >> floors, as Lava's shift
 
 
 def transpose_into(indptr, indices, data, col0, row0, out):

@@ -146,9 +146,10 @@ def measure(hidden: int, args, rng: np.random.Generator) -> dict:
                                                      f"netx samples H={hidden}"))
             samples["ours"].append(our_samples(art, xs))
         theirs, ours = (min(samples[k], key=lambda r: r["wall_s"]) for k in ("netx", "ours"))
-        from rsnn2chip.lava.layout import plan
+        from rsnn2chip.lava.layout import best_batch_plan, plan
         from rsnn2chip.backends.plan import lower
         layout = plan(lower(art.graph))
+        batch_plan = best_batch_plan(lower(art.graph), args.samples, args.sample_steps)
     row = {"hidden": hidden, "steps": args.steps, "identical_spikes": bool(identical),
            "output_spikes": int(runs["netx"][0]["spikes"].sum()),
            "netx_steps_per_s": best["netx"], "ours_steps_per_s": best["ours"],
@@ -161,6 +162,8 @@ def measure(hidden: int, args, rng: np.random.Generator) -> dict:
            "samples_identical": all(np.array_equal(samples["netx"][0]["spikes"], r["spikes"])
                                     for r in samples["netx"] + samples["ours"]),
            "sample_repeats": args.sample_repeats,
+           "ours_batch_plan": {"replicas": batch_plan.replicas, "in_sequence": batch_plan.in_sequence,
+                               "reset_in_network": batch_plan.reset_in_network},
            "netx_samples_per_s": args.samples / theirs["wall_s"], "ours_samples_per_s": args.samples / ours["wall_s"]}
     row["samples_ratio"] = row["ours_samples_per_s"] / row["netx_samples_per_s"]
     return row

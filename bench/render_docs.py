@@ -66,7 +66,8 @@ def lava_speed(d: dict) -> str:
     rows = [[r["hidden"], f"{r['netx_steps_per_s']:.0f}", f"{r['ours_steps_per_s']:.0f}", f"**{r['steps_ratio']:.2f}**",
              f"{r['netx_build_s']:.2f}", f"{r['ours_build_s']:.2f}", r["ours_processes"],
              " + ".join(r["ours_synapses"]), f"{r['netx_samples_per_s']:.2f}", f"{r['ours_samples_per_s']:.2f}",
-             f"**{r['samples_ratio']:.1f}**", "yes" if r["identical_spikes"] and r["samples_identical"] else "NO"]
+             f"**{r['samples_ratio']:.1f}**", _batch_plan(r.get("ours_batch_plan")),
+             "yes" if r["identical_spikes"] and r["samples_identical"] else "NO"]
             for r in d["rows"]]
     first = d["rows"][0]
     return "\n".join([
@@ -83,8 +84,19 @@ def lava_speed(d: dict) -> str:
         + (" (`--resume` kept the rows of earlier runs of `python bench/lava_speed.py`)" if "--resume" in d["command"]
            else ""), "",
         table(["H", "netx steps/s", "ours steps/s", "ratio", "netx build s", "ours build s", "our processes",
-               "our synapse kernels", "netx samples/s", "ours samples/s", "ratio", "spikes identical"], rows), ""]
+               "our synapse kernels", "netx samples/s", "ours samples/s", "ratio", "our batch plan",
+               "spikes identical"], rows), ""]
         + _fsdd_eval(d.get("fsdd_eval")))
+
+
+def _batch_plan(p: dict | None) -> str:
+    """A BatchPlan in words (layout.BatchPlan; docs/lava.md, "Batches")."""
+    if not p:
+        return "-"
+    if not p["in_sequence"]:
+        return f"{p['replicas']} replicas a build"
+    reset = "Reset processes" if p["reset_in_network"] else "Network.reset()"
+    return f"rounds of {p['replicas']} replicas in one build, {reset}"
 
 
 def _fsdd_eval(f: dict | None) -> list[str]:

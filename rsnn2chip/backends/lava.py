@@ -56,12 +56,12 @@ def default_timeout(net: LoweredNetwork, steps: int, batch: int = 1, probes=(), 
     rounds = -(-batch // plan.replicas)
     builds = 1 if plan.in_sequence else rounds
     width = max(1.0, plan.replicas * net.n_lif / 1000)
-    processes = process_count(net, probes, plan.replicas)
+    processes, resets_s = process_count(net, probes, plan.replicas), 0.0
     if plan.reset_in_network:  # one more step a round, and a Reset process per state Var at every step
         processes += window_resets(layout(net, plan.replicas)) or 0
+    elif plan.in_sequence:
+        resets_s = (rounds - 1) * reset_elements(layout(net, plan.replicas)) * _SET_TIMEOUT_S
     step_s = (steps + plan.reset_in_network) * processes * _STEP_TIMEOUT_S * width
-    set_by_var = plan.in_sequence and not plan.reset_in_network
-    resets_s = (rounds - 1) * reset_elements(layout(net, plan.replicas)) * _SET_TIMEOUT_S if set_by_var else 0
     return _BASE_TIMEOUT_S + builds * _BUILD_TIMEOUT_S + rounds * step_s + resets_s
 
 

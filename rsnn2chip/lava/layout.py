@@ -422,8 +422,10 @@ def best_batch_plan(net: LoweredNetwork, batch: int, steps: int) -> BatchPlan:
     cap = max(1, min(batch, MAX_REPLICA_NEURONS // max(net.n_lif, 1), MAX_REPLICA_WEIGHTS // max(weights, 1)))
     sizes = sorted({min(cap, 1 << k) for k in range(cap.bit_length() + 1)} | {cap})
 
+    layouts = {r: plan(net, replicas=r) for r in sizes}  # each size's layout serves its three options
+
     def total_s(option: BatchPlan) -> float:
-        layout = plan(net, replicas=option.replicas)
+        layout = layouts[option.replicas]
         rounds = -(-batch // option.replicas)
         if option.reset_in_network:
             resets = window_resets(layout)

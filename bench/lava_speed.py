@@ -148,8 +148,9 @@ def measure(hidden: int, args, rng: np.random.Generator) -> dict:
         theirs, ours = (min(samples[k], key=lambda r: r["wall_s"]) for k in ("netx", "ours"))
         from rsnn2chip.lava.layout import best_batch_plan, plan
         from rsnn2chip.backends.plan import lower
-        layout = plan(lower(art.graph))
-        batch_plan = best_batch_plan(lower(art.graph), args.samples, args.sample_steps)
+        lowered = lower(art.graph)
+        layout = plan(lowered)
+        batch_plan = best_batch_plan(lowered, args.samples, args.sample_steps)
     row = {"hidden": hidden, "steps": args.steps, "identical_spikes": bool(identical),
            "output_spikes": int(runs["netx"][0]["spikes"].sum()),
            "netx_steps_per_s": best["netx"], "ours_steps_per_s": best["ours"],

@@ -158,7 +158,8 @@ def measure(hidden: int, args, rng: np.random.Generator) -> dict:
            "netx_build_s": build["netx"], "ours_build_s": build["ours"],
            "ours_processes": layout.process_count,
            "ours_neuron_processes": [list(g.populations) for g in layout.neuron_groups],
-           "ours_synapses": [g.kind for g in layout.synapse_groups],
+           "ours_synapses": [g.kind if g.parts == 1 else f"{g.kind} (part of {g.parts})"
+                             for g in layout.synapse_groups],
            "samples": args.samples, "sample_steps": args.sample_steps,
            "samples_identical": all(np.array_equal(samples["netx"][0]["spikes"], r["spikes"])
                                     for r in samples["netx"] + samples["ours"]),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -88,17 +89,7 @@ def test_candidate_splits_and_separate_readout():
 def test_small_networks_share_processes_and_large_ones_get_narrow_matrices():
     small = lay.plan(_chain(recurrent_weight=4))
     assert len(small.neuron_groups) == 1
-    rng = np.random.default_rng(0)
-    n = 2048
-    slices = {"a": (0, n), "b": (n, 2 * n), "out": (2 * n, 2 * n + 9)}
-    dense = sp.csr_matrix(np.full((n, n), 2))
-    projs = [_proj("in-a", "input", (0, n), (0, 12), rng.integers(-50, 50, (n, 12)) * 2),
-             LoweredProjection("a-b", "lif", (n, 2 * n), (0, n), dense, 0, "mixed"),
-             LoweredProjection("b-b", "lif", (n, 2 * n), (n, 2 * n), dense, 0, "mixed"),
-             _proj("b-out", "lif", (2 * n, 2 * n + 9), (n, 2 * n), np.full((9, n), 2))]
-    big = LoweredNetwork(12, 2 * n + 9, {"in": (0, 12)}, slices,
-                         single_group(cuba_lif.MODEL, {k: np.concatenate([v] * 3)[:2 * n + 9]
-                                                       for k, v in _params(n).items()}), projs)
+    big = _two_layers_of(2048)
     # Dense matrices pay for their zeros: no block of zero rows the size of a layer, "a" keeps a process of its own.
     layout = lay.plan(big, synapses="dense")
     assert layout.neuron_group_of("a").populations == ("a",)
@@ -109,6 +100,20 @@ def test_small_networks_share_processes_and_large_ones_get_narrow_matrices():
     assert {g.kind for g in lay.plan(big, hardware=True).synapse_groups} <= {"dense", "sparse"}
 
 
+def _two_layers_of(n):
+    """12 -> a(n) -> b(n, recurrent) -> out(9), the a-b and b-b blocks dense: the netx bench's shape."""
+    rng = np.random.default_rng(0)
+    slices = {"a": (0, n), "b": (n, 2 * n), "out": (2 * n, 2 * n + 9)}
+    dense = sp.csr_matrix(np.full((n, n), 2))
+    projs = [_proj("in-a", "input", (0, n), (0, 12), rng.integers(-50, 50, (n, 12)) * 2),
+             LoweredProjection("a-b", "lif", (n, 2 * n), (0, n), dense, 0, "mixed"),
+             LoweredProjection("b-b", "lif", (n, 2 * n), (n, 2 * n), dense, 0, "mixed"),
+             _proj("b-out", "lif", (2 * n, 2 * n + 9), (n, 2 * n), np.full((9, n), 2))]
+    return LoweredNetwork(12, 2 * n + 9, {"in": (0, 12)}, slices,
+                          single_group(cuba_lif.MODEL, {k: np.concatenate([v] * 3)[:2 * n + 9]
+                                                        for k, v in _params(n).items()}), projs)
+
+
 def test_a_process_nothing_connects_gets_an_empty_link_to_the_readout():
     net = _chain()
     net.projections = [p for p in net.projections if p.name != "a-b"]  # "a" feeds nothing... but is fed
@@ -117,6 +122,39 @@ def test_a_process_nothing_connects_gets_an_empty_link_to_the_readout():
     assert not lay.unreachable_groups(layout)
     [link] = [g for g in layout.synapse_groups if not g.projections]
     assert link.target == layout.neuron_group_of("a").name and layout.weights(link).nnz == 0
+
+
+def test_parts_split_a_group_by_rows_into_balanced_pieces_of_the_same_matrix():
+    net = random_lowered_network(np.random.default_rng(3), n_pops=3, n_input_pops=1, n_projections=10)
+    whole, split = (lay.plan(net, merge="all", replicas=2, synapses="sparse-dot", parts=k) for k in (1, 3))
+    for group in whole.synapse_groups:
+        parts = [g for g in split.synapse_groups if (g.source, g.target, g.weight_exp, g.sign_mode, g.kind)
+                 == (group.source, group.target, group.weight_exp, group.sign_mode, group.kind)
+                 and g.projections == group.projections]
+        matrices = [split.weights(g) for g in parts]
+        np.testing.assert_array_equal(sum(m.toarray() for m in matrices), whole.weights(group).toarray())
+        if group.kind in lay.SPARSE_KERNELS and len(parts) > 1:
+            held = [set(np.flatnonzero(np.diff(m.indptr))) for m in matrices]
+            assert not set.intersection(*held), "a row in two parts would floor its sum twice"
+            assert [m.nnz for m in matrices] == [g.nnz for g in parts] and sum(g.nnz for g in parts) == group.nnz
+            assert max(g.nnz for g in parts) < 0.6 * group.nnz, "parts balance the stored weights"
+        else:
+            assert parts == [group]
+    assert split.process_count > whole.process_count
+
+
+def test_automatic_parts_follow_the_cost_and_the_cores():
+    big = _two_layers_of(2048)
+    [heavy] = [g for g in lay.plan(big, parts=1).synapse_groups if g.nnz > 1e6]
+    assert heavy.kind == "sparse-dot"
+    assert lay.part_count(heavy, "auto", cores=1) == 1
+    assert lay.part_count(heavy, "auto", cores=2) == 2  # 8 M stored weights: a second core pays
+    small = lay.plan(_chain(), parts=1).synapse_groups[0]
+    assert lay.part_count(small, "auto", cores=8) == 1  # a tiny kernel: an extra process costs more
+    assert len(lay.plan(big, hardware=True).synapse_groups) == len(lay.plan(big, parts=1, hardware=True).synapse_groups)
+    for bad in (0, -1, 1.5, True, "two"):
+        with pytest.raises(InputError, match="synapse parts"):
+            lay.plan(_chain(), parts=bad)
 
 
 def test_replicas_tile_the_matrices_block_diagonally():
@@ -180,15 +218,17 @@ def test_every_arch_type_matches_the_reference(name):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("synapses,merge", [("dense", "all"), ("dense-dot", "split"), ("sparse", "hidden"),
-                                            ("sparse-dot", "all")])
-def test_every_kernel_and_grouping_matches_the_reference(synapses, merge):
+@pytest.mark.parametrize("synapses,merge,parts", [("dense", "all", 1), ("dense-dot", "split", 1),
+                                                  ("sparse", "hidden", 2), ("sparse-dot", "all", 3)])
+def test_every_kernel_grouping_and_split_matches_the_reference(synapses, merge, parts):
     rng = np.random.default_rng(5)
     net = random_lowered_network(rng, n_pops=3, n_input_pops=2, n_projections=12)
     inputs = random_inputs(rng, net, batch=2, steps=STEPS)
     spikes, probes = run_with_watchdog(
         lava_backend.run_build, (net, inputs, STEPS, ("u", "v")), 120, "Lava run")  # default layout
-    forced, _ = run_with_watchdog(_run_forced, (net, inputs, synapses, merge), 120, "Lava run")
+    forced, _ = run_with_watchdog(_run_forced, (net, inputs, synapses, merge, parts), 120, "Lava run")
+    forced_layout = lay.plan(net, merge=merge, synapses=synapses, parts=parts, replicas=2)
+    assert parts == 1 or any(g.parts == parts for g in forced_layout.synapse_groups), "no group was split"
     ref, ref_probes = reference.simulate(net, inputs, STEPS, probes=("u", "v"))
     assert ref.sum() > 20
     np.testing.assert_array_equal(spikes, ref)
@@ -198,17 +238,20 @@ def test_every_kernel_and_grouping_matches_the_reference(synapses, merge):
 
 
 @pytest.mark.lava
-@pytest.mark.parametrize("reset_in_network", [False, True], ids=["Network.reset", "Reset-processes"])
-def test_rounds_in_one_build_equal_separate_runs(reset_in_network):
+@pytest.mark.parametrize("reset_in_network,parts", [(False, 1), (True, 1), (True, 3)],
+                         ids=["Network.reset", "Reset-processes", "Reset-processes-3-parts"])
+def test_rounds_in_one_build_equal_separate_runs(reset_in_network, parts):
     """Five samples as rounds of two replicas in one build (the last round padded), reset between rounds by
-    Var.set or by Lava Reset processes in the network: every sample's spikes, u and v are the reference's, as
-    if it had a build of its own."""
+    Var.set or by Lava Reset processes in the network (which also empty every part's buffer): every sample's
+    spikes, u and v are the reference's, as if it had a build of its own."""
     rng = np.random.default_rng(11)
     net = random_lowered_network(rng, n_pops=3, n_input_pops=2, n_projections=12)
     inputs = random_inputs(rng, net, batch=5, steps=STEPS, rate=0.4)
     spikes, probes = run_with_watchdog(
-        lava_backend.run_build, (net, inputs, STEPS, ("u", "v"), "fixed_pt", 2, reset_in_network), 180,
-        "Lava rounds")
+        functools.partial(lava_backend.run_build, synapses="sparse-dot", synapse_parts=parts),
+        (net, inputs, STEPS, ("u", "v"), "fixed_pt", 2, reset_in_network), 180, "Lava rounds")
+    split = lay.plan(net, replicas=2, synapses="sparse-dot", parts=parts)
+    assert parts == 1 or any(g.parts == parts for g in split.synapse_groups), "no group was split"
     ref, ref_probes = reference.simulate(net, inputs, STEPS, probes=("u", "v"))
     assert ref[:, -1].sum() > 0, "no spike at a round's last step: the synapse buffers' reset goes untested"
     np.testing.assert_array_equal(spikes, ref)
@@ -249,8 +292,8 @@ def test_large_networks_run_their_batch_in_sequence_and_small_ones_as_replicas()
     assert plan.in_sequence and plan.replicas <= 2 and plan.samples_per_build(16) == 16
 
 
-def _run_forced(net, inputs, synapses, merge):
-    return lava_backend.run_build(net, inputs, STEPS, synapses=synapses, merge=merge)
+def _run_forced(net, inputs, synapses, merge, parts):
+    return lava_backend.run_build(net, inputs, STEPS, synapses=synapses, merge=merge, synapse_parts=parts)
 
 
 def _run_out_port(net, inputs):

@@ -32,6 +32,14 @@ layouts and keeps the one with the lowest :meth:`Layout.step_cost`:
   ~0.6 ns per stored weight, six times faster than the slice). The ``-dot``
   kernels declare graded spikes, which Loihi 2 hardware would read differently
   from a LIF's binary ones, so ``hardware=True`` leaves them out.
+* **parts**: a heavy ``Sparse`` group is split by target rows into parts, one
+  process each, balanced by stored weights. Lava runs each process on a core
+  of its own and sums the parts' outputs at the target's ``a_in``; every row
+  lives in one part, so each neuron's floor of ``sum * 2**weight_exp`` is
+  unchanged. The parts share the memory bandwidth that a CSR product is bound
+  by, so two parts run 1.26x, not 2x, as fast (:data:`PARALLEL_PART_GAIN`), and
+  only groups of millions of stored weights gain more than the extra process
+  costs.
 
 Replicas (independent copies of the network side by side, for batched
 evaluation) multiply every process's width, not the process count; each
@@ -39,7 +47,9 @@ synapse matrix becomes block diagonal.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,6 +79,11 @@ COST_SPARSE_NONZERO_S = 2.5e-8
 # for 0.26 M, whatever the spikes).
 COST_SPARSE_DOT_CALL_S = 5e-5
 COST_SPARSE_DOT_NONZERO_S = 6e-10
+# Parts of a Sparse group on separate cores: speed gained per part beyond the first. Measured on the H = 2048
+# netx network of bench/lava_speed.py, 3 replicas (16 M stored weights), 12 rounds of 101 steps in one build:
+# 24.4-27.7 s in one process, 20.2-20.8 s in two parts of equal stored weights (2 shared cores); the parts
+# share the memory bandwidth, so the gain is per extra core, not a multiple.
+PARALLEL_PART_GAIN = 0.26
 COST_BUILD_S = 2.5  # one Lava build: process creation, compile, OS processes, first step
 # Var.set moves one element per message: 2,048 elements took 56-79 ms; one more run() of a build ~2 ms.
 COST_SET_ELEMENT_S = 3e-5
@@ -86,6 +101,14 @@ SYNAPSE_CHOICES = ("auto",) + KERNELS
 GRADED_KERNELS = ("dense-dot", "sparse-dot")  # declare graded spikes: exact in the simulator, not on Loihi 2
 SPARSE_KERNELS = ("sparse", "sparse-dot")  # Lava's Sparse process; the others are Dense
 MERGE_MODES = ("auto", "all", "hidden", "split")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity where the OS reports it): the most parts worth making."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -113,9 +136,16 @@ class SynapseGroup:
     shape: tuple[int, int] = (0, 0)  # (replicas * target size, replicas * source size)
     replicas: int = 1
     kind: str = "dense"
+    # One of `parts` processes that a group is split into by target rows (see split_rows): it holds rows
+    # [lo, hi) of `shape` (replicas included) and `part_nnz` stored weights. None: the whole group.
+    rows: tuple[int, int] | None = None
+    parts: int = 1
+    part_nnz: int | None = None
 
     @property
     def nnz(self) -> int:
+        if self.part_nnz is not None:
+            return self.part_nnz
         return sum(p.weights.nnz for p in self.projections) * self.replicas
 
     def kernel_cost(self, kind: str | None = None) -> float:
@@ -129,6 +159,15 @@ class SynapseGroup:
         if kind == "sparse-dot":
             return COST_SPARSE_DOT_CALL_S + self.nnz * COST_SPARSE_DOT_NONZERO_S
         return COST_SPARSE_CALL_S + self.nnz * ASSUMED_SPIKE_RATE * COST_SPARSE_NONZERO_S
+
+    def step_cost(self) -> float:
+        """Modelled seconds per step: its process, and its kernel, which its sibling parts (on other cores)
+        speed up by :data:`PARALLEL_PART_GAIN` each."""
+        return COST_PROCESS_S + self.kernel_cost() / parallel_speedup(self.parts)
+
+
+def parallel_speedup(parts: int) -> float:
+    return 1 + PARALLEL_PART_GAIN * (parts - 1)
 
 
 @dataclass
@@ -158,7 +197,7 @@ class Layout:
 
     def step_cost(self) -> float:
         """Modelled seconds per step of the whole network."""
-        return COST_PROCESS_S * self.process_count + sum(g.kernel_cost() for g in self.synapse_groups)
+        return COST_PROCESS_S * len(self.neuron_groups) + sum(g.step_cost() for g in self.synapse_groups)
 
     def weights(self, group: SynapseGroup) -> sp.csr_matrix:
         """The group's projections at their place in (target process x source process), tiled per replica."""
@@ -175,7 +214,17 @@ class Layout:
         cols = np.concatenate([b.col + p.cols[0] - col0 for b, p in zip(blocks, group.projections)])
         data = np.concatenate([b.data for b in blocks]).astype(np.int64)
         one = sp.csr_matrix((data, (rows, cols)), shape=(target.size, n_cols))
-        return one if self.replicas == 1 else block_diagonal(one, self.replicas)
+        whole = one if self.replicas == 1 else block_diagonal(one, self.replicas)
+        return whole if group.rows is None else only_rows(whole, *group.rows)
+
+    def stored_per_row(self, group: SynapseGroup) -> np.ndarray:
+        """Stored weights in each row of the group's matrix (replicas included), without building it."""
+        target = self.neuron_group(group.target)
+        counts = np.zeros(target.size, np.int64)
+        for p in group.projections:
+            lo = p.rows[0] - target.lo
+            counts[lo:lo + p.weights.shape[0]] += np.diff(p.weights.indptr)
+        return np.tile(counts, self.replicas)
 
 
 def block_diagonal(one: sp.csr_matrix, copies: int) -> sp.csr_matrix:
@@ -190,13 +239,51 @@ def block_diagonal(one: sp.csr_matrix, copies: int) -> sp.csr_matrix:
                          shape=(one.shape[0] * copies, one.shape[1] * copies))
 
 
+def only_rows(matrix: sp.csr_matrix, lo: int, hi: int) -> sp.csr_matrix:
+    """``matrix`` with the rows outside ``[lo, hi)`` emptied, its shape kept (a part's output then adds zero
+    to the neurons of the other parts)."""
+    start, stop = matrix.indptr[lo], matrix.indptr[hi]
+    indptr = np.concatenate([np.zeros(lo, matrix.indptr.dtype), matrix.indptr[lo:hi + 1] - start,
+                             np.full(matrix.shape[0] - hi, stop - start, matrix.indptr.dtype)])
+    return sp.csr_matrix((matrix.data[start:stop], matrix.indices[start:stop], indptr), shape=matrix.shape)
+
+
+def split_rows(layout: Layout, group: SynapseGroup, parts: int) -> list[SynapseGroup]:
+    """``group`` as up to ``parts`` groups of consecutive target rows with about equal stored weights (fewer
+    where rows run out; the group itself for one part)."""
+    if parts < 2:
+        return [group]
+    counts = layout.stored_per_row(group)
+    ends = np.concatenate([[0], np.cumsum(counts)])
+    cuts = [0, *(int(np.searchsorted(ends, ends[-1] * k / parts)) for k in range(1, parts)), counts.size]
+    ranges = [(lo, hi) for lo, hi in zip(cuts, cuts[1:]) if ends[hi] > ends[lo]]
+    if len(ranges) < 2:
+        return [group]
+    return [dataclasses.replace(group, rows=rows, parts=len(ranges), part_nnz=int(ends[rows[1]] - ends[rows[0]]))
+            for rows in ranges]
+
+
+def part_count(group: SynapseGroup, parts: int | str, cores: int) -> int:
+    """How many parts ``group`` becomes: ``parts``, or for "auto" the count up to ``cores`` with the lowest
+    modelled step cost; always 1 for a Dense group (its kernel computes every row of its matrix, held or not)."""
+    if group.kind not in SPARSE_KERNELS or not group.projections:
+        return 1
+    if parts != "auto":
+        return parts
+    whole = group.kernel_cost()
+    return min(range(1, cores + 1), key=lambda k: k * COST_PROCESS_S + whole / parallel_speedup(k))
+
+
 def default_readout(net: LoweredNetwork) -> str:
     return list(net.lif_slices)[-1]
 
 
 def plan(net: LoweredNetwork, readout: str | None = None, replicas: int = 1, merge: str = "auto",
-         synapses: str = "auto", separate_readout: bool = False, hardware: bool = False) -> Layout:
-    """The cheapest exact layout of ``net`` (see the module docstring)."""
+         synapses: str = "auto", separate_readout: bool = False, hardware: bool = False,
+         parts: int | str = "auto") -> Layout:
+    """The cheapest exact layout of ``net`` (see the module docstring). ``parts`` splits every Sparse group
+    into that many; "auto" as many as the cost model picks, up to the available cores (none for ``hardware``:
+    the split serves the simulator's parallelism)."""
     if not net.lif_slices:
         raise InputError("the network has no LIF population to build Lava processes for")
     readout = readout or default_readout(net)
@@ -214,13 +301,18 @@ def plan(net: LoweredNetwork, readout: str | None = None, replicas: int = 1, mer
     if merge == "all" and separate_readout:
         raise InputError("merge='all' puts the readout in a shared process, so it cannot be separate",
                          allowed="merge='hidden' or 'split' with separate_readout")
+    if parts != "auto" and (isinstance(parts, bool) or not isinstance(parts, (int, np.integer)) or parts < 1):
+        raise InputError("synapse parts must be a whole number >= 1 or 'auto'", found=parts,
+                         allowed="'auto' or an int >= 1")
     kernels = KERNELS if synapses == "auto" else (synapses,)
     if hardware:
         kernels = tuple(k for k in kernels if k not in GRADED_KERNELS)
+    cores = 1 if hardware else available_cores()
     candidates = []
     for runs in candidate_runs(net, readout, merge, separate_readout):
         layout = Layout(net, readout, replicas, _groups_from_runs(net, runs))
-        layout.synapse_groups = synapse_groups(layout, kernels)
+        layout.synapse_groups = [part for group in synapse_groups(layout, kernels)
+                                 for part in split_rows(layout, group, part_count(group, parts, cores))]
         candidates.append(layout)
     for layout in candidates:
         link_unreached(layout)

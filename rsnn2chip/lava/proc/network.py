@@ -44,8 +44,9 @@ class Network(AbstractProcess):
     ``replicas`` runs that many independent copies side by side (batched
     evaluation). ``merge`` and ``synapses`` override the layout choice
     (see :mod:`rsnn2chip.lava.layout`); ``hardware=True`` keeps to what
-    Loihi 2 runs as the simulator does (no ``dense-dot`` or ``sparse-dot`` kernel), for
-    ``Loihi2HwCfg``. ``input_message_bits`` > 0 makes the input synapses
+    Loihi 2 runs as the simulator does (no ``dense-dot`` or ``sparse-dot`` kernel, no parts), for
+    ``Loihi2HwCfg``. ``synapse_parts`` splits every ``Sparse`` process by target rows into that many, which
+    Lava runs on separate cores; by default ("auto") heavy ones, up to the cores available. ``input_message_bits`` > 0 makes the input synapses
     take graded spikes of that many bits.
 
     ``reset_interval`` (as in netx's ``Network``) sets every state Var back to its reset value after every
@@ -58,9 +59,9 @@ class Network(AbstractProcess):
     def __init__(self, network, *, readout: str | None = None, replicas: int = 1, merge: str = "auto",
                  synapses: str = "auto", separate_readout: bool = False, hardware: bool = False,
                  input_message_bits: int = 0, reset_interval: int | None = None,
-                 name: str | None = None) -> None:
+                 synapse_parts: int | str = "auto", name: str | None = None) -> None:
         lowered, readout = _lowered(network, readout)
-        layout = plan(lowered, readout, replicas, merge, synapses, separate_readout, hardware)
+        layout = plan(lowered, readout, replicas, merge, synapses, separate_readout, hardware, synapse_parts)
         # A graded input's synapses read payloads of the recorded width unless told otherwise.
         input_message_bits = input_message_bits or max(
             [p.payload_bits for p in lowered.projections if p.source == INPUT], default=0)

@@ -108,9 +108,11 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 
 
 def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mapping[str, str | Path | None]) -> None:
-    """Refuse, before any work, an output that is one of the inputs or another output (``{option: path}``).
+    """Refuse, before any work, an output that is one of the inputs or another output (``{option: path}``), or
+    lies inside another output.
 
-    Writing one over the other would destroy the input, or keep only the last of two outputs. An input that
+    Writing one over the other would destroy the input, or keep only the last of two outputs. An output inside
+    an input directory is allowed: nothing is replaced there, only a file added. An input that
     does not exist is a name (a data set, a target), not a file, and cannot be overwritten.
     """
     def same(a: Path, b: Path) -> bool:
@@ -133,6 +135,16 @@ def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mappi
                                   where=f"{out_option} and {other_option}",
                                   found=f"{out_path} and {other_path} are the same file",
                                   fix=f"give {out_option} and {other_option} different paths")
+            for (inner_option, inner), (outer_option, outer) in (((out_option, out_path), (other_option, other_path)),
+                                                                 ((other_option, other_path), (out_option, out_path))):
+                # A directory output is written beside and swapped in whole, so a file written into it first
+                # would be lost, or would make the swap refuse the directory after the run.
+                if outer.resolve() in inner.resolve().parents:
+                    raise OutputError(f"the output {inner_option} lies inside the output {outer_option}, which is "
+                                      "written as a whole directory", file=str(inner),
+                                      where=f"{inner_option} and {outer_option}",
+                                      found=f"{inner} is inside {outer}",
+                                      fix=f"give {inner_option} a path outside {outer}")
 
 
 def check_output_directory(path: str | Path, replaces: Collection[str] = ()) -> Path:

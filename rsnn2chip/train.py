@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from rsnn2chip import distributed, ir
 from rsnn2chip.checkpoint import save_checkpoint
 from rsnn2chip.data.common import SpikeData
-from rsnn2chip.errors import InputError
+from rsnn2chip.errors import InputError, R2CError
 from rsnn2chip.nn import RSNN, prepare_torch
 from rsnn2chip.nn.network import LOGITS_KEY, VOLTAGE_KEY
 from rsnn2chip.readout import window_mask
@@ -400,7 +400,21 @@ def train(arch: dict, train_data: SpikeData, val_data: SpikeData, cfg: TrainConf
         metrics["train_samples_per_s"] = loop.samples_seen / max(loop.train_seconds, 1e-9)
         model.load_state_dict(best_state)
         if test_data is not None and len(test_data):
-            test = evaluate(model, test_data, cfg.eval_batch_size)
+            try:
+                test = evaluate(model, test_data, cfg.eval_batch_size)
+            except R2CError as exc:
+                # A bad test sample found after training: the trained model is sound, so keep it (and its
+                # metrics) and say so, rather than leave the checkpoint of the last improvement unexplained.
+                if env.is_main:
+                    save_checkpoint(out_path, model, meta)
+                    if metrics_path:
+                        write_json(metrics_path, metrics)
+                first = exc.problems[0]
+                first.fix = "; ".join(filter(None, [
+                    first.fix, f"training finished: its best model is saved in {out_path}, without a test score, "
+                               f"which `rsnn2chip eval {out_path} --data ...` gives once the test split is fixed"]))
+                exc.args = (exc.render(),)
+                raise
             test.pop("predictions")
             metrics["test"] = test
             meta["training"].update(test_accuracy=test["accuracy"])

@@ -619,13 +619,15 @@ def _h5_only(path: Path, members: dict) -> None:
             f[key] = value
 
 
-def _shd_times(value: float):
+def _shd_times(value: float, parts=("train", "test"), samples: slice = slice(None)):
+    """SHD files whose ``samples`` of ``parts`` spike at time ``value`` (by default every sample: the first
+    one read fails, before training)."""
     def edit(root: Path) -> None:
         import h5py
 
-        for part in ("train", "test"):
+        for part in parts:
             with h5py.File(root / "SHD" / f"shd_{part}.h5", "a") as f:
-                for i in range(len(f["labels"])):  # every sample: the first one read fails, before training
+                for i in range(len(f["labels"]))[samples]:
                     f["spikes/times"][i] = np.array([0.01, value], np.float32)
                     f["spikes/units"][i] = np.array([1, 2], np.uint16)
     return edit
@@ -665,6 +667,9 @@ CASES += [
         "NMNIST/Train", "0/00001.bin", lambda path: path.write_bytes(b"\x01" * 7)), "Train/0/00001.bin"),
     _tonic_case("shd-nan-times", "shd", 0, _shd_times(np.nan), "times hold NaN"),
     _tonic_case("shd-1e9-times", "shd", 0, _shd_times(1e9), "1e+09 s"),
+    # The test split is read after training: its first sample is made before, so no checkpoint is written.
+    _tonic_case("shd-first-test-sample-nan", "shd", 0, _shd_times(np.nan, ("test",), slice(0, 1)),
+                "times hold NaN"),
 ]
 
 

@@ -463,3 +463,25 @@ def test_report_json_stays_strict_json_when_a_number_is_not_finite(corpus_dir, c
     _strict_json(printed)
     assert _cli(["report", str(path), "--format", "json", "-o", str(corpus_dir / "nan-report")]) == 0
     _strict_json((corpus_dir / "nan-report" / "report.json").read_text())
+
+
+def test_a_bad_test_sample_found_after_training_keeps_the_trained_model(corpus_dir, capsys):
+    """Only the second test sample is unreadable, so training runs; its model and metrics are kept, and the error
+    says so and how to score it once the test split is fixed."""
+    from rsnn2chip.checkpoint import load_checkpoint
+
+    root = corpus._tonic_root(corpus_dir, "shd-second-test-sample-nan", corpus._tonic_writers()[0],
+                              corpus._shd_times(np.nan, ("test",), slice(1, 2)))
+    argv = corpus._train_tonic(corpus_dir, "shd", root)
+    trained, metrics = corpus_dir / "trained.pt", corpus_dir / "trained.metrics.json"
+    capsys.readouterr()
+    try:  # other cases of the shared corpus directory require that no trained.pt exists
+        assert _cli(argv) == 2
+        err = capsys.readouterr().err
+        assert "times hold NaN" in err and "Traceback" not in err, err
+        assert f"its best model is saved in {trained}" in err and "rsnn2chip eval" in err, err
+        load_checkpoint(trained)
+        assert json.loads(metrics.read_text())["evaluations"]
+    finally:
+        trained.unlink(missing_ok=True)
+        metrics.unlink(missing_ok=True)

@@ -70,6 +70,10 @@ def load_splits(name_or_path: str | Path, limit: int | None = None,
                             "train", name_or_path)
     val = load_dataset(name_or_path, "val", encoding=train.encoding, limit=limit)
     test = load_dataset(name_or_path, "test", encoding=train.encoding, limit=limit)
+    if len(test):
+        # Lazily read samples are first made when the split is used, and the test split only after training:
+        # make its first one now, so that an unreadable test file stops the run before hours of training.
+        test.samples[0]
     if not len(val):
         train, val = carve_validation_from(train)
     return train, val, test

@@ -97,9 +97,13 @@ def _weight_errors(c: WeightCheck, stats: dict) -> dict:
     if c.represented is None:
         return {"rms_rel_error": stats.get("rms_rel_error"), "max_abs_error": stats.get("max_abs_error")}
     err = c.represented - c.float_w
-    norm = float(np.linalg.norm(c.float_w))
-    return {"rms_rel_error": float(np.linalg.norm(err) / norm) if norm > 0 else 0.0,
-            "max_abs_error": float(np.abs(err).max(initial=0.0))}
+    # Norms of weights scaled to at most 1: an artifact written before compile refused weights beyond 1e100
+    # can hold ones whose squares overflow, which made inf / inf here.
+    peak = float(np.abs(c.float_w).max(initial=0.0))
+    if not np.isfinite(peak):
+        return {"rms_rel_error": None, "max_abs_error": None}
+    rel = float(np.linalg.norm(err / peak) / np.linalg.norm(c.float_w / peak)) if peak > 0 else 0.0
+    return {"rms_rel_error": rel, "max_abs_error": float(np.abs(err).max(initial=0.0))}
 
 
 def layer_diagnostics(graph) -> list[dict]:

@@ -7,6 +7,7 @@ Every expected number below is worked out by hand in the comments.
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -194,6 +195,18 @@ def test_quantization_diagnostics_count_exactly_the_clipped_and_zeroed_weights(c
         stats = proj_ir.quant.stats
         assert proj[proj_ir.name]["clipped_fraction"] == stats["clipped_fraction"]
         assert proj[proj_ir.name]["zeroed_fraction"] == stats["zeroed_fraction"]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_huge_stored_float_weights_give_finite_errors_without_warnings(compiled):
+    """An artifact written before compile refused float weights beyond 1e100 can hold them: squaring them for
+    the error norm overflowed (inf / inf, and a NumPy warning on the user's screen)."""
+    graph = copy.deepcopy(compiled.graph)
+    proj = next(p for p in ir.projections(graph) if p.name == "in->a")
+    proj.weight = sp.csr_matrix(proj.weight, dtype=np.float64)
+    proj.weight.data[0] = 1e300
+    row = report.projection_diagnostics(graph, proj)
+    assert row["rms_rel_error"] == pytest.approx(1.0) and row["max_abs_error"] == pytest.approx(1e300)
 
 
 def test_parameter_conversions_that_lost_precision_are_named(compiled):

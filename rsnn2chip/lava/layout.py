@@ -103,6 +103,11 @@ SPARSE_KERNELS = ("sparse", "sparse-dot")  # Lava's Sparse process; the others a
 MERGE_MODES = ("auto", "all", "hidden", "split")
 
 
+def is_count(value) -> bool:
+    """A whole number >= 1: an int or NumPy integer, not a bool (which Python counts as an int)."""
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= 1
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity where the OS reports it): the most parts worth making."""
     try:
@@ -301,7 +306,7 @@ def plan(net: LoweredNetwork, readout: str | None = None, replicas: int = 1, mer
     if merge == "all" and separate_readout:
         raise InputError("merge='all' puts the readout in a shared process, so it cannot be separate",
                          allowed="merge='hidden' or 'split' with separate_readout")
-    if parts != "auto" and (isinstance(parts, bool) or not isinstance(parts, (int, np.integer)) or parts < 1):
+    if parts != "auto" and not is_count(parts):
         raise InputError("synapse parts must be a whole number >= 1 or 'auto'", found=parts,
                          allowed="'auto' or an int >= 1")
     kernels = KERNELS if synapses == "auto" else (synapses,)

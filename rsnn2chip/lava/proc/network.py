@@ -21,7 +21,7 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from rsnn2chip import neurons
 from rsnn2chip.backends.plan import LoweredNetwork, lower
 from rsnn2chip.errors import InputError
-from rsnn2chip.lava.layout import (GRADED_KERNELS, INPUT, SPARSE_KERNELS, Layout, group_params, plan,
+from rsnn2chip.lava.layout import (GRADED_KERNELS, INPUT, SPARSE_KERNELS, Layout, group_params, is_count, plan,
                                    state_resets, window_resets)
 from rsnn2chip.lava.neurons import neuron_process
 from rsnn2chip.lava.population import PopulationView
@@ -96,7 +96,7 @@ class Network(AbstractProcess):
     def _window_resets(self, interval: int) -> list:
         from lava.proc.io.reset import Reset
 
-        if isinstance(interval, bool) or not isinstance(interval, (int, np.integer)) or interval < 1:
+        if not is_count(interval):
             raise InputError("reset_interval must be a whole number of steps >= 1", found=interval,
                              allowed="an int >= 1, or None for no reset")
         if window_resets(self.layout) is None:

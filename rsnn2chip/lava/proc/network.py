@@ -44,9 +44,10 @@ class Network(AbstractProcess):
     ``replicas`` runs that many independent copies side by side (batched
     evaluation). ``merge`` and ``synapses`` override the layout choice
     (see :mod:`rsnn2chip.lava.layout`); ``hardware=True`` keeps to what
-    Loihi 2 runs as the simulator does (no ``dense-dot`` or ``sparse-dot`` kernel, no parts), for
+    Loihi 2 runs as the simulator does (no ``dense-dot`` or ``sparse-dot`` kernel, no automatic parts), for
     ``Loihi2HwCfg``. ``synapse_parts`` splits every ``Sparse`` process by target rows into that many, which
-    Lava runs on separate cores; by default ("auto") heavy ones, up to the cores available. ``input_message_bits`` > 0 makes the input synapses
+    Lava runs on separate cores; by default ("auto") only heavy ones, up to the cores available.
+    ``input_message_bits`` > 0 makes the input synapses
     take graded spikes of that many bits.
 
     ``reset_interval`` (as in netx's ``Network``) sets every state Var back to its reset value after every

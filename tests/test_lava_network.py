@@ -149,6 +149,8 @@ def test_automatic_parts_follow_the_cost_and_the_cores():
     assert heavy.kind == "sparse-dot"
     assert lay.part_count(heavy, "auto", cores=1) == 1
     assert lay.part_count(heavy, "auto", cores=2) == 2  # 8 M stored weights: a second core pays
+    assert lay.part_count(heavy, "auto", cores=64) == lay.MAX_AUTO_PARTS
+    assert lay.part_count(heavy, 5, cores=1) == 5
     small = lay.plan(_chain(), parts=1).synapse_groups[0]
     assert lay.part_count(small, "auto", cores=8) == 1  # a tiny kernel: an extra process costs more
     assert len(lay.plan(big, hardware=True).synapse_groups) == len(lay.plan(big, parts=1, hardware=True).synapse_groups)

@@ -84,6 +84,9 @@ COST_SPARSE_DOT_NONZERO_S = 6e-10
 # 24.4-27.7 s in one process, 20.2-20.8 s in two parts of equal stored weights (2 shared cores); the parts
 # share the memory bandwidth, so the gain is per extra core, not a multiple.
 PARALLEL_PART_GAIN = 0.26
+# The most parts "auto" makes: two is what was measured to pay. More may on a machine with more cores and memory
+# channels, but the linear model above is not measured there; synapse_parts=k forces k.
+MAX_AUTO_PARTS = 2
 COST_BUILD_S = 2.5  # one Lava build: process creation, compile, OS processes, first step
 # Var.set moves one element per message: 2,048 elements took 56-79 ms; one more run() of a build ~2 ms.
 COST_SET_ELEMENT_S = 3e-5
@@ -269,14 +272,15 @@ def split_rows(layout: Layout, group: SynapseGroup, parts: int) -> list[SynapseG
 
 
 def part_count(group: SynapseGroup, parts: int | str, cores: int) -> int:
-    """How many parts ``group`` becomes: ``parts``, or for "auto" the count up to ``cores`` with the lowest
-    modelled step cost; always 1 for a Dense group (its kernel computes every row of its matrix, held or not)."""
+    """How many parts ``group`` becomes: ``parts``, or for "auto" the count up to ``cores`` (and
+    :data:`MAX_AUTO_PARTS`) with the lowest modelled step cost; always 1 for a Dense group (its kernel computes every row of its matrix, held or not)."""
     if group.kind not in SPARSE_KERNELS or not group.projections:
         return 1
     if parts != "auto":
         return parts
     whole = group.kernel_cost()
-    return min(range(1, cores + 1), key=lambda k: k * COST_PROCESS_S + whole / parallel_speedup(k))
+    return min(range(1, min(cores, MAX_AUTO_PARTS) + 1),
+               key=lambda k: k * COST_PROCESS_S + whole / parallel_speedup(k))
 
 
 def default_readout(net: LoweredNetwork) -> str:

@@ -399,30 +399,30 @@ def train(arch: dict, train_data: SpikeData, val_data: SpikeData, cfg: TrainConf
         metrics["seconds"] = time.perf_counter() - start
         metrics["train_samples_per_s"] = loop.samples_seen / max(loop.train_seconds, 1e-9)
         model.load_state_dict(best_state)
+        meta["training"].update(steps_done=loop.step, seconds=metrics["seconds"])
+        test_error = None
         if test_data is not None and len(test_data):
             try:
                 test = evaluate(model, test_data, cfg.eval_batch_size)
             except R2CError as exc:
-                # A bad test sample found after training: the trained model is sound, so keep it (and its
-                # metrics) and say so, rather than leave the checkpoint of the last improvement unexplained.
-                if env.is_main:
-                    save_checkpoint(out_path, model, meta)
-                    if metrics_path:
-                        write_json(metrics_path, metrics)
-                first = exc.problems[0]
-                first.fix = "; ".join(filter(None, [
-                    first.fix, f"training finished: its best model is saved in {out_path}, without a test score, "
-                               f"which `rsnn2chip eval {out_path} --data ...` gives once the test split is fixed"]))
-                exc.args = (exc.render(),)
-                raise
-            test.pop("predictions")
-            metrics["test"] = test
-            meta["training"].update(test_accuracy=test["accuracy"])
-        meta["training"].update(steps_done=loop.step, seconds=metrics["seconds"])
+                # A bad test sample found after training: the trained model is sound, so it is kept (with its
+                # metrics) and the error says so, rather than leave a checkpoint unexplained.
+                test_error = exc
+            else:
+                test.pop("predictions")
+                metrics["test"] = test
+                meta["training"].update(test_accuracy=test["accuracy"])
         if env.is_main:
             save_checkpoint(out_path, model, meta)
             if metrics_path:
                 write_json(metrics_path, metrics)
+        if test_error is not None:
+            first = test_error.problems[0]
+            first.fix = "; ".join(filter(None, [
+                first.fix, f"training finished: its best model is saved in {out_path}, without a test score, "
+                           f"which `rsnn2chip eval {out_path} --data ...` gives once the test split is fixed"]))
+            test_error.args = (test_error.render(),)
+            raise test_error
     return TrainResult(model, metrics)
 
 

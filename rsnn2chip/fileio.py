@@ -109,7 +109,7 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
 
 def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mapping[str, str | Path | None]) -> None:
     """Refuse, before any work, an output that is one of the inputs or another output (``{option: path}``), or
-    lies inside another output.
+    lies inside another output, and an input inside an output (a directory).
 
     Writing one over the other would destroy the input, or keep only the last of two outputs. An output inside
     an input directory is allowed: nothing is replaced there, only a file added. An input that
@@ -128,6 +128,12 @@ def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mappi
                                   "the input", file=str(out_path), where=f"{out_option} and {in_option}",
                                   found=f"{out_path} and {in_path} are the same file",
                                   fix=f"give {out_option} a path other than {in_option}'s")
+            if in_path is not None and Path(in_path).exists() and out_path.resolve() in Path(in_path).resolve().parents:
+                # An output directory is swapped whole or has its files renamed in: either can replace the input.
+                raise OutputError(f"the input {in_option} lies inside the output {out_option}, which this command "
+                                  "writes as a directory", file=str(in_path), where=f"{in_option} and {out_option}",
+                                  found=f"{in_path} is inside {out_path}",
+                                  fix=f"move {in_option} out of {out_path}, or give {out_option} another directory")
         for other_option, other_path in given_outputs[index + 1:]:
             if same(out_path, other_path):
                 raise OutputError(f"two outputs, {out_option} and {other_option}, are the same file: the second "

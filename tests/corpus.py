@@ -546,6 +546,11 @@ def _copy_of(d: Path, source: str, name: str) -> str:
     return str(d / name)
 
 
+def _search_space_in(d: Path) -> str:
+    d.mkdir(exist_ok=True)
+    return _search_space(d)
+
+
 def _search_space(d: Path) -> str:
     from test_search import tiny_space
     import yaml
@@ -574,6 +579,9 @@ CASES += [
                                                             "--save-activity", str(d / "act"), "--save-spikes",
                                                             str(d / "act" / "spikes.npz")],
          "the output --save-spikes lies inside the output --save-activity", outputs=("act",)),
+    Case("search-space-inside-output", lambda d: ["search", "--space", _search_space_in(d / "run-dir"), "--data",
+                                                  str(d / "data.npz"), "-o", str(d / "run-dir")],
+         "the input --space lies inside the output -o/--output"),
     Case("train-metrics-is-output", lambda d: _train(d, output=d / "twice.pt", metrics=d / "twice.pt"),
          "two outputs, -o/--output and --metrics, are the same file", outputs=("twice.pt",)),
     Case("train-output-is-arch", lambda d: _train(d, arch=_copy_of(d, "arch.yaml", "same-arch.yaml"),

@@ -50,12 +50,12 @@ def _table(result: RunResult) -> Table:
 
 def run(args, out) -> int:
     # Output paths are refused before the run they would end.
-    check_distinct_paths({"ARTIFACT": args.artifact, "--input": args.input},
-                         {"--save-spikes": args.save_spikes, "--save-activity": args.save_activity})
     if args.save_spikes:
         check_output_file(Path(args.save_spikes))
     if args.save_activity:
         activity.check_output(args.save_activity)
+    check_distinct_paths({"ARTIFACT": args.artifact, "--input": args.input},
+                         {"--save-spikes": args.save_spikes, "--save-activity": args.save_activity})
     art = artifact.load(args.artifact)
     x, notes = inputs.load(args, lambda found: inputs.training_meta(art, found),
                            ir.total_neurons(art.graph, "input"), args.artifact)

@@ -6,7 +6,7 @@ from rich.table import Table
 
 from rsnn2chip import argtypes, distributed
 from rsnn2chip.data import dataset_names, load_splits
-from rsnn2chip.fileio import check_output_directory, publish_directory
+from rsnn2chip.fileio import check_distinct_paths, check_output_directory, publish_directory
 
 HELP = ("HRMAS architecture search of SC-ML layers with intrinsic-plasticity self-repair; writes the searched "
         "arch, the retrained model.pt, a JSON-lines log and pictures")
@@ -36,6 +36,7 @@ def run(args, out) -> int:
         space.search.seed = args.seed
     output = Path(args.output)
     target = check_output_directory(output)  # absolute: `-o .` names the directory the run is published into
+    check_distinct_paths({"--space": args.space, "--data": args.data}, {"-o/--output": output})
     env = distributed.setup()
     work = working_directory(target, args.resume, env.is_main)
     quiet = args.json or not env.is_main

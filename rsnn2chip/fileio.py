@@ -120,15 +120,20 @@ def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mappi
             return os.path.samefile(a, b)  # also a hard link or a second spelling through a symlink
         return a.resolve() == b.resolve()
 
+    def inside(inner: Path, outer: Path) -> bool:
+        return outer.resolve() in inner.resolve().parents
+
+    existing_inputs = [(option, Path(path)) for option, path in inputs.items() if path is not None
+                       and Path(path).exists()]
     given_outputs = [(option, Path(path)) for option, path in outputs.items() if path is not None]
     for index, (out_option, out_path) in enumerate(given_outputs):
-        for in_option, in_path in inputs.items():
-            if in_path is not None and Path(in_path).exists() and same(out_path, Path(in_path)):
+        for in_option, in_path in existing_inputs:
+            if same(out_path, in_path):
                 raise OutputError(f"the output {out_option} is the input {in_option}: writing it would destroy "
                                   "the input", file=str(out_path), where=f"{out_option} and {in_option}",
                                   found=f"{out_path} and {in_path} are the same file",
                                   fix=f"give {out_option} a path other than {in_option}'s")
-            if in_path is not None and Path(in_path).exists() and out_path.resolve() in Path(in_path).resolve().parents:
+            if inside(in_path, out_path):
                 # An output directory is swapped whole or has its files renamed in: either can replace the input.
                 raise OutputError(f"the input {in_option} lies inside the output {out_option}, which this command "
                                   "writes as a directory", file=str(in_path), where=f"{in_option} and {out_option}",
@@ -145,7 +150,7 @@ def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mappi
                                                                  ((other_option, other_path), (out_option, out_path))):
                 # A directory output is written beside and swapped in whole, so a file written into it first
                 # would be lost, or would make the swap refuse the directory after the run.
-                if outer.resolve() in inner.resolve().parents:
+                if inside(inner, outer):
                     raise OutputError(f"the output {inner_option} lies inside the output {outer_option}, which is "
                                       "written as a whole directory", file=str(inner),
                                       where=f"{inner_option} and {outer_option}",

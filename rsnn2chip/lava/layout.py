@@ -272,9 +272,10 @@ def split_rows(layout: Layout, group: SynapseGroup, parts: int) -> list[SynapseG
 
 
 def part_count(group: SynapseGroup, parts: int | str, cores: int) -> int:
-    """How many parts ``group`` becomes: ``parts``, or for "auto" the count up to ``cores`` (and
-    :data:`MAX_AUTO_PARTS`) with the lowest modelled step cost; always 1 for a Dense group (its kernel computes every row of its matrix, held or not)."""
-    if group.kind not in SPARSE_KERNELS or not group.projections:
+    """How many parts ``group`` becomes (``group`` comes from :func:`synapse_groups`, so it holds weights):
+    ``parts``, or for "auto" the count up to ``cores`` (and :data:`MAX_AUTO_PARTS`) with the lowest modelled
+    step cost; always 1 for a Dense group (its kernel computes every row of its matrix, held or not)."""
+    if group.kind not in SPARSE_KERNELS:
         return 1
     if parts != "auto":
         return parts

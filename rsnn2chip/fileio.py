@@ -123,39 +123,37 @@ def check_distinct_paths(inputs: Mapping[str, str | Path | None], outputs: Mappi
     def inside(inner: Path, outer: Path) -> bool:
         return outer.resolve() in inner.resolve().parents
 
+    def refuse(message: str, path: Path, first: str, second: str, found: str, fix: str) -> None:
+        raise OutputError(message, file=str(path), where=f"{first} and {second}", found=found, fix=fix)
+
     existing_inputs = [(option, Path(path)) for option, path in inputs.items() if path is not None
                        and Path(path).exists()]
     given_outputs = [(option, Path(path)) for option, path in outputs.items() if path is not None]
     for index, (out_option, out_path) in enumerate(given_outputs):
         for in_option, in_path in existing_inputs:
             if same(out_path, in_path):
-                raise OutputError(f"the output {out_option} is the input {in_option}: writing it would destroy "
-                                  "the input", file=str(out_path), where=f"{out_option} and {in_option}",
-                                  found=f"{out_path} and {in_path} are the same file",
-                                  fix=f"give {out_option} a path other than {in_option}'s")
+                refuse(f"the output {out_option} is the input {in_option}: writing it would destroy the input",
+                       out_path, out_option, in_option, f"{out_path} and {in_path} are the same file",
+                       f"give {out_option} a path other than {in_option}'s")
             if inside(in_path, out_path):
                 # An output directory is swapped whole or has its files renamed in: either can replace the input.
-                raise OutputError(f"the input {in_option} lies inside the output {out_option}, which this command "
-                                  "writes as a directory", file=str(in_path), where=f"{in_option} and {out_option}",
-                                  found=f"{in_path} is inside {out_path}",
-                                  fix=f"move {in_option} out of {out_path}, or give {out_option} another directory")
+                refuse(f"the input {in_option} lies inside the output {out_option}, which this command writes as "
+                       "a directory", in_path, in_option, out_option, f"{in_path} is inside {out_path}",
+                       f"move {in_option} out of {out_path}, or give {out_option} another directory")
         for other_option, other_path in given_outputs[index + 1:]:
             if same(out_path, other_path):
-                raise OutputError(f"two outputs, {out_option} and {other_option}, are the same file: the second "
-                                  "would overwrite the first", file=str(out_path),
-                                  where=f"{out_option} and {other_option}",
-                                  found=f"{out_path} and {other_path} are the same file",
-                                  fix=f"give {out_option} and {other_option} different paths")
+                refuse(f"two outputs, {out_option} and {other_option}, are the same file: the second would "
+                       "overwrite the first", out_path, out_option, other_option,
+                       f"{out_path} and {other_path} are the same file",
+                       f"give {out_option} and {other_option} different paths")
             for (inner_option, inner), (outer_option, outer) in (((out_option, out_path), (other_option, other_path)),
                                                                  ((other_option, other_path), (out_option, out_path))):
                 # A directory output is written beside and swapped in whole, so a file written into it first
                 # would be lost, or would make the swap refuse the directory after the run.
                 if inside(inner, outer):
-                    raise OutputError(f"the output {inner_option} lies inside the output {outer_option}, which is "
-                                      "written as a whole directory", file=str(inner),
-                                      where=f"{inner_option} and {outer_option}",
-                                      found=f"{inner} is inside {outer}",
-                                      fix=f"give {inner_option} a path outside {outer}")
+                    refuse(f"the output {inner_option} lies inside the output {outer_option}, which is written as "
+                           "a whole directory", inner, inner_option, outer_option, f"{inner} is inside {outer}",
+                           f"give {inner_option} a path outside {outer}")
 
 
 def check_output_directory(path: str | Path, replaces: Collection[str] = ()) -> Path:

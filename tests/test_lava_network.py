@@ -286,12 +286,19 @@ def test_reset_interval_must_be_a_positive_whole_number():
 def test_large_networks_run_their_batch_in_sequence_and_small_ones_as_replicas():
     small = random_lowered_network(np.random.default_rng(0), n_pops=2, n_input_pops=1)
     assert lay.best_batch_plan(small, 64, 100) == lay.BatchPlan(replicas=64, in_sequence=False)
-    # 2 x 2,000 x 2,000 weights: MAX_REPLICA_WEIGHTS allows two replicas a build, so the batch shares one build.
+    # 2 x 2,000 x 2,000 weights: MAX_REPLICA_WEIGHTS caps the replicas a build, so the batch shares one build.
     wide = random_lowered_network(np.random.default_rng(0), n_pops=2, n_input_pops=1, size_range=(2000, 2000),
                                   n_projections=2, density=1.0)
-    assert sum(p.weights.nnz for p in wide.projections) * 2 <= lay.MAX_REPLICA_WEIGHTS
-    plan = lay.best_batch_plan(wide, 16, 100)
-    assert plan.in_sequence and plan.replicas <= 2 and plan.samples_per_build(16) == 16
+    cap = lay.MAX_REPLICA_WEIGHTS // sum(p.weights.nnz for p in wide.projections)
+    assert 1 < cap < 64
+    plan = lay.best_batch_plan(wide, 64, 100)
+    assert plan.in_sequence and plan.replicas <= cap and plan.samples_per_build(64) == 64
+
+
+def test_replica_sizes_are_powers_of_two_and_the_cap_with_no_wholly_silent_replica():
+    assert lay.replica_sizes(64, 12) == [1, 2, 4, 8, 11]  # 12 would leave 8 of its 72 slots silent; 11, 2
+    assert lay.replica_sizes(5, 5) == [1, 2, 3, 5]  # 4 replicas take 2 rounds, as 3 do
+    assert lay.replica_sizes(1, 1) == [1]
 
 
 def _run_forced(net, inputs, synapses, merge, parts):

@@ -88,6 +88,11 @@ PARALLEL_PART_GAIN = 0.26
 # channels, but the linear model above is not measured there; synapse_parts=k forces k.
 MAX_AUTO_PARTS = 2
 COST_BUILD_S = 2.5  # one Lava build: process creation, compile, OS processes, first step
+# A build's cost per stored weight (all replicas): building the matrices, and Lava's copies and clipping of them
+# in every synapse process. Measured on the H = 2048 network of bench/lava_speed.py (5.4 M weights a replica):
+# construction, first step less a step and stop took 3.1 / 3.9 / 4.6 / 5.5 / 7.7 s at 3 / 6 / 8 / 12 / 16
+# replicas, ~64 ns per weight above ~2 s.
+COST_BUILD_WEIGHT_S = 6e-8
 # Var.set moves one element per message: 2,048 elements took 56-79 ms; one more run() of a build ~2 ms.
 COST_SET_ELEMENT_S = 3e-5
 COST_RUN_CALL_S = 2e-3
@@ -96,8 +101,10 @@ MAX_DENSE_ELEMENTS = 1 << 25  # a bigger Dense matrix (128 MiB of int32) is neve
 MAX_ENUMERATED_POPULATIONS = 8
 MAX_REPLICA_NEURONS = 1 << 16  # neurons of all replicas in one build
 # Stored weights of all replicas in one build: block-diagonal copies multiply the memory of the weights, held by
-# this process and again by each synapse process (16 M: ~200 MB of CSR each). Beyond, rounds share the build.
-MAX_REPLICA_WEIGHTS = 1 << 24
+# this process and again, with Lava's clipped copies, by the synapse processes. The H = 2048 network of
+# bench/lava_speed.py peaked at 1.8 GB (all processes, PSS) with 16 M weights and 2.9 GB with 65 M, ~23 bytes
+# a weight. 64 M keeps a build near 3 GB. Beyond, rounds share the build.
+MAX_REPLICA_WEIGHTS = 1 << 26
 
 KERNELS = ("dense", "dense-dot", "sparse", "sparse-dot")
 SYNAPSE_CHOICES = ("auto",) + KERNELS
@@ -216,14 +223,14 @@ class Layout:
             source = self.neuron_group(group.source)
             col0, n_cols = source.lo, source.size
         if not group.projections:  # a link that only keeps a process connected (link_unreached)
-            return sp.csr_matrix((group.shape[0], group.shape[1]), dtype=np.int64)
+            return sp.csr_matrix((group.shape[0], group.shape[1]), dtype=np.int32)
         blocks = [p.weights.tocoo() for p in group.projections]
         rows = np.concatenate([b.row + p.rows[0] - target.lo for b, p in zip(blocks, group.projections)])
         cols = np.concatenate([b.col + p.cols[0] - col0 for b, p in zip(blocks, group.projections)])
-        data = np.concatenate([b.data for b in blocks]).astype(np.int64)
+        # int32, as Lava's fixed_pt models hold weights: 8-bit mantissas, and no copy to cast later.
+        data = np.concatenate([b.data for b in blocks]).astype(np.int32)
         one = sp.csr_matrix((data, (rows, cols)), shape=(target.size, n_cols))
-        whole = one if self.replicas == 1 else block_diagonal(one, self.replicas)
-        return whole if group.rows is None else only_rows(whole, *group.rows)
+        return block_diagonal(one, self.replicas, group.rows)
 
     def stored_per_row(self, group: SynapseGroup) -> np.ndarray:
         """Stored weights in each row of the group's matrix (replicas included), without building it."""
@@ -235,25 +242,26 @@ class Layout:
         return np.tile(counts, self.replicas)
 
 
-def block_diagonal(one: sp.csr_matrix, copies: int) -> sp.csr_matrix:
+def block_diagonal(one: sp.csr_matrix, copies: int, rows: tuple[int, int] | None = None) -> sp.csr_matrix:
     """``copies`` copies of ``one`` along the diagonal, built from its CSR arrays directly (``sp.kron`` goes
-    through COO and took 0.55 s for 16 copies of a 521 x 512 matrix; this takes a tenth of that)."""
+    through COO and took 0.55 s for 16 copies of a 521 x 512 matrix; this takes a tenth of that). With
+    ``rows = (lo, hi)`` only those rows hold weights, the shape kept (a part's output then adds zero to the
+    neurons of the other parts); the other rows' weights are never copied."""
     one = one.tocsr()
     one.sum_duplicates()
-    k = np.arange(copies)
-    indptr = np.append((one.indptr[:-1] + one.nnz * k[:, None]).ravel(), one.nnz * copies)
-    indices = (one.indices + one.shape[1] * k[:, None]).ravel()
-    return sp.csr_matrix((np.tile(one.data, copies), indices, indptr),
-                         shape=(one.shape[0] * copies, one.shape[1] * copies))
-
-
-def only_rows(matrix: sp.csr_matrix, lo: int, hi: int) -> sp.csr_matrix:
-    """``matrix`` with the rows outside ``[lo, hi)`` emptied, its shape kept (a part's output then adds zero
-    to the neurons of the other parts)."""
-    start, stop = matrix.indptr[lo], matrix.indptr[hi]
-    indptr = np.concatenate([np.zeros(lo, matrix.indptr.dtype), matrix.indptr[lo:hi + 1] - start,
-                             np.full(matrix.shape[0] - hi, stop - start, matrix.indptr.dtype)])
-    return sp.csr_matrix((matrix.data[start:stop], matrix.indices[start:stop], indptr), shape=matrix.shape)
+    n_rows, n_cols = one.shape
+    lo, hi = rows or (0, n_rows * copies)
+    counts = np.tile(np.diff(one.indptr), copies)
+    counts[:lo] = 0
+    counts[hi:] = 0
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    # Each copy k holds its rows [k * n_rows, (k + 1) * n_rows) that fall inside [lo, hi), as rows of `one`.
+    spans = [(k, max(lo - k * n_rows, 0), min(hi - k * n_rows, n_rows)) for k in range(copies)]
+    spans = [(k, a, b) for k, a, b in spans if a < b]
+    data = np.concatenate([one.data[one.indptr[a]:one.indptr[b]] for k, a, b in spans] or [one.data[:0]])
+    indices = np.concatenate([one.indices[one.indptr[a]:one.indptr[b]] + k * n_cols for k, a, b in spans]
+                             or [one.indices[:0]])
+    return sp.csr_matrix((data, indices, indptr.astype(indices.dtype)), shape=(n_rows * copies, n_cols * copies))
 
 
 def split_rows(layout: Layout, group: SynapseGroup, parts: int) -> list[SynapseGroup]:
@@ -511,35 +519,45 @@ def reset_elements(layout: Layout) -> int:
     return sum(v.size for v in state_resets(layout).values())
 
 
+def replica_sizes(batch: int, cap: int) -> list[int]:
+    """The replica counts a batch plan weighs: powers of two up to ``cap`` and ``cap``, each narrowed to the
+    fewest replicas that keep its number of rounds (64 samples at a cap of 12: 11 replicas in 6 rounds, not 12
+    whose last round is two thirds silent)."""
+    powers = {min(cap, 1 << k) for k in range(cap.bit_length() + 1)} | {cap}
+    return sorted({-(-batch // -(-batch // r)) for r in powers})
+
+
 def best_batch_plan(net: LoweredNetwork, batch: int, steps: int) -> BatchPlan:
     """The batch plan that runs ``batch`` samples of ``steps`` steps in the least modelled time.
 
-    A build costs :data:`COST_BUILD_S`. More replicas share it but widen every process (block-diagonal
-    synapses cost per stored weight), up to :data:`MAX_REPLICA_NEURONS` and :data:`MAX_REPLICA_WEIGHTS`;
-    a sequence shares one build among all rounds but pays a reset between them: ``Network.reset``
-    (:data:`COST_SET_ELEMENT_S` per element), or ``Reset`` processes (one more step per round, and a process
-    each at every step). Small networks run as replicas; networks whose weights cap the replicas, in rounds.
+    A build costs :data:`COST_BUILD_S` and :data:`COST_BUILD_WEIGHT_S` per stored weight. More replicas share
+    it but widen every process (block-diagonal synapses cost per stored weight), up to
+    :data:`MAX_REPLICA_NEURONS` and :data:`MAX_REPLICA_WEIGHTS`; a sequence shares one build among all
+    rounds but pays a reset between them: ``Network.reset`` (:data:`COST_SET_ELEMENT_S` per element), or
+    ``Reset`` processes (one more step per round, and a process each at every step). Small networks run as
+    replicas; networks whose weights cap the replicas, in rounds.
     """
     weights = sum(p.weights.nnz for p in net.projections)
     cap = max(1, min(batch, MAX_REPLICA_NEURONS // max(net.n_lif, 1), MAX_REPLICA_WEIGHTS // max(weights, 1)))
-    sizes = sorted({min(cap, 1 << k) for k in range(cap.bit_length() + 1)} | {cap})
+    sizes = replica_sizes(batch, cap)
 
     layouts = {r: plan(net, replicas=r) for r in sizes}  # each size's layout serves its three options
 
     def total_s(option: BatchPlan) -> float:
         layout = layouts[option.replicas]
         rounds = -(-batch // option.replicas)
+        build_s = COST_BUILD_S + weights * option.replicas * COST_BUILD_WEIGHT_S
         if option.reset_in_network:
             resets = window_resets(layout)
             if resets is None:
                 return float("inf")
             window_s = (steps + 1) * (layout.step_cost() + resets * COST_PROCESS_S)
-            return COST_BUILD_S + rounds * (window_s + COST_RUN_CALL_S)
+            return build_s + rounds * (window_s + COST_RUN_CALL_S)
         run_s = steps * layout.step_cost()
         if option.in_sequence:
-            return COST_BUILD_S + rounds * (run_s + COST_RUN_CALL_S) + (rounds - 1) * reset_elements(
+            return build_s + rounds * (run_s + COST_RUN_CALL_S) + (rounds - 1) * reset_elements(
                 layout) * COST_SET_ELEMENT_S
-        return rounds * (COST_BUILD_S + run_s)
+        return rounds * (build_s + run_s)
 
     options = [BatchPlan(r, False) for r in sizes] + [BatchPlan(r, True, by) for r in sizes for by in (False, True)]
     return min(options, key=total_s)

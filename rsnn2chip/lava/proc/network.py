@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.sub.model import AbstractSubProcessModel
 from lava.magma.core.process.ports.ports import InPort, OutPort
@@ -170,7 +168,7 @@ def _synapse_process(layout: Layout, group, num_message_bits: int, index: int):
         num_message_bits = max(num_message_bits, 1)
     options = dict(weight_exp=group.weight_exp, num_weight_bits=8, sign_mode=SignMode[group.sign_mode.upper()],
                    num_message_bits=num_message_bits, name=f"synapses[{index}]:{group.source}->{group.target}")
-    weights = layout.weights(group).astype(np.int32)
+    weights = layout.weights(group)
     if group.kind in SPARSE_KERNELS:
         return Sparse(weights=weights, **options)
     return Dense(weights=weights.toarray(), **options)

@@ -261,6 +261,46 @@ def test_rounds_in_one_build_equal_separate_runs(reset_in_network, parts):
         np.testing.assert_array_equal(probes[var], ref_probes[var], err_msg=var)
 
 
+def test_sim_config_names_the_models_lava_selects_for_every_process():
+    """sim_config lists each process with the model Lava's own search and selection give it, so the compiler
+    skips the search: every leaf process of a network with LIF and ATRLIF groups, Dense and Sparse synapses,
+    Reset processes, a source and a sink maps to the same model either way."""
+    from lava.magma.compiler.compiler_graphs import ProcGroupDiGraphs
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc import io
+    from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
+
+    from rsnn2chip.lava import Network
+    from rsnn2chip.lava.run_config import sim_config
+
+    rng = np.random.default_rng(5)
+    mixed = random_lowered_network(rng, n_pops=3, n_input_pops=2, n_projections=12)
+    n_atr = next(iter(mixed.lif_slices.values()))[1]  # the first population is ATRLIF, the others CUBA-LIF
+    mixed = dataclasses.replace(mixed, groups=[
+        NeuronGroup(atrlif.MODEL, np.arange(n_atr), atrlif_params(rng, n_atr, "refractory")),
+        NeuronGroup(cuba_lif.MODEL, np.arange(n_atr, mixed.n_lif),
+                    {k: v[n_atr:] for k, v in mixed.groups[0].params.items()})])
+    kinds = set()
+    for net, options in ((mixed, {"merge": "split", "synapses": "dense"}),
+                         (mixed, {"synapses": "sparse-dot", "synapse_parts": 2}),
+                         (_chain(), {"reset_interval": 11})):
+        network = Network(net, **options)
+        source = io.source.RingBuffer(data=np.zeros((net.n_input, 4), np.int32))
+        source.s_out.connect(network.inp)
+        sink = Extractor(shape=network.out.shape, buffer_size=4)
+        network.out.connect(sink.in_port)
+        processes = [network, source, sink, *network.sub_processes().values()]
+        exceptions = {Extractor: PyLoihiExtractorModel}
+        fast = sim_config("fixed_pt", processes, exceptions)
+        searched = ProcGroupDiGraphs._map_proc_to_model(
+            [network, source, sink], Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=exceptions), [])
+        named = ProcGroupDiGraphs._map_proc_to_model([network, source, sink], fast, [])
+        assert searched == named and len(named) == len(processes) - 1  # the leaves: all but the Network
+        assert all(p in fast.exception_proc_model_map for p in named), "a process left to Lava's search"
+        kinds |= {type(p).__name__ for p in named}
+    assert kinds == {"LIF", "ATRLIF", "Dense", "Sparse", "Reset", "RingBuffer", "Extractor"}
+
+
 def test_atrlif_rules_out_reset_processes():
     """Lava's ATRLIF model computes in its state's own dtype, which a Reset's int64 write would change."""
     from rsnn2chip.lava import Network

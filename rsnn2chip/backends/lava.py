@@ -129,12 +129,12 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
     ``synapses``, ...).
     """
     from lava.magma.core.run_conditions import RunSteps
-    from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc import io
     from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel, VarWire
 
     from rsnn2chip.lava import Network
     from rsnn2chip.lava.neurons import probe_var
+    from rsnn2chip.lava.run_config import sim_config
 
     samples = x.shape[0]
     replicas = replicas or samples
@@ -148,11 +148,13 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
     # Pad the last round with silent samples (every round fills all replicas), and each sample to the window.
     x = np.pad(x, ((0, rounds * replicas - samples), (0, window - steps), (0, 0)))
     network = Network(net, replicas=replicas, **network_options)
+    processes = [network, *network.sub_processes().values()]
     if network.has_input:
         # Round k's samples side by side, the rounds one after another in time.
         data = x.reshape(rounds, replicas, window, net.n_input).transpose(1, 3, 0, 2)
         data = np.ascontiguousarray(data.reshape(replicas * net.n_input, rounds * window), dtype=np.int32)
-        io.source.RingBuffer(data=data).s_out.connect(network.inp)
+        processes.append(io.source.RingBuffer(data=data))
+        processes[-1].s_out.connect(network.inp)
     sinks, monitors = {}, {}
     for group in network.layout.neuron_groups:
         process = network.neurons[group.name]
@@ -165,10 +167,10 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
             # minutes for a membrane readout of 256 replicas; a VarWire hands over one vector per step.
             monitors[group, name] = VarWire(buffer_size=window)
             monitors[group, name].connect_var(getattr(process, probe_var(group.model, name)))
-    # The runtime's INFO report of a model's traceback is not needed: the
-    # watchdog records it in the failing process itself, also when Lava hangs.
-    # Extractor's models carry no tag; name the synchronous one.
-    run_cfg = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map={Extractor: PyLoihiExtractorModel})
+    # Extractor's models carry no tag; name the synchronous one. Every other model as Lava selects it, searched
+    # once per Process class instead of once per process (sim_config).
+    run_cfg = sim_config(select_tag, [*processes, *sinks.values(), *monitors.values()],
+                         {Extractor: PyLoihiExtractorModel})
     spikes, recorded = _empty(rounds * replicas, steps, net.n_lif, probes)
     for k in range(rounds):
         if k and not network.resets:

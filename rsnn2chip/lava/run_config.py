@@ -27,6 +27,8 @@ def sim_config(select_tag: str, processes: Iterable, exceptions: dict | None = N
     config = Loihi2SimCfg(select_tag=select_tag, exception_proc_model_map=exceptions)
     chosen = {}
     for process in processes:
+        if type(process) in exceptions:
+            continue  # Lava's selection takes the class's model from the map first
         key = (type(process), config.select_tag, config.select_sub_proc_model)
         if key not in _SELECTED:
             found = ProcGroupDiGraphs._find_proc_models(process)

@@ -91,7 +91,8 @@ COST_BUILD_S = 2.5  # one Lava build: process creation, compile, OS processes, f
 # A build's cost per stored weight (all replicas): building the matrices, and Lava's copies and clipping of them
 # in every synapse process. Measured on the H = 2048 network of bench/lava_speed.py (5.4 M weights a replica):
 # construction, first step less a step and stop took 3.1 / 3.9 / 4.6 / 5.5 / 7.7 s at 3 / 6 / 8 / 12 / 16
-# replicas, ~64 ns per weight above ~2 s.
+# replicas, ~64 ns per weight above ~2 s. Since then block_diagonal's in-place copies took ~9 ns a weight off
+# (0.89 -> 0.50 s for 43 M) and sim_config ~0.7 s off every build; 6e-8 still ranks within that error.
 COST_BUILD_WEIGHT_S = 6e-8
 # Var.set moves one element per message: 2,048 elements took 56-79 ms; one more run() of a build ~2 ms.
 COST_SET_ELEMENT_S = 3e-5

@@ -153,8 +153,9 @@ def run_build(net: LoweredNetwork, x: np.ndarray, steps: int, probes=(), select_
         # Round k's samples side by side, the rounds one after another in time.
         data = x.reshape(rounds, replicas, window, net.n_input).transpose(1, 3, 0, 2)
         data = np.ascontiguousarray(data.reshape(replicas * net.n_input, rounds * window), dtype=np.int32)
-        processes.append(io.source.RingBuffer(data=data))
-        processes[-1].s_out.connect(network.inp)
+        source = io.source.RingBuffer(data=data)
+        source.s_out.connect(network.inp)
+        processes.append(source)
     sinks, monitors = {}, {}
     for group in network.layout.neuron_groups:
         process = network.neurons[group.name]

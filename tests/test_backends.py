@@ -93,14 +93,15 @@ def test_reference_batch_equals_each_sample_alone():
 @pytest.mark.parametrize("binary", [False, True])
 def test_reference_synaptic_kernel_equals_the_integer_product(density, grid, binary):
     """The compiled sum, dense (int16, or int8 where every mantissa is even) or CSR, is NumPy's exact integer
-    product, shifted per part as Lava shifts sums; binary spikes take the four-rows-a-pass path, payloads not."""
+    product, shifted per part as Lava shifts sums; binary spikes take the four-rows-a-pass path, payloads not.
+    About 300 sources send, more than one int16 block of dense rows (252 int8 rows, 124 int16 ones)."""
     import scipy.sparse as sp
 
-    from rsnn2chip.backends.reference import _Stack, accumulate, narrowest_rows
+    from rsnn2chip.backends.reference import _Stack, accumulate, int16_block, narrowest_rows
     from rsnn2chip.jit import compiled
 
     rng = np.random.default_rng(int(density * 100))
-    n_source, rows = 60, 50
+    n_source, rows = 600, 50
     matrix = sp.random(n_source, rows, density=density, format="csr", random_state=rng,
                        data_rvs=lambda k: rng.integers(-256 // grid, 255 // grid, k) * grid).astype(np.int64)
     parts = np.array([(0, 0, 20, -3), (20, 30, 60, 2)], np.int64)  # second part: global rows 30..59
@@ -113,6 +114,9 @@ def test_reference_synaptic_kernel_equals_the_integer_product(density, grid, bin
     expected[:, 30:60] += full[:, 20:50] << 2
     dense, shift = narrowest_rows(matrix.toarray().astype(np.int16))
     assert (dense.dtype, shift) == ((np.int8, 1) if grid == 2 else (np.int16, 0))
+    block, largest = int16_block(dense), np.abs(dense).max()
+    assert block % 4 == 0 and block * largest <= 32767 < (block + 4) * largest
+    assert (spikes != 0).sum(axis=1).min() > block  # several blocks a sample
     for weights, part_shift in ((dense, shift), (matrix, 0)):
         for acc_type in (np.int32, np.int64):
             a_in = np.zeros((4, 60), np.int64)

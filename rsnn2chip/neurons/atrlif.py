@@ -196,28 +196,30 @@ class ATRLIFModel(NeuronModel):
                     theta_step_eff, bias_eff):
         """:meth:`_subthreshold` and :meth:`_fire` for the neurons in columns ``lo:lo + n`` of ``a_in`` and
         ``spikes``, state ``(batch, n)`` in place (inline arithmetic, as in CUBA-LIF's kernel);
-        ``((x + 2**31) & 0xFFFFFFFF) - 2**31`` is :func:`wrap32`. The inner loop runs on one sample's rows
-        (1-D contiguous views), which the compiler vectorises better than 2-D indexing."""
+        ``((x + 2**31) & 0xFFFFFFFF) - 2**31`` is :func:`wrap32`, as is ``np.int32(x)`` widened back. The inner
+        loop runs on one sample's rows (1-D contiguous views), which the compiler vectorises better than 2-D
+        indexing. The decays multiply int32 operands (each state is a wrap32 result), which AVX2 can (see
+        CUBA-LIF's kernel)."""
         n = u.shape[1]
         for b in range(u.shape[0]):
             a_b, spikes_b = a_in[b, lo:lo + n], spikes[b, lo:lo + n]
             u_b, v_b, theta_b, r_b = u[b], v[b], theta[b], r[b]
             for j in range(n):
-                x = u_b[j] * (4095 - delta_i[j])
+                x = np.int64(np.int32(u_b[j])) * np.int64(np.int32(4095 - delta_i[j]))
                 x = (x + ((x >> 63) & 4095)) >> 12  # x / 4096 truncated toward zero
                 x = ((x + ((((a_b[j] << 6) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)) + (1 << 31))
                      & 0xFFFFFFFF) - (1 << 31)
                 wrapped = x - (1 << 24) if x > (1 << 23) else x
                 x = x + (1 << 24) if wrapped <= -(1 << 23) else wrapped
                 cur = ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-                x = v_b[j] * (4096 - delta_v[j])
+                x = np.int64(np.int32(v_b[j])) * np.int64(np.int32(4096 - delta_v[j]))
                 x = (x + ((x >> 63) & 4095)) >> 12
                 x = ((x + cur + bias_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
                 volt = min(max(x, 1 - (1 << 23)), (1 << 23) - 1)
-                x = (((theta_b[j] - theta_0_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)) * (4096 - delta_theta[j])
+                x = np.int64(np.int32(theta_b[j] - theta_0_eff[j])) * np.int64(np.int32(4096 - delta_theta[j]))
                 x = (x + ((x >> 63) & 4095)) >> 12
                 th = ((x + theta_0_eff[j] + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-                x = r_b[j] * (4096 - delta_r[j])
+                x = np.int64(np.int32(r_b[j])) * np.int64(np.int32(4096 - delta_r[j]))
                 x = (x + ((x >> 63) & 4095)) >> 12
                 ref = ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
                 fired = ((volt - ref + (1 << 31)) & 0xFFFFFFFF) - (1 << 31) >= th

@@ -3,10 +3,13 @@
 For each network size it compiles a random RSNN (input -> recurrent -> readout),
 runs the same input through both backends, checks the spikes are identical,
 and reports steps per second and the ratio. Each figure is the best of
-``--repeats`` runs, the three kinds of run taking turns (the machine is shared); Lava's includes building its
+``--repeats`` runs, the kinds of run taking turns (the machine is shared); Lava's includes building its
 processes, the reference's its own preparation (stacking the weights). The
 reference's first call in a process, which compiles its kernels or loads them
-from numba's disk cache, is reported apart. Writes bench/results/sim_speed.json.
+from numba's disk cache, is reported apart. The reference also runs twice as many
+steps, one sample and batched: the difference is the cost of the steps alone, without
+the preparation that a run pays once, and gives the batch gain per step.
+Writes bench/results/sim_speed.json.
 
     .venv/bin/python bench/sim_speed.py [--sizes 64 256 1024] [--steps 200] [--repeats 3]
 """
@@ -49,13 +52,15 @@ def main() -> None:
     from rsnn2chip.backends.plan import lower
 
     def best_interleaved(art, x) -> dict[str, tuple[float, object]]:
-        """Best wall time and a result of each run, the three runs taking turns in every repeat, so that a busy
+        """Best wall time and a result of each run, the runs taking turns in every repeat, so that a busy
         spell on the shared machine slows all of them rather than one."""
-        runs = {"reference": x[:1], "lava": x[:1], "reference_batched": x}
+        runs = {"reference": (x[:1], 1), "lava": (x[:1], 1), "reference_batched": (x, 1),
+                "reference_long": (x[:1], 2), "reference_batched_long": (x, 2)}
         results = {name: [] for name in runs}
         for _ in range(args.repeats):
-            for name, inputs in runs.items():
-                results[name].append(run(art, inputs, args.steps, backend=name.removesuffix("_batched")))
+            for name, (inputs, length) in runs.items():
+                backend = name.removesuffix("_long").removesuffix("_batched")
+                results[name].append(run(art, np.tile(inputs, (1, length, 1)), length * args.steps, backend=backend))
         return {name: (min(r.wall_s for r in rs), rs[0]) for name, rs in results.items()}
 
     rows, first_call_s = [], None
@@ -75,11 +80,17 @@ def main() -> None:
         row["speedup_single"] = row["reference_steps_per_s"] / row["lava_steps_per_s"]
         row["speedup_batched"] = row["reference_batched_sample_steps_per_s"] / row["lava_steps_per_s"]
         row["batch_gain"] = row["reference_batched_sample_steps_per_s"] / row["reference_steps_per_s"]
+        # The extra steps of the long runs, without the preparation each run pays once.
+        row["reference_step_us"] = (timed["reference_long"][0] - ref1_s) / args.steps * 1e6
+        row["reference_batched_sample_step_us"] = (timed["reference_batched_long"][0] - ref_batch_s) / (
+            args.steps * args.batch) * 1e6
+        row["batch_gain_per_step"] = row["reference_step_us"] / row["reference_batched_sample_step_us"]
         rows.append(row)
         print(f"{row['neurons']:6d} neurons, {row['lava_processes']} Lava processes: "
               f"lava {row['lava_steps_per_s']:8.0f} steps/s (incl. build), reference {row['reference_steps_per_s']:8.0f} "
               f"steps/s (x{row['speedup_single']:.1f}), batched {row['reference_batched_sample_steps_per_s']:8.0f} "
-              f"sample-steps/s (x{row['speedup_batched']:.1f}, batch gain x{row['batch_gain']:.1f}); identical={identical}")
+              f"sample-steps/s (x{row['speedup_batched']:.1f}, batch gain x{row['batch_gain']:.1f}, per step "
+              f"x{row['batch_gain_per_step']:.1f}); identical={identical}")
     from rsnn2chip.fileio import atomic_write_bytes
 
     out = Path(args.out)

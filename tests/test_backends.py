@@ -114,7 +114,7 @@ def test_reference_synaptic_kernel_equals_the_integer_product(density, grid, bin
     expected[:, 30:60] += full[:, 20:50] << 2
     dense, shift = narrowest_rows(matrix.toarray().astype(np.int16))
     assert (dense.dtype, shift) == ((np.int8, 1) if grid == 2 else (np.int16, 0))
-    block, largest = int16_block(dense), np.abs(dense).max()
+    block, largest = int16_block(dense), np.abs(dense.astype(np.int64)).max()
     assert block % 4 == 0 and block * largest <= 32767 < (block + 4) * largest
     assert (spikes != 0).sum(axis=1).min() > block  # several blocks a sample
     for weights, part_shift in ((dense, shift), (matrix, 0)):
@@ -125,3 +125,15 @@ def test_reference_synaptic_kernel_equals_the_integer_product(density, grid, bin
                 spikes, a_in)
             np.testing.assert_array_equal(a_in, expected)
     assert compiled(accumulate) is compiled(accumulate)  # compiled once per process
+
+
+def test_reference_int16_blocks_stay_exact_at_the_largest_mantissas():
+    """600 senders of -128 and 126 (int8's extremes; np.abs(-128) is -128 in int8) sum exactly: a block sized
+    by 126 instead of 128 would hold 260 rows, and -128 * 260 leaves int16."""
+    from rsnn2chip.backends.reference import _Stack
+
+    weights = np.tile(np.array([-128, 126, 0], np.int8), (600, 1))
+    a_in = np.zeros((1, 3), np.int64)
+    _Stack("lif", weights, np.array([(0, 0, 3, 0)], np.int64), np.zeros(3, np.int32),
+           np.zeros(600, np.int64)).add_to(np.ones((1, 600), bool), a_in)
+    np.testing.assert_array_equal(a_in, [[-128 * 600, 126 * 600, 0]])

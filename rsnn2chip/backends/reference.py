@@ -101,7 +101,7 @@ def accumulate(spikes, dense, indptr, indices, data, parts, senders, acc, acc16,
 def int16_block(weights: np.ndarray) -> int:
     """The most binary senders' dense rows that :func:`accumulate` may sum in int16, four at a time: a multiple
     of four whose sum of largest magnitudes stays within int16 (252 rows of int8, 124 of 9-bit mantissas)."""
-    largest = max(1, int(np.abs(weights).max(initial=0)))
+    largest = max(1, -int(weights.min(initial=0)), int(weights.max(initial=0)))  # np.abs(int8 -128) is -128
     return 32767 // largest // 4 * 4
 
 

@@ -45,9 +45,8 @@ def sim_speed(d: dict) -> str:
     rows = [[r["neurons"], r["lava_processes"], f"{r['lava_steps_per_s']:.0f}", f"{r['reference_steps_per_s']:.0f}",
              f"{r['speedup_single']:.1f}x", f"{r['reference_batched_sample_steps_per_s']:.0f}",
              f"{r['speedup_batched']:.1f}x", f"{r['batch_gain']:.1f}x" if "batch_gain" in r else "-",
-             f"{r['reference_step_us']:.1f}" if "reference_step_us" in r else "-",
-             f"{r['reference_batched_sample_step_us']:.1f}" if "reference_step_us" in r else "-",
-             f"{r['batch_gain_per_step']:.1f}x" if "reference_step_us" in r else "-",
+             f"{r['reference_step_us']:.1f}", f"{r['reference_batched_sample_step_us']:.1f}",
+             f"{r['batch_gain_per_step']:.1f}x",
              "yes" if r["identical"] else "NO"] for r in d["rows"]]
     return "\n".join([
         "## Reference backend beside Lava", "",

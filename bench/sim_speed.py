@@ -54,12 +54,12 @@ def main() -> None:
     def best_interleaved(art, x) -> dict[str, tuple[float, object]]:
         """Best wall time and a result of each run, the runs taking turns in every repeat, so that a busy
         spell on the shared machine slows all of them rather than one."""
-        runs = {"reference": (x[:1], 1), "lava": (x[:1], 1), "reference_batched": (x, 1),
-                "reference_long": (x[:1], 2), "reference_batched_long": (x, 2)}
+        runs = {"reference": ("reference", x[:1], 1), "lava": ("lava", x[:1], 1),
+                "reference_batched": ("reference", x, 1), "reference_long": ("reference", x[:1], 2),
+                "reference_batched_long": ("reference", x, 2)}  # name: backend, inputs, times the steps
         results = {name: [] for name in runs}
         for _ in range(args.repeats):
-            for name, (inputs, length) in runs.items():
-                backend = name.removesuffix("_long").removesuffix("_batched")
+            for name, (backend, inputs, length) in runs.items():
                 results[name].append(run(art, np.tile(inputs, (1, length, 1)), length * args.steps, backend=backend))
         return {name: (min(r.wall_s for r in rs), rs[0]) for name, rs in results.items()}
 

@@ -64,6 +64,10 @@ def test_shift_exact_merges_overlapping_rows_only_when_the_floor_cannot_differ()
     assert any({p.name for p in g.projections} == {"a-b", "b-out"} for g in inexact.synapse_groups)
     positive = lay.plan(_chain(exp=1, recurrent_weight=6), merge="all")  # left shifts never round
     assert len(positive.synapse_groups) == 2
+    # Negative mantissas: -8 and -124 are multiples of 2**2, -6 and -127 are not.
+    assert lay.shift_exact(_proj("neg", "lif", (0, 2), (0, 2), [[-8, -124], [4, 0]], exp=-2))
+    assert not lay.shift_exact(_proj("neg", "lif", (0, 2), (0, 2), [[-8, -6], [4, 0]], exp=-2))
+    assert not lay.shift_exact(_proj("neg", "lif", (0, 2), (0, 2), [[-127, 0], [0, 0]], exp=-1))
 
 
 def test_projections_on_the_same_synapses_never_share_a_process():

@@ -428,8 +428,9 @@ def shift_exact(proj: LoweredProjection) -> bool:
     """
     if proj.weight_exp >= 0:
         return True
-    # A multiple of 2**k has its k low bits clear, negative ones too (two's complement); the mask tests that
-    # ten times faster than a remainder, once per projection for every candidate layout.
+    # A multiple of 2**k has its k low bits clear, negative ones too (two's complement). The mask tests that
+    # five times faster than a remainder (2.7 M int64 mantissas: 5.7 against 28.7 ms), and plan runs it for
+    # every projection of every candidate layout.
     return not np.any(np.asarray(proj.weights.data) & ((1 << -proj.weight_exp) - 1))
 
 

@@ -44,7 +44,7 @@ def table(header: list[str], rows: list[list]) -> str:
 def sim_speed(d: dict) -> str:
     rows = [[r["neurons"], r["lava_processes"], f"{r['lava_steps_per_s']:.0f}", f"{r['reference_steps_per_s']:.0f}",
              f"{r['speedup_single']:.1f}x", f"{r['reference_batched_sample_steps_per_s']:.0f}",
-             f"{r['speedup_batched']:.1f}x", f"{r['batch_gain']:.1f}x" if "batch_gain" in r else "-",
+             f"{r['speedup_batched']:.1f}x", f"{r['batch_gain']:.1f}x",
              f"{r['reference_step_us']:.1f}", f"{r['reference_batched_sample_step_us']:.1f}",
              f"{r['batch_gain_per_step']:.1f}x",
              "yes" if r["identical"] else "NO"] for r in d["rows"]]
@@ -53,8 +53,8 @@ def sim_speed(d: dict) -> str:
         "Same compiled network (input 16 -> recurrent N -> readout 10, random weights), same input, one sample "
         "in Lava (`Loihi2SimCfg`, `fixed_pt`; wall time includes building the processes) and in the reference "
         f"backend; batched: {d['batch']} samples at once in the reference. Each figure is the best of "
-        f"{d.get('repeats', 1)} runs, the kinds of run taking turns. The reference's first call in a process (compiling its kernels, or loading "
-        f"them from numba's disk cache) took {d.get('reference_first_call_s', float('nan')):.2f} s and is not in "
+        f"{d['repeats']} runs, the kinds of run taking turns. The reference's first call in a process (compiling its kernels, or loading "
+        f"them from numba's disk cache) took {d['reference_first_call_s']:.2f} s and is not in "
         "the table. The batch gain is batched sample-steps/s over one sample's steps/s, each run's preparation "
         "(stacking the weights, paid once a run) included. The reference also ran twice as many steps: the "
         "difference is the cost of a step alone, in microseconds per sample-step, and its ratio the batch gain "

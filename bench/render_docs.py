@@ -60,8 +60,9 @@ def sim_speed(d: dict) -> str:
         "difference is the cost of a step alone, in microseconds per sample-step, and its ratio the batch gain "
         "per step. That gain is smaller at 1,034 neurons because there a batch saves only the per-call overhead: "
         "it sums each sample's senders in turn, the same work per sample (docs/backends.md). On this shared "
-        "2-core machine the one-sample figure at 1,034 neurons varies most from one run of the script to the "
-        "next, and the batch gain with it.", "",
+        "2-core machine the figures at 1,034 neurons, one sample and batched alike, vary up to twofold from one "
+        "run of the script to the next (in separate processes, not between the repeats of one), and the batch "
+        "gain with them.", "",
         f"Command: `.venv/bin/{d['command']}`", "",
         table(["neurons", "Lava processes", "Lava steps/s", "reference steps/s", "ratio", "reference batched "
                "sample-steps/s", "ratio", "batch gain", "us a step, one sample", "us a sample-step, batched",

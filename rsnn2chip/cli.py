@@ -11,6 +11,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import traceback
 from contextlib import AbstractContextManager, nullcontext
 
 from rich.console import Console
@@ -91,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(argv[0] if argv and argv[0] in COMMANDS else None).parse_args(argv)
         return int(args._run(args, out) or 0)
     except (R2CError, MemoryError, OSError) as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, and the same exit status: scripts that test for 2 keep working
+            traceback.print_exc()
         error = exc if isinstance(exc, R2CError) else environment_error(exc)
         if out.json_mode:
             out.json(error.to_dict())
@@ -105,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # an rsnn2chip bug, not a user error: say so, keep the traceback one flag away
         if debug:
-            raise
+            traceback.print_exc()
         message = f"{type(exc).__name__}: {exc}"
         if out.json_mode:
             out.json({"error": "InternalError", "problems": [{"message": message}]})
-        out.err.print(f"[bold red]internal error:[/] {escape(message)}\n"
-                      "This is a bug in rsnn2chip. Re-run with --debug for the traceback.", soft_wrap=True)
+        hint = "" if debug else " Re-run with --debug for the traceback."
+        out.err.print(f"[bold red]internal error:[/] {escape(message)}\nThis is a bug in rsnn2chip.{hint}",
+                      soft_wrap=True)
         return 1
 
 

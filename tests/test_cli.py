@@ -109,10 +109,10 @@ def test_json_errors_are_machine_readable(capsys):
     assert payload["error"] == "CheckpointError" and payload["problems"][0]["file"] == "missing.pt"
 
 
-def test_debug_shows_the_traceback():
-    from rsnn2chip.errors import CheckpointError
-    with pytest.raises(CheckpointError):
-        main(["compile", "missing.pt", "--debug"])
+def test_debug_shows_the_traceback_and_keeps_the_exit_status(capsys):
+    assert main(["compile", "missing.pt", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "CheckpointError" in err and "missing.pt" in err
 
 
 def test_malformed_target_file_names_the_key(model_and_input, tmp_path, capsys):

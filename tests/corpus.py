@@ -366,6 +366,13 @@ CASES: list[Case] = [
         d / "nosplit.npz", X=np.ones((40, 6), np.float32), lengths=np.full(4, 10, np.int64),
         y=np.zeros(4, np.int64), split=np.full(4, 2, np.int64)) or d / "nosplit.npz"), "holds no samples",
         outputs=("trained.pt",)),
+    Case("npz-one-class", lambda d: _train(d, data=np.savez(
+        d / "oneclass.npz", X=np.ones((400, 6), np.float32), lengths=np.full(40, 10, np.int64),
+        y=np.full(40, 3, np.int64)) or d / "oneclass.npz"), "at least two classes", outputs=("trained.pt",)),
+    Case("npz-sample-too-long", lambda d: _train(d, data=np.savez(
+        d / "toolong.npz", events=np.zeros((1, 2), np.int64), sample_index=np.zeros(1, np.int64),
+        lengths=np.array([300_000] + [10] * 39, np.int64), y=np.arange(40, dtype=np.int64) % 2,
+        n_channels=np.int64(6)) or d / "toolong.npz", limit=40), "too long to train on", outputs=("trained.pt",)),
     # ---- arch / space YAML
     Case("yaml-alias-bomb", lambda d: _train(d, arch=_file("bomb.yaml", ALIAS_BOMB)(d)), "aliases",
          outputs=("trained.pt",)),

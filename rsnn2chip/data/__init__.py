@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from rsnn2chip.data import events, fsdd, images, npz, tonic_loaders
 from rsnn2chip.data.common import SPLITS, Batch, LazySamples, SpikeData, carve_validation_from, stratified_split
 from rsnn2chip.errors import InputError
+from rsnn2chip.preflight import check_train_lengths
 
 __all__ = ["DATASETS", "DERIVED", "SPLITS", "Batch", "LazySamples", "SpikeData", "load_dataset", "load_splits", "require_samples",
            "stratified_split", "dataset_names"]
@@ -74,9 +77,21 @@ def load_splits(name_or_path: str | Path, limit: int | None = None,
         # Lazily read samples are first made when the split is used, and the test split only after training:
         # make its first one now, so that an unreadable test file stops the run before hours of training.
         test.samples[0]
+    for data in (train, val, test):
+        check_train_lengths(data.lengths, data.split, str(name_or_path))
+    require_classes((train, val, test), name_or_path)
     if not len(val):
         train, val = carve_validation_from(train)
     return train, val, test
+
+
+def require_classes(splits, source) -> None:
+    """At least two labels among the splits' samples: a one-class model learns nothing and scores 1.0."""
+    labels = np.unique(np.concatenate([np.asarray(data.labels, np.int64) for data in splits]))
+    if labels.size < 2:
+        raise InputError("training needs samples of at least two classes", file=str(source), where="labels",
+                         found=f"every sample is class {int(labels[0])}", allowed="2 or more classes",
+                         fix="add samples of the other classes (docs/data.md), or a larger --limit")
 
 
 def require_samples(data: SpikeData, split: str, source) -> SpikeData:

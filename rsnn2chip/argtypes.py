@@ -23,6 +23,14 @@ def _number(text: str, kind):
     return value
 
 
+def path_text(text: str) -> str:
+    """A file or folder path: not empty, since an empty value would read as "not given" and pick the default
+    (``compile -o ""`` overwrote MODEL.r2c)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is an empty path; give a file name, or leave the option out")
+    return text
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (steps, epochs, batch sizes, limits)."""
     value = _number(text, int)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsnn2chip import artifact as artifact_io
+from rsnn2chip import argtypes, artifact as artifact_io
 from rsnn2chip.backends import check_input_shape
 from rsnn2chip.data.encoding import DeltaEncoder, GradedEncoder, is_binary
 from rsnn2chip.errors import InputError, Problem
@@ -63,7 +63,7 @@ def load_as_trained(name_or_path, split: str, trained: dict, network_file, limit
 
 
 def add_arguments(parser, what: str = "run") -> None:
-    parser.add_argument("--input", help=".npy of 0/1 spikes, or of real-valued features that are encoded as in "
+    parser.add_argument("--input", type=argtypes.path_text, help=".npy of 0/1 spikes, or of real-valued features that are encoded as in "
                                         "training; shape (T, channels) or (batch, T, channels)")
     parser.add_argument("--data", help=f"{what} sample --index of this data set instead (encoded as in training)")
     parser.add_argument("--index", type=int, default=0, help="with --data: which sample (default %(default)s)")

@@ -76,6 +76,15 @@ def test_argparse_refusals_name_the_option(corpus_dir, capsys):
     assert problem["where"] == "rsnn2chip run"
 
 
+def test_an_empty_output_path_is_refused_not_defaulted(corpus_dir, capsys):
+    """``-o ""`` once meant "no -o" and overwrote MODEL.r2c next to the model."""
+    default = corpus_dir / "model.r2c"
+    before = default.read_bytes() if default.exists() else None
+    assert main(["compile", str(corpus_dir / "model.pt"), "-o", ""]) == 2
+    assert "argument -o/--output: is an empty path" in capsys.readouterr().err
+    assert (default.read_bytes() if default.exists() else None) == before
+
+
 SUBPROCESS_CASES = ["artifact-index-1e6-run", "artifact-index-2e31-report", "artifact-index-negative-export",
                     "yaml-alias-bomb", "npy-header-1e12-rows", "checkpoint-pickle", "timeout-0"]
 

@@ -22,13 +22,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="model file: a checkpoint from `rsnn2chip train` (model.pt), a lava-dl netx HDF5 "
                         "(.net) or a NIR graph (.nir)")
     parser.add_argument("--target", default="loihi2-sim", help="target name in targets/ or a .toml path")
-    parser.add_argument("-o", "--output", help="artifact path (default: MODEL with suffix .r2c)")
+    parser.add_argument("-o", "--output", type=argtypes.path_text, help="artifact path (default: MODEL with suffix .r2c)")
     parser.add_argument("--mapper", default="greedy", choices=sorted(MAPPERS),
                         help="core partitioner: greedy (contiguous in IR order, fastest), rcm (contiguous in a "
                              "graph locality order), metis (graph partition), auto (runs all three; keeps the fewest "
                              "chips, then, among those within 1%% of the fewest cores, the least hop-weighted "
                              "traffic); see docs/mapping.md")
-    parser.add_argument("--spike-counts", metavar="NPY",
+    parser.add_argument("--spike-counts", metavar="NPY", type=argtypes.path_text,
                         help="measured spikes per LIF neuron (.npy, IR order) to weigh traffic by, instead of "
                              "synapse counts")
     parser.add_argument("--threshold-mantissa", type=argtypes.THRESHOLD_MANTISSA,

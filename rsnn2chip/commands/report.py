@@ -18,12 +18,12 @@ IMAGE_FORMATS = ("png", "svg")
 
 def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c)")
-    parser.add_argument("--activity", metavar="RUN",
+    parser.add_argument("--activity", metavar="RUN", type=argtypes.path_text,
                         help="a run saved by `rsnn2chip run ... --save-activity RUN`: adds measured traffic, "
                              "the cost estimate and activity plots")
     parser.add_argument("--format", default="text", choices=sorted(FORMATS),
                         help="text (rich tables, default), json (same numbers, machine-readable) or html")
-    parser.add_argument("-o", "--output", metavar="DIR",
+    parser.add_argument("-o", "--output", metavar="DIR", type=argtypes.path_text,
                         help="write report.<format> and the pictures (PNG and SVG) here "
                              "(html default: ARTIFACT-report/)")
     parser.add_argument("--rows", "--cores", dest="rows", type=argtypes.positive_int, default=20,

@@ -24,7 +24,7 @@ EXPECTED = {("float", "qat"): "quantization", ("float", "reference"): "quantizat
 def add_arguments(parser) -> None:
     parser.add_argument("model", help="the trained model (model.pt), or the .nir/.net it was compiled from; "
                                       "or just the .r2c (its own float IR is the float run)")
-    parser.add_argument("artifact", nargs="?", help="the network compiled from it (.r2c)")
+    parser.add_argument("artifact", nargs="?", type=argtypes.path_text, help="the network compiled from it (.r2c)")
     inputs.add_arguments(parser, "verify on")
     parser.add_argument("--steps", type=argtypes.positive_int, help="time steps to run (default: input length)")
     parser.add_argument("--timeout", type=argtypes.positive_float, help="seconds before the Lava watchdog stops a run")

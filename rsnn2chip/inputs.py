@@ -66,9 +66,9 @@ def add_arguments(parser, what: str = "run") -> None:
     parser.add_argument("--input", type=argtypes.path_text, help=".npy of 0/1 spikes, or of real-valued features that are encoded as in "
                                         "training; shape (T, channels) or (batch, T, channels)")
     parser.add_argument("--data", help=f"{what} sample --index of this data set instead (encoded as in training)")
-    parser.add_argument("--index", type=int, default=0, help="with --data: which sample (default %(default)s)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"),
-                        help="with --data: which split (default %(default)s)")
+    # Defaults applied in load(): None says the option was not given, which --input must not be given with.
+    parser.add_argument("--index", type=int, help="with --data: which sample (default 0)")
+    parser.add_argument("--split", choices=("train", "val", "test"), help="with --data: which split (default test)")
 
 
 def read_npy(path: str) -> np.ndarray:
@@ -137,6 +137,10 @@ def load(args, training, n_input: int, network_file) -> tuple[np.ndarray, list[s
                          fix="--input x.npy (spikes or raw features), or --data NAME --index I")
     notes: list[str] = []
     if args.input is not None:
+        given = {flag: value for flag, value in (("--index", args.index), ("--split", args.split)) if value is not None}
+        if given:
+            raise InputError(f"{' and '.join(given)} choose a sample of --data; with --input they would be ignored",
+                             found=given, fix=f"drop {' and '.join(given)}, or use --data NAME instead of --input")
         x = read_npy(args.input)
         check_finite(x, args.input)
         if x.size and not is_binary(x):
@@ -150,11 +154,12 @@ def load(args, training, n_input: int, network_file) -> tuple[np.ndarray, list[s
                              allowed=f"T >= 1: (T, {n_input}) or (batch, T, {n_input})",
                              fix="pass an input with at least one step, or --steps N to run N steps without input")
         return x, notes
-    if args.index < 0:
-        raise InputError("--index must be >= 0", found=args.index)
-    data = load_as_trained(args.data, args.split, training(notes), network_file, limit=args.index + 1)
-    if args.index >= len(data):
-        raise InputError("--index is past the end of the split", found=args.index,
-                         allowed=f"0..{len(data) - 1} ({args.data} {args.split})")
-    return np.asarray(data.samples[args.index]), \
-        notes + [f"{data.name} {args.split} sample {args.index} (label {int(data.labels[args.index])})"]
+    index, split = args.index or 0, args.split or "test"
+    if index < 0:
+        raise InputError("--index must be >= 0", found=index)
+    data = load_as_trained(args.data, split, training(notes), network_file, limit=index + 1)
+    if index >= len(data):
+        raise InputError("--index is past the end of the split", found=index,
+                         allowed=f"0..{len(data) - 1} ({args.data} {split})")
+    return np.asarray(data.samples[index]), \
+        notes + [f"{data.name} {split} sample {index} (label {int(data.labels[index])})"]

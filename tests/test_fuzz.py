@@ -85,6 +85,14 @@ def test_an_empty_output_path_is_refused_not_defaulted(corpus_dir, capsys):
     assert (default.read_bytes() if default.exists() else None) == before
 
 
+def test_options_that_choose_a_data_set_sample_are_refused_with_input(corpus_dir, capsys):
+    """``run --input x.npy --index 3`` once ran x.npy and dropped --index without a word."""
+    argv = ["run", str(corpus_dir / "net.r2c"), "--input", str(corpus_dir / "x.npy"), "--index", "3"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--index choose a sample of --data" in err and "drop --index" in err
+
+
 SUBPROCESS_CASES = ["artifact-index-1e6-run", "artifact-index-2e31-report", "artifact-index-negative-export",
                     "yaml-alias-bomb", "npy-header-1e12-rows", "checkpoint-pickle", "timeout-0"]
 

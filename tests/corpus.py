@@ -366,6 +366,7 @@ CASES: list[Case] = [
         d / "nosplit.npz", X=np.ones((40, 6), np.float32), lengths=np.full(4, 10, np.int64),
         y=np.zeros(4, np.int64), split=np.full(4, 2, np.int64)) or d / "nosplit.npz"), "holds no samples",
         outputs=("trained.pt",)),
+    Case("train-unknown-target", lambda d: _train(d, target="nope"), "unknown target", outputs=("trained.pt",)),
     Case("npz-one-class", lambda d: _train(d, data=np.savez(
         d / "oneclass.npz", X=np.ones((400, 6), np.float32), lengths=np.full(40, 10, np.int64),
         y=np.full(40, 3, np.int64)) or d / "oneclass.npz"), "at least two classes", outputs=("trained.pt",)),

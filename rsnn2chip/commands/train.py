@@ -10,6 +10,7 @@ from rsnn2chip.errors import InputError, ModelError, about_file
 from rsnn2chip.fileio import check_distinct_paths, check_output_file
 from rsnn2chip.preflight import check_arch_fits
 from rsnn2chip.safeio import load_yaml
+from rsnn2chip.targets import load_target
 from rsnn2chip.nn.network import check_arch
 from rsnn2chip.train import TrainConfig, resolve_arch, train
 
@@ -83,6 +84,9 @@ def check_outputs(args, output: Path, metrics_path: Path) -> None:
 
 
 def run(args, out) -> int:
+    # Read before training, with or without --qat: the soft-LIF path compiles for it after training, and the
+    # metadata names it, so a misspelt target would otherwise fail late or be recorded silently.
+    load_target(args.target)
     if args.neuron == "softlif":
         return run_softlif(args, out)
     if args.noise:

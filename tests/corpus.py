@@ -366,6 +366,9 @@ CASES: list[Case] = [
         d / "nosplit.npz", X=np.ones((40, 6), np.float32), lengths=np.full(4, 10, np.int64),
         y=np.zeros(4, np.int64), split=np.full(4, 2, np.int64)) or d / "nosplit.npz"), "holds no samples",
         outputs=("trained.pt",)),
+    Case("artifact-empty-export-netx", lambda d: ["export", str(_file("empty.r2c", b"")(d)), "--format", "netx",
+                                                  "-o", str(d / "empty.net")],
+         "not a readable rsnn2chip artifact", outputs=("empty.net",)),
     Case("train-unknown-target", lambda d: _train(d, target="nope"), "unknown target", outputs=("trained.pt",)),
     Case("npz-one-class", lambda d: _train(d, data=np.savez(
         d / "oneclass.npz", X=np.ones((400, 6), np.float32), lengths=np.full(40, 10, np.int64),

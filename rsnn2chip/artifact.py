@@ -208,7 +208,9 @@ def _check_manifest(manifest, path: Path, fix: str) -> None:
                             if isinstance(manifest, dict) else type(manifest).__name__, allowed=FORMAT, fix=fix)
     version = manifest.get("version")
     if version != VERSION:
-        raise ArtifactError("unsupported artifact version", file=str(path), found=version, allowed=VERSION,
+        # repr: the string "2" must not read as the integer 2 that is allowed
+        raise ArtifactError("unsupported artifact version", file=str(path), where="manifest.json: version",
+                            found=repr(version), allowed=repr(VERSION),
                             fix=fix + " with this rsnn2chip version")
     c = Checker(str(path))
     check_manifest_types(manifest, c)

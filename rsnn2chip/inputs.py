@@ -143,6 +143,8 @@ def load(args, training, n_input: int, network_file) -> tuple[np.ndarray, list[s
                              found=given, fix=f"drop {' and '.join(given)}, or use --data NAME instead of --input")
         x = read_npy(args.input)
         check_finite(x, args.input)
+        if x.ndim not in (2, 3):  # before any encoding: an array of another rank is no sample, whatever it holds
+            check_input_shape(x, n_input, args.input)
         if x.size and not is_binary(x):
             encoding = training(notes).get("encoding")
             x = encode_features(x, encoding, args.input)

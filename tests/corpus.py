@@ -369,6 +369,9 @@ CASES: list[Case] = [
     Case("artifact-empty-export-netx", lambda d: ["export", str(_file("empty.r2c", b"")(d)), "--format", "netx",
                                                   "-o", str(d / "empty.net")],
          "not a readable rsnn2chip artifact", outputs=("empty.net",)),
+    Case("npy-0d-float", lambda d: ["run", str(d / "net.r2c"), "--input",
+                                    str(np.save(d / "zerod.npy", np.array(1.5)) or d / "zerod.npy")],
+         "must have shape (T, channels)"),
     Case("train-unknown-target", lambda d: _train(d, target="nope"), "unknown target", outputs=("trained.pt",)),
     Case("npz-one-class", lambda d: _train(d, data=np.savez(
         d / "oneclass.npz", X=np.ones((400, 6), np.float32), lengths=np.full(40, 10, np.int64),

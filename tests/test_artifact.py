@@ -114,7 +114,11 @@ def test_version_and_format_are_checked(compiled, tmp_path):
     _rewrite(path, manifest=lambda m: m.update(version=99))
     with pytest.raises(ArtifactError, match="unsupported artifact version") as info:
         artifact.load(path)
-    assert info.value.problems[0].found == 99
+    assert info.value.problems[0].found == "99"
+    _rewrite(path, manifest=lambda m: m.update(version=str(artifact.VERSION)))  # the string is not the number
+    with pytest.raises(ArtifactError, match="unsupported artifact version") as info:
+        artifact.load(path)
+    assert info.value.problems[0].found == repr(str(artifact.VERSION))
     _rewrite(path, manifest=lambda m: m.update(format="something.else"))
     with pytest.raises(ArtifactError, match="not an rsnn2chip artifact"):
         artifact.load(path)

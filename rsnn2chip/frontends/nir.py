@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 import networkx as nx
 import numpy as np
@@ -103,6 +103,7 @@ def check_nir_nodes(path: Path) -> None:
     type (nir only asserts), and a complex array (NumPy would drop its imaginary part)."""
     import h5py
     import nir
+    from nir.serialization import hdf2dict
 
     problems: list[Problem] = []
 
@@ -115,6 +116,8 @@ def check_nir_nodes(path: Path) -> None:
             problems.append(Problem("unknown NIR node type", file=str(path), where=where, resource="type",
                                     found=repr(raw)[:60], allowed=f"a NIR node type; rsnn2chip reads {SUPPORTED_NODES}",
                                     fix="write the file with nir.write from nir's own node classes"))
+        elif ntype != "NIRGraph":
+            check_node_builds(group, cls, where)
         metadata = group.get("metadata")
         arrays = [*group.items(), *((f"metadata/{k}", v) for k, v in metadata.items())] \
             if isinstance(metadata, h5py.Group) else group.items()
@@ -128,6 +131,18 @@ def check_nir_nodes(path: Path) -> None:
             for child, item in group["nodes"].items():
                 if isinstance(item, h5py.Group):
                     visit(item, name + SEP + child if name else child)
+
+    def check_node_builds(group, cls, where: str) -> None:
+        """nir.read builds every node with its class's own reader and, on a missing or unexpected parameter,
+        fails without naming the node; build each one here, where its name is known."""
+        try:
+            nir.dict2NIRNode(hdf2dict(group))
+        except Exception as exc:  # noqa: BLE001 - nir's constructors raise TypeError, AssertionError, ...
+            params = [f.name for f in fields(cls) if f.init and f.name != "metadata"]
+            problems.append(Problem(f"nir cannot build this {cls.__name__} node ({type(exc).__name__}: {exc})",
+                                    file=str(path), where=where, found=f"parameters {sorted(group.keys())}",
+                                    allowed=f"nir.{cls.__name__}'s parameters ({', '.join(params)})",
+                                    fix="write the file with nir.write from nir's own node classes"))
 
     try:
         with h5py.File(path, "r") as f:

@@ -849,6 +849,8 @@ CASES += [
          "(12, 12): 12 neurons x its own 12 outputs", outputs=("rec.r2c",)),
     Case("netx-weight-3d", lambda d: _compile(_netx_edit(d, "w3d.net", 1, "weight", lambda w: w[:, :, None]),
                                               "w3d.r2c"), "must be a matrix", outputs=("w3d.r2c",)),
+    Case("netx-vth-string", lambda d: _compile(_netx_edit(d, "vthstr.net", 0, "neuron/vThMant", b"abc"), "vthstr.r2c"),
+         "where:    layer 0", outputs=("vthstr.r2c",)),
     Case("target-extends-unknown", _extends_unknown, "where:    target.extends", outputs=("ext-t.r2c",)),
     Case("export-dt-1e308", lambda d: ["export", str(d / "net.r2c"), "--format", "nir", "-o", str(d / "dt.nir"),
                                        "--dt", "1e308"], "--dt", outputs=("dt.nir",)),

@@ -414,10 +414,13 @@ def _read_layers(path: Path) -> _Reader:
     with h5py.File(path, "r") as f:
         layers = f.get("layer")
         if not isinstance(layers, h5py.Group) or not len(layers):
-            raise CheckpointError("not a netx file: no 'layer' group with layers", file=str(path))
+            raise CheckpointError("not a netx file: no 'layer' group with layers", file=str(path), where="layer",
+                                  fix="pass a .net file written by lava-dl's export_hdf5 or `rsnn2chip export`")
         keys = sorted(layers.keys(), key=lambda k: int(k) if k.isdigit() else -1)
         if keys != [str(i) for i in range(len(keys))]:
-            raise CheckpointError("netx layers must be named 0, 1, 2, ...", file=str(path), found=sorted(layers.keys()))
+            raise CheckpointError("netx layers must be named 0, 1, 2, ...", file=str(path), where="layer",
+                                  found=sorted(layers.keys()), allowed=[str(i) for i in range(len(keys))],
+                                  fix=EXPORT_AGAIN)
         structural = [p for i, k in enumerate(keys) for p in _layer_problems(i, layers[k])]
         if structural:
             raise ModelError(problems=[_with_file(p, path) for p in structural])
@@ -430,9 +433,19 @@ def _read_layers(path: Path) -> _Reader:
             except KeyError as exc:  # h5py's message names the missing dataset
                 reader.problems.append(Problem(f"layer is missing a dataset ({exc})", where=reader.where(i, ltype)))
                 break
+            except (ValueError, TypeError) as exc:  # NumPy's, on a dataset of the wrong shape or a string
+                reader.problems.append(Problem(f"layer holds a dataset of the wrong shape or type ({exc})",
+                                               where=reader.where(i, ltype),
+                                               allowed="the datasets and shapes lava-dl's export_hdf5 writes"))
+                break
     return reader
+
+
+# What fixes any of these: the file is written by a tool, so the change belongs in the network it exported.
+EXPORT_AGAIN = "export the network again with lava-dl's export_hdf5, first changing in the model what this names"
 
 
 def _with_file(problem: Problem, path: Path) -> Problem:
     problem.file = str(path)
+    problem.fix = problem.fix or EXPORT_AGAIN
     return problem

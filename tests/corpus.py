@@ -830,6 +830,8 @@ CASES += [
     Case("nir-metadata-reset-subtract", lambda d: _compile(_nir_edit(d, "subtract.nir", "metadata/reset",
                                                                      b"subtract"), "subtract.r2c"),
          "resets the voltage to zero only", outputs=("subtract.r2c",)),
+    Case("nir-metadata-dt-string", lambda d: _compile(_nir_edit(d, "dtstr.nir", "metadata/dt", b"fast"), "dtstr.r2c"),
+         "where:    the graph's metadata 'dt'", outputs=("dtstr.r2c",)),
     Case("nir-metadata-delay-5", lambda d: _compile(_nir_edit(d, "delay5.nir", "metadata/synaptic_delay_steps", 5),
                                                     "delay5.r2c"), "synaptic delay cannot be represented",
          outputs=("delay5.r2c",)),

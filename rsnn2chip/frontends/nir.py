@@ -155,15 +155,24 @@ def check_nir_nodes(path: Path) -> None:
 
 
 def resolve_dt(nir_graph, dt: float | None) -> float:
-    for value in (dt, (nir_graph.metadata or {}).get("dt"), os.environ.get(DT_ENV), DEFAULT_DT):
+    # (where the value came from, the value, how to fix it there), in the order docs/interop.md gives
+    sources = (("the dt argument", dt, "pass dt=, the network's training time step in seconds"),
+               ("the graph's metadata 'dt'", (nir_graph.metadata or {}).get("dt"),
+                f"write the graph with metadata['dt'] set to its training time step in seconds, or without it and "
+                f"set ${DT_ENV}"),
+               (f"${DT_ENV}", os.environ.get(DT_ENV), f"set ${DT_ENV} to the training time step in seconds, or unset it"),
+               ("the default", DEFAULT_DT, ""))
+    for where, value, fix in sources:
         if value is not None:
             try:
-                value = float(np.asarray(value).ravel()[0]) if not isinstance(value, str) else float(value)
+                number = float(np.asarray(value).ravel()[0]) if not isinstance(value, str) else float(value)
             except (IndexError, TypeError, ValueError):
-                raise ModelError("dt must be a positive number", resource="dt", found=repr(value)[:60]) from None
-            if not np.isfinite(value) or value <= 0:
-                raise ModelError("dt must be a positive number", resource="dt", found=value)
-            return value
+                number = None
+            if number is None or not np.isfinite(number) or number <= 0:
+                raise ModelError("dt must be a positive number", where=where, resource="dt", found=repr(value)[:60],
+                                 allowed="a finite time step in seconds > 0 (snnTorch writes 1e-4, Norse 1e-3)",
+                                 fix=fix)
+            return number
     raise AssertionError("unreachable")
 
 
@@ -240,7 +249,8 @@ def _no_reset_value(where: str, node, problems: list[Problem]) -> None:
     v_reset = getattr(node, "v_reset", None)  # NIR >= 1.0.6 has it; Loihi resets to zero only
     if v_reset is not None and np.any(_arr(v_reset) != 0):
         problems.append(Problem("Loihi resets the voltage to zero only", where=where, resource="v_reset",
-                                found=float(_arr(v_reset)[_arr(v_reset) != 0][0]), allowed=0))
+                                found=float(_arr(v_reset)[_arr(v_reset) != 0][0]), allowed=0,
+                                fix="train with v_reset = 0 (snnTorch: reset_mechanism='zero')"))
 
 
 def _cuba_lif(where: str, node, dt: float) -> NeuronImport:
@@ -353,7 +363,9 @@ class _Importer:
 
     def nonfinite(self, name: str, p: NeuronImport) -> list[Problem]:
         values = {"r / w_in (input gain)": p.gain, "v_leak (bias)": p.bias, "v_threshold": p.threshold}
-        return [Problem(f"{label} must be finite", where=self.where(name), found=float(v[~np.isfinite(v)][0]))
+        return [Problem(f"{label} must be finite", where=self.where(name), found=float(v[~np.isfinite(v)][0]),
+                        allowed="finite numbers", fix="export again from a trained model without NaN or infinite "
+                                                      "parameters (a diverged training run leaves them)")
                 for label, v in values.items() if v is not None and not np.all(np.isfinite(v))]
 
     # ---- sizes

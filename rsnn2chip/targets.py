@@ -348,18 +348,22 @@ def _build(data: dict, origin: str) -> Target:
 # --------------------------------------------------------------------------- files and extends
 
 def _read_toml(path: Path) -> dict:
+    # One fix for every way the file can be unreadable: start again from a target that works.
+    fix = f"pass a target name (`rsnn2chip targets` lists them) or a TOML file like those in {targets_dir()}"
     try:
         return tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise TargetError("target file not found", file=str(path)) from None
+        raise TargetError("target file not found", file=str(path), fix=fix) from None
     except IsADirectoryError:
-        raise TargetError("target path is a directory, not a .toml file", file=str(path)) from None
+        raise TargetError("target path is a directory, not a .toml file", file=str(path), fix=fix) from None
     except UnicodeDecodeError as exc:
-        raise TargetError(f"target file is not UTF-8 text ({exc.reason})", file=str(path)) from None
+        raise TargetError(f"target file is not UTF-8 text ({exc.reason})", file=str(path),
+                          where=f"byte {exc.start}", fix="save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
-        raise TargetError(f"target file is not valid TOML: {exc}", file=str(path)) from None
+        raise TargetError(f"target file is not valid TOML: {exc}", file=str(path), allowed="TOML 1.0 (toml.io)",
+                          fix="correct the place the message names; " + fix) from None
     except OSError as exc:
-        raise TargetError(f"cannot read the target file ({exc.strerror or exc})", file=str(path)) from None
+        raise TargetError(f"cannot read the target file ({exc.strerror or exc})", file=str(path), fix=fix) from None
 
 
 def _merge(base: dict, override: dict) -> dict:

@@ -107,15 +107,17 @@ def npy_header(handle, file: str, where: str, error: type[R2CError],
         # numpy parses the header with Python's tokenizer: a damaged one can end inside a bracket.
         raise error(f"not a readable .npy array ({exc})", file=file, where=where,
                     fix="write arrays with numpy.save / numpy.savez") from None
+    allowed = "plain " + ", ".join({"b": "bool", "i": "int", "u": "uint", "f": "float", "U": "str"}[k] for k in kinds)
+    convert = "save it as a plain numeric array, e.g. numpy.save(path, np.asarray(x, np.float32))"
     if dtype.hasobject:
         raise error("array holds Python objects, which are never unpickled", file=file, where=where,
-                    found=f"dtype {dtype}", allowed="numeric or bool arrays")
+                    found=f"dtype {dtype}", allowed=allowed, fix=convert)
     if dtype.kind not in kinds or dtype.fields is not None or dtype.subdtype is not None:
         raise error("array has an unsupported dtype", file=file, where=where, found=f"dtype {dtype}",
-                    allowed="plain " + ", ".join({"b": "bool", "i": "int", "u": "uint", "f": "float",
-                                                   "U": "str"}[k] for k in kinds))
+                    allowed=allowed, fix=convert)
     if not all(isinstance(n, int) and n >= 0 for n in shape):
-        raise error("array header declares an invalid shape", file=file, where=where, found=shape)
+        raise error("array header declares an invalid shape", file=file, where=where, found=shape,
+                    fix="write arrays with numpy.save / numpy.savez")
     nbytes = int(np.prod([int(n) for n in shape], dtype=object)) * dtype.itemsize
     check_fits(nbytes, f"array {where} of shape {shape} and dtype {dtype}", file=file, error=error)
     return tuple(shape), dtype, fortran

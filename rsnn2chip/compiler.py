@@ -14,7 +14,7 @@ from typing import Callable
 import networkx as nx
 
 from rsnn2chip.artifact import CompiledNetwork, provenance_for
-from rsnn2chip.errors import DesignRuleError, Problem
+from rsnn2chip.errors import DesignRuleError, Problem, about_file
 from rsnn2chip.frontends import load_network
 from rsnn2chip.passes import checks
 from rsnn2chip.passes.mapping import MappingResult
@@ -106,6 +106,7 @@ def compile_file(model_path: str | Path, target: Target, **kwargs) -> CompiledNe
     # Recorded so eval encodes inputs as training did and verify re-quantizes with the same settings.
     provenance = provenance_for(model_path, target=target.name, mapper=kwargs.get("mapper", "greedy"),
                                 quantization=dataclasses.asdict(qcfg), **graph.graph.get("training", {}))
-    compiled = compile_graph(graph, target, provenance=provenance, **kwargs)
+    with about_file(model_path):  # the passes see a graph; what they refuse is in this file
+        compiled = compile_graph(graph, target, provenance=provenance, **kwargs)
     compiled.warnings = import_warnings(model_path, caught) + compiled.warnings
     return compiled

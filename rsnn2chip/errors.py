@@ -97,6 +97,11 @@ class InputError(R2CError):
     """Run-time input (spike arrays, datasets) of the wrong shape or content."""
 
 
+class SpikeCountsError(InputError):
+    """Measured spike counts (``compile --spike-counts``) that do not fit the network; the compile command
+    names their file, which the pass that reads them does not know."""
+
+
 class ModelError(R2CError):
     """A network that cannot be expressed on the target (bad parameters, topology)."""
 

@@ -747,6 +747,8 @@ CASES += [
          outputs=("sc.r2c",)),
     Case("spike-counts-nan", lambda d: _compile_with_counts(d, "sc-nan.npy", np.r_[np.ones(14), np.nan]),
          "sc-nan.npy", outputs=("sc.r2c",)),
+    Case("spike-counts-length", lambda d: _compile_with_counts(d, "sc-len.npy", np.ones(5)), "sc-len.npy",
+         outputs=("sc.r2c",)),
     Case("spike-counts-negative", lambda d: _compile_with_counts(d, "sc-neg.npy", np.r_[np.ones(14), -1.0]),
          "sc-neg.npy", outputs=("sc.r2c",)),
     Case("data-not-trained-on", lambda d: [

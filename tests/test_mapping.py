@@ -10,7 +10,7 @@ import scipy.sparse as sp
 
 from rsnn2chip import ir
 from rsnn2chip.compiler import compile_graph
-from rsnn2chip.errors import DesignRuleError, ModelError, TargetError
+from rsnn2chip.errors import DesignRuleError, SpikeCountsError, TargetError
 from rsnn2chip.neurons.cuba_lif import CubaLIF
 from rsnn2chip.passes import checks
 from rsnn2chip.passes.partition import MAPPERS, Packer, choose, partition, repair
@@ -397,9 +397,9 @@ def test_spike_counts_weigh_traffic_and_are_validated():
     assert cores.graph["hop_weighted_spikes"] == sum(e["spikes"] * e["hops"] for *_, e in cores.edges(data=True))
     by_name = network_demand(graph, spike_counts={"l0": np.full(64, 5.0)})
     assert np.array_equal(by_name.source_weight[:n_lif], spikes)
-    with pytest.raises(ModelError, match="wrong length"):
+    with pytest.raises(SpikeCountsError, match="wrong length"):
         network_demand(graph, spike_counts=np.ones(3))
-    with pytest.raises(ModelError, match="unknown population"):
+    with pytest.raises(SpikeCountsError, match="unknown population"):
         network_demand(graph, spike_counts={"nope": [1]})
 
 

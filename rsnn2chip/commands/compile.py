@@ -7,7 +7,7 @@ from rich.table import Table
 
 from rsnn2chip import argtypes, artifact
 from rsnn2chip.compiler import PASSES, compile_file
-from rsnn2chip.errors import InputError
+from rsnn2chip.errors import InputError, SpikeCountsError
 from rsnn2chip.fileio import check_distinct_paths, check_output_file
 from rsnn2chip.passes.partition import MAPPERS
 from rsnn2chip.passes.quantize import QuantizationConfig
@@ -69,8 +69,14 @@ def run(args, out) -> int:
             progress.update(task, description=name, advance=1)
 
         spikes = _load_spike_counts(args.spike_counts) if args.spike_counts else None
-        compiled = compile_file(args.model, target, mapper=args.mapper, qcfg=qcfg, on_pass=on_pass,
-                                spike_counts=spikes)
+        try:
+            compiled = compile_file(args.model, target, mapper=args.mapper, qcfg=qcfg, on_pass=on_pass,
+                                    spike_counts=spikes)
+        except SpikeCountsError as exc:  # the problem is in the counts' file, not in the model named so far
+            for problem in exc.problems:
+                problem.file = args.spike_counts
+            exc.args = (exc.render(),)
+            raise
         progress.update(task, description="writing artifact", advance=1)
         artifact.save(compiled, output)
     info = compiled.cores.graph

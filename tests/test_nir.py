@@ -285,6 +285,15 @@ def test_refusals_name_the_node():
     assert "node lif (CubaLIF)" in text and "tau_syn must be finite and at least dt" in text
 
 
+def test_a_second_output_is_kept_and_the_readout_named():
+    g = norse_style_graph()
+    g.nodes["output2"] = nir.Output(np.array([g.nodes["lif"].tau_mem.shape[0]]))
+    g.edges.append(("lif", "output2"))
+    with pytest.warns(UserWarning, match="2 Output populations"):
+        imported = nir_frontend.graph_from_nir(g, dt=DT)
+    assert len(imported.graph["outputs"]) == 2 and imported.graph["output"] == imported.graph["outputs"][0]
+
+
 def test_algebraic_loop_and_dangling_output_refused():
     loop = nir.NIRGraph(nodes={"input": nir.Input(np.array([2])), "a": nir.Linear(np.eye(2)),
                                "b": nir.Linear(np.eye(2)),

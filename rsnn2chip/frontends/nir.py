@@ -482,6 +482,10 @@ class _Importer:
         for proj in projections:
             ir.add_projection(self.graph, proj)
         self.notes += self.recorded_conventions()
+        if len(outputs) > 1:
+            self.notes.append(f"the graph has {len(outputs)} Output populations ({', '.join(outputs)}); the readout "
+                              f"(eval's accuracy, run's predicted class) reads the first, {outputs[0]}; all stay in "
+                              "the network and in NIR export")
         offsets = self.time_offsets()
         self.graph.graph.update(output=outputs[0] if outputs else None, outputs=outputs, source_format="nir",
                                 nir={"dt": self.dt, "nonspiking": nonspiking, "notes": self.notes,

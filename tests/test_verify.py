@@ -98,7 +98,8 @@ def test_user_errors_exit_2(normal, tmp_path, capsys):
     x = tmp_path / "x.npy"
     np.save(x, random_spikes(0, 10, 8))
     assert main(["verify", str(other), str(art), "--input", str(x)]) == 2
-    assert "layers are not the artifact's populations" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the model and the artifact are not the same network" in err and "in the model" in err
     assert main(["verify", str(model), str(art), "--input", str(tmp_path / "missing.npy")]) == 2
 
 

@@ -52,6 +52,25 @@ def _divergence_line(pair: dict) -> str:
             f"{pair['a']}={int(d[pair['a']])}, {pair['b']}={int(d[pair['b']])}\n  why: {d['why']}")
 
 
+def check_pair(model_path: str, art, artifact_path: str) -> list[str]:
+    """Refuse a model and an artifact that cannot be one network (differences would be the files', not the
+    compiler's); a note where the model is not the very file the artifact was compiled from (a copy, or the
+    .nir exported from it, can still be the same network)."""
+    source, compiled_from = load_network(model_path), art.provenance.get("source", "?")
+    for kind, what in (("input", "input channels"), ("lif", "neurons")):
+        in_model, in_artifact = ir.total_neurons(source, kind), ir.total_neurons(art.graph, kind)
+        if in_model != in_artifact:
+            raise InputError("the model and the artifact are not the same network", file=model_path, where=what,
+                             found=f"{in_model} in the model, {in_artifact} in {artifact_path}",
+                             allowed="the same network on both sides",
+                             fix=f"pass the model {artifact_path} was compiled from ({compiled_from}), or compile "
+                                 f"this one: rsnn2chip compile {model_path}")
+    if artifact.sha256_file(model_path) != art.provenance.get("source_sha256"):
+        return [f"{model_path} is not the file {artifact_path} was compiled from ({compiled_from}): where they "
+                "differ, the cause may be the files and not the compiler"]
+    return []
+
+
 def run(args, out) -> int:
     model_path, artifact_path = (args.model, args.artifact) if args.artifact else (None, args.model)
     if model_path is not None and model_path.endswith(".r2c"):
@@ -59,6 +78,7 @@ def run(args, out) -> int:
                          fix=f"rsnn2chip verify MODEL {model_path} --input X.npy, or just "
                              f"rsnn2chip verify {model_path} --input X.npy")
     art = artifact.load(artifact_path)
+    pair_notes = check_pair(model_path, art, artifact_path) if model_path is not None else []
     is_checkpoint = model_path is not None and checkpoint_frontend.sniff(model_path)
 
     def training(notes: list) -> dict:  # the checkpoint records its training run; else the artifact may
@@ -81,7 +101,7 @@ def run(args, out) -> int:
         busy = out.err.status("running the float IR, reference and Lava", spinner="dots")
         with contextlib.nullcontext() if args.json else busy:
             result = verify_compiled(art, x, args.steps, source_graph=source, lava_options=lava_options)
-    result.warnings = input_notes + result.warnings
+    result.warnings = pair_notes + input_notes + result.warnings
     traces = result.readout.get("identical_trace", {})
     status = 0 if result.lava_matches_reference and traces.get("reference/lava", True) else 1
     if args.json:

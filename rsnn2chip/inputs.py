@@ -158,7 +158,8 @@ def load(args, training, n_input: int, network_file) -> tuple[np.ndarray, list[s
         return x, notes
     index, split = args.index or 0, args.split or "test"
     if index < 0:
-        raise InputError("--index must be >= 0", found=index)
+        raise InputError("--index must be >= 0", found=index, allowed="0 .. the split's samples - 1",
+                         fix="count samples from 0")
     data = load_as_trained(args.data, split, training(notes), network_file, limit=index + 1)
     if index >= len(data):
         raise InputError("--index is past the end of the split", found=index,

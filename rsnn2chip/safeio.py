@@ -92,9 +92,10 @@ def read_member(z: zipfile.ZipFile, name: str, file: str, error: type[R2CError] 
 NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats: all any of our formats holds
 
 
-def npy_header(handle, file: str, where: str, error: type[R2CError],
-               kinds: str = NUMERIC_KINDS) -> tuple[tuple[int, ...], np.dtype, bool]:
-    """``(shape, dtype, fortran_order)`` from a ``.npy`` header, validated; the handle is left at the data."""
+def npy_header(handle, file: str, where: str, error: type[R2CError], kinds: str = NUMERIC_KINDS,
+               fix: str | None = None) -> tuple[tuple[int, ...], np.dtype, bool]:
+    """``(shape, dtype, fortran_order)`` from a ``.npy`` header, validated; the handle is left at the data.
+    ``fix``: the caller's advice for a refused dtype (how its kind of file is written), else a generic one."""
     try:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -108,7 +109,7 @@ def npy_header(handle, file: str, where: str, error: type[R2CError],
         raise error(f"not a readable .npy array ({exc})", file=file, where=where,
                     fix="write arrays with numpy.save / numpy.savez") from None
     allowed = "plain " + ", ".join({"b": "bool", "i": "int", "u": "uint", "f": "float", "U": "str"}[k] for k in kinds)
-    convert = "save it as a plain numeric array, e.g. numpy.save(path, np.asarray(x, np.float32))"
+    convert = fix or "save it as a plain numeric array, e.g. numpy.save(path, np.asarray(x, np.float32))"
     if dtype.hasobject:
         raise error("array holds Python objects, which are never unpickled", file=file, where=where,
                     found=f"dtype {dtype}", allowed=allowed, fix=convert)
@@ -123,8 +124,9 @@ def npy_header(handle, file: str, where: str, error: type[R2CError],
     return tuple(shape), dtype, fortran
 
 
-def _read_npy(handle, file: str, where: str, error: type[R2CError], kinds: str = NUMERIC_KINDS) -> np.ndarray:
-    shape, dtype, fortran = npy_header(handle, file, where, error, kinds)
+def _read_npy(handle, file: str, where: str, error: type[R2CError], kinds: str = NUMERIC_KINDS,
+              fix: str | None = None) -> np.ndarray:
+    shape, dtype, fortran = npy_header(handle, file, where, error, kinds, fix)
     count = int(np.prod(shape, dtype=np.int64))
     array = np.empty(count, dtype=dtype)
     buffer, got = memoryview(array.view(np.uint8)), 0
@@ -141,7 +143,7 @@ def load_npy(path: str | Path, what: str, error: type[R2CError] = InputError, fi
     """A ``.npy`` file; its header is checked (dtype, shape, size) before the data is read."""
     path = check_readable_file(path, what, error, fix)
     with path.open("rb") as handle:
-        return _read_npy(handle, str(path), path.name, error)
+        return _read_npy(handle, str(path), path.name, error, fix=fix)
 
 
 def load_npz_bytes(payload: bytes, file: str, error: type[R2CError] = InputError) -> dict[str, np.ndarray]:
@@ -160,10 +162,11 @@ def load_npz(path: str | Path, what: str, error: type[R2CError] = InputError, fi
         raise error(f"{what} is not a readable .npz file (not a zip archive)", file=str(path),
                     fix=fix or "write it with numpy.savez")
     with path.open("rb") as handle:
-        return _load_npz(handle, str(path), error, keys, kinds)
+        return _load_npz(handle, str(path), error, keys, kinds, fix)
 
 
-def _load_npz(handle, file: str, error: type[R2CError], keys=None, kinds: str = NUMERIC_KINDS) -> dict[str, np.ndarray]:
+def _load_npz(handle, file: str, error: type[R2CError], keys=None, kinds: str = NUMERIC_KINDS,
+              fix: str | None = None) -> dict[str, np.ndarray]:
     try:
         with zipfile.ZipFile(handle) as z:
             check_zip_members(z, file, error)
@@ -177,7 +180,7 @@ def _load_npz(handle, file: str, error: type[R2CError], keys=None, kinds: str = 
             arrays = {}
             for name in names:
                 with z.open(name) as member:
-                    arrays[name[:-4]] = _read_npy(member, file, name[:-4], error, kinds)
+                    arrays[name[:-4]] = _read_npy(member, file, name[:-4], error, kinds, fix)
             return arrays
     except ZIP_READ_ERRORS as exc:
         raise error(f"not a readable .npz archive ({type(exc).__name__}: {exc})", file=file,

@@ -375,7 +375,7 @@ CASES: list[Case] = [
     Case("train-unknown-target", lambda d: _train(d, target="nope"), "unknown target", outputs=("trained.pt",)),
     Case("npz-one-class", lambda d: _train(d, data=np.savez(
         d / "oneclass.npz", X=np.ones((400, 6), np.float32), lengths=np.full(40, 10, np.int64),
-        y=np.full(40, 3, np.int64)) or d / "oneclass.npz"), "at least two classes", outputs=("trained.pt",)),
+        y=np.zeros(40, np.int64)) or d / "oneclass.npz"), "at least two classes", outputs=("trained.pt",)),
     Case("npz-sample-too-long", lambda d: _train(d, data=np.savez(
         d / "toolong.npz", events=np.zeros((1, 2), np.int64), sample_index=np.zeros(1, np.int64),
         lengths=np.array([300_000] + [10] * 39, np.int64), y=np.arange(40, dtype=np.int64) % 2,

@@ -1,3 +1,4 @@
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -5,7 +6,7 @@ from pathlib import Path
 from rich.console import Console
 
 from rsnn2chip import activity, argtypes, artifact
-from rsnn2chip.errors import InputError
+from rsnn2chip.errors import InputError, about_file
 from rsnn2chip.report import build
 from rsnn2chip.fileio import atomic_directory, atomic_write_bytes as write_file, json_text
 from rsnn2chip.viz import figures, html, text
@@ -36,7 +37,8 @@ def _image_formats(value: str) -> tuple[str, ...]:
     fmts = tuple(f.strip() for f in value.split(",") if f.strip())
     bad = [f for f in fmts if f not in IMAGE_FORMATS]
     if bad:
-        raise InputError("unknown picture format", found=bad, allowed=", ".join(IMAGE_FORMATS))
+        raise InputError("unknown picture format", where="--image-formats", found=bad, allowed=", ".join(IMAGE_FORMATS),
+                         fix=f"--image-formats {','.join(IMAGE_FORMATS)} (or a subset; empty for none)")
     return fmts
 
 
@@ -93,7 +95,9 @@ FORMATS = {"text": write_text, "json": write_json, "html": write_html}
 def run(args, out) -> int:
     art = artifact.load(args.artifact)
     act = activity.load(args.activity) if args.activity else None
-    rep = build(art, act)
+    # What build refuses, once the artifact has loaded, is the activity: that it is not this network's.
+    with about_file(args.activity) if act is not None else contextlib.nullcontext():
+        rep = build(art, act)
     fmt = "json" if args.json else args.format
     _image_formats(args.image_formats)  # a bad list is refused before anything is written
     source = Path(args.artifact)

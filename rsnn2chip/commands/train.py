@@ -90,7 +90,8 @@ def run(args, out) -> int:
     if args.neuron == "softlif":
         return run_softlif(args, out)
     if args.noise:
-        raise InputError("--noise applies only to --neuron softlif", found=args.noise)
+        raise InputError("--noise applies only to --neuron softlif", found=f"--noise {args.noise:g}",
+                         fix="drop --noise, or add --neuron softlif")
     if args.epochs and args.steps:
         raise InputError("give --epochs or --steps, not both", found=f"--epochs {args.epochs} --steps {args.steps}")
     arch = read_arch(args.arch)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from rsnn2chip.data import events, fsdd, images, npz, tonic_loaders
 from rsnn2chip.data.common import SPLITS, Batch, LazySamples, SpikeData, carve_validation_from, stratified_split
 from rsnn2chip.errors import InputError
@@ -79,19 +77,19 @@ def load_splits(name_or_path: str | Path, limit: int | None = None,
         test.samples[0]
     for data in (train, val, test):
         check_train_lengths(data.lengths, data.split, str(name_or_path))
-    require_classes((train, val, test), name_or_path)
+    require_classes(train, name_or_path)
     if not len(val):
         train, val = carve_validation_from(train)
     return train, val, test
 
 
-def require_classes(splits, source) -> None:
-    """At least two labels among the splits' samples: a one-class model learns nothing and scores 1.0."""
-    labels = np.unique(np.concatenate([np.asarray(data.labels, np.int64) for data in splits]))
-    if labels.size < 2:
+def require_classes(data: SpikeData, source) -> None:
+    """At least two classes: a one-class model learns nothing and scores 1.0. ``n_classes`` counts the data set's
+    classes (a file's: its largest label + 1), not those a --limit leaves, so a small limit stays allowed."""
+    if data.n_classes < 2:
         raise InputError("training needs samples of at least two classes", file=str(source), where="labels",
-                         found=f"every sample is class {int(labels[0])}", allowed="2 or more classes",
-                         fix="add samples of the other classes (docs/data.md), or a larger --limit")
+                         found="every label is 0", allowed="labels 0..K-1 with K >= 2",
+                         fix="label the samples of each class with its own number (docs/data.md)")
 
 
 def require_samples(data: SpikeData, split: str, source) -> SpikeData:

@@ -5,7 +5,7 @@ import zipfile
 from pathlib import Path
 
 from rsnn2chip import argtypes, artifact
-from rsnn2chip.errors import ModelError
+from rsnn2chip.errors import ModelError, about_file
 from rsnn2chip.fileio import check_distinct_paths, check_output_file
 from rsnn2chip.safeio import ZIP_READ_ERRORS
 from rsnn2chip.exporters import EXPORTERS, export, exporter
@@ -59,7 +59,8 @@ def run(args, out) -> int:
     graph, target = source(path, args.format)
     options = {"dt": args.dt, "values": args.values} if args.format == "nir" else \
         {"target": target, "exact": args.exact}
-    summary = export(graph, output, args.format, **options)
+    with about_file(path):  # what the exporter refuses is in the network read from this file
+        summary = export(graph, output, args.format, **options)
     if args.json:
         out.json(summary)
         return 0

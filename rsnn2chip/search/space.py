@@ -236,28 +236,34 @@ def _section(cls, raw, where: str) -> tuple[object, list[Problem]]:
     defaults, values, problems = cls(), {}, []
     for key, value in raw.items():
         default = getattr(defaults, key)
-        if isinstance(default, tuple):
-            ok = isinstance(value, (list, tuple)) and len(value) == len(default) \
-                and all(_numeric(v) for v in value)
-            value = tuple(float(v) for v in value) if ok else value
-        elif isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        elif isinstance(default, float):
-            ok = _numeric(value) and value >= 0
-            value = float(value) if ok else value
-        elif default is None:  # an optional count: None means "the training recipe decides"
-            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
-        else:
-            ok = isinstance(value, type(default))
+        ok, value, allowed = _accepts(default, value)
         if not ok:
             problems.append(Problem(f"bad value for {where}.{key}", where=f"space.{where}.{key}", found=repr(value),
-                                    allowed=f"like the default {default!r}"))
+                                    allowed=f"{allowed} (default {default!r})",
+                                    fix="see examples/search/space_fsdd.yaml"))
         values[key] = value
     if problems:
         return cls(), problems
     return cls(**values), []
+
+
+def _accepts(default, value) -> tuple[bool, object, str]:
+    """``(ok, value as stored, what is allowed)`` for a key of a space section whose default is ``default``:
+    the default's type says what the key takes."""
+    if isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and len(value) == len(default) and all(_numeric(v) for v in value)
+        return ok, tuple(float(v) for v in value) if ok else value, f"a list of {len(default)} finite numbers"
+    if isinstance(default, bool):
+        return isinstance(value, bool), value, "true or false"
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0, value, "an integer >= 0"
+    if isinstance(default, float):
+        ok = _numeric(value) and value >= 0
+        return ok, float(value) if ok else value, "a finite number >= 0"
+    if default is None:  # an optional count: None means "the training recipe decides"
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+        return ok, value, "an integer >= 1, or null (the training recipe decides)"
+    return isinstance(value, type(default)), value, f"a {type(default).__name__}"
 
 
 def _numeric(value) -> bool:

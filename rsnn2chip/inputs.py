@@ -63,8 +63,9 @@ def load_as_trained(name_or_path, split: str, trained: dict, network_file, limit
 
 
 def add_arguments(parser, what: str = "run") -> None:
-    parser.add_argument("--input", type=argtypes.path_text, help=".npy of 0/1 spikes, or of real-valued features that are encoded as in "
-                                        "training; shape (T, channels) or (batch, T, channels)")
+    parser.add_argument("--input", type=argtypes.path_text,
+                        help=".npy of 0/1 spikes, or of real-valued features that are encoded as in training; shape "
+                             "(T, channels) or (batch, T, channels)")
     parser.add_argument("--data", help=f"{what} sample --index of this data set instead (encoded as in training)")
     # Defaults applied in load(): None says the option was not given, which --input must not be given with.
     parser.add_argument("--index", type=int, help="with --data: which sample (default 0)")

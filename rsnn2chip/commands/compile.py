@@ -22,7 +22,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("model", help="model file: a checkpoint from `rsnn2chip train` (model.pt), a lava-dl netx HDF5 "
                         "(.net) or a NIR graph (.nir)")
     parser.add_argument("--target", default="loihi2-sim", help="target name in targets/ or a .toml path")
-    parser.add_argument("-o", "--output", type=argtypes.path_text, help="artifact path (default: MODEL with suffix .r2c)")
+    parser.add_argument("-o", "--output", type=argtypes.path_text,
+                        help="artifact path (default: MODEL with suffix .r2c)")
     parser.add_argument("--mapper", default="greedy", choices=sorted(MAPPERS),
                         help="core partitioner: greedy (contiguous in IR order, fastest), rcm (contiguous in a "
                              "graph locality order), metis (graph partition), auto (runs all three; keeps the fewest "

@@ -20,7 +20,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("artifact", help="compiled network (.r2c); for --format nir also any model file "
                                          "rsnn2chip reads (model.pt, .nir, .net)")
     parser.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="output format")
-    parser.add_argument("-o", "--output", type=argtypes.path_text, help="output path (default: ARTIFACT with the format's suffix)")
+    parser.add_argument("-o", "--output", type=argtypes.path_text,
+                        help="output path (default: ARTIFACT with the format's suffix)")
     parser.add_argument("--dt", type=argtypes.positive_float, default=DEFAULT_DT,
                         help="NIR only: time step in seconds the time constants are written for (default %(default)g)")
     parser.add_argument("--values", choices=("float", "deployed"), default="float",

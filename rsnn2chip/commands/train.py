@@ -30,7 +30,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("-o", "--output", required=True,
                         help="checkpoint to write: the best model on validation, rewritten at each of the run's ~40 "
                              "validations that improves on it, and at the end")
-    parser.add_argument("--metrics", type=argtypes.path_text, help="metrics JSON (default: OUTPUT with suffix .metrics.json)")
+    parser.add_argument("--metrics", type=argtypes.path_text,
+                        help="metrics JSON (default: OUTPUT with suffix .metrics.json)")
     parser.add_argument("--epochs", type=argtypes.positive_int, default=None,
                         help=f"train exactly this many epochs (default: a budget of {defaults.budget_epochs} epochs "
                              f"clamped to {defaults.min_steps}..{defaults.max_steps} optimizer steps, with early "

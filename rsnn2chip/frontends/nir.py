@@ -160,7 +160,8 @@ def resolve_dt(nir_graph, dt: float | None) -> float:
                ("the graph's metadata 'dt'", (nir_graph.metadata or {}).get("dt"),
                 f"write the graph with metadata['dt'] set to its training time step in seconds, or without it and "
                 f"set ${DT_ENV}"),
-               (f"${DT_ENV}", os.environ.get(DT_ENV), f"set ${DT_ENV} to the training time step in seconds, or unset it"),
+               (f"${DT_ENV}", os.environ.get(DT_ENV),
+                f"set ${DT_ENV} to the training time step in seconds, or unset it"),
                ("the default", DEFAULT_DT, ""))
     for where, value, fix in sources:
         if value is not None:

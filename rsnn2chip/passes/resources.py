@@ -125,24 +125,25 @@ def spike_weights(demand_like: tuple[dict, dict, int, int], spike_counts) -> np.
                 lo, hi = (n_lif + s for s in input_slices[name])
             else:
                 raise SpikeCountsError("spike counts name an unknown population", found=name,
-                                 allowed=", ".join([*lif_slices, *input_slices]),
-                                 fix="key spike counts by population name")
+                                       allowed=", ".join([*lif_slices, *input_slices]),
+                                       fix="key spike counts by population name")
             counts = np.asarray(counts, np.float64).ravel()
             if counts.size != hi - lo:
                 raise SpikeCountsError("spike counts have the wrong length", where=f"population {name}",
-                                 found=counts.size, allowed=hi - lo, fix="give one count per neuron")
+                                       found=counts.size, allowed=hi - lo, fix="give one count per neuron")
             out[lo:hi] = counts
     else:
         counts = np.asarray(spike_counts, np.float64).ravel()
         if counts.size not in (n_lif, n_lif + n_input):
             raise SpikeCountsError("spike counts have the wrong length", where="all LIF neurons in population order",
-                             found=counts.size, allowed=f"{n_lif} (LIF neurons) or {n_lif + n_input} (+ inputs)",
-                             fix="give one count per neuron, LIF populations first in IR order")
+                                   found=counts.size, allowed=f"{n_lif} (LIF neurons) or {n_lif + n_input} (+ inputs)",
+                                   fix="give one count per neuron, LIF populations first in IR order")
         out[:counts.size] = counts
     bad = np.flatnonzero(~np.isfinite(out) | (out < 0))
     if bad.size:
-        raise SpikeCountsError("spike counts must be finite and >= 0", where=f"source {bad[0]} (LIF neurons, then inputs)",
-                         found=float(out[bad[0]]), fix="pass counts of spikes per neuron")
+        raise SpikeCountsError("spike counts must be finite and >= 0",
+                               where=f"source {bad[0]} (LIF neurons, then inputs)",
+                               found=float(out[bad[0]]), fix="pass counts of spikes per neuron")
     return out
 
 

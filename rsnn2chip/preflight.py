@@ -80,12 +80,13 @@ MAX_TRAIN_STEPS = 200_000
 
 
 def check_train_lengths(lengths, split: str, file: str) -> None:
-    """Every sample of a training run's ``split`` (``lengths``: steps per sample, or None where unknown until the
-    samples are made) is short enough to train on."""
-    if lengths is None or not len(lengths) or int(max(lengths)) <= MAX_TRAIN_STEPS:
+    """Every sample of a training run's ``split`` is short enough to train on (``lengths``: an array of steps per
+    sample, or None where unknown until the samples are made)."""
+    longest = int(lengths.max()) if lengths is not None and len(lengths) else 0
+    if longest <= MAX_TRAIN_STEPS:
         return
     raise InputError("a sample is too long to train on", file=file, where=f"the {split} split's longest sample",
-                     resource="steps", found=f"{int(max(lengths)):,} time steps",
+                     resource="steps", found=f"{longest:,} time steps",
                      allowed=f"at most {MAX_TRAIN_STEPS:,}",
                      fix="crop or downsample the series, or split them into shorter samples (docs/data.md)")
 

@@ -256,7 +256,9 @@ def test_compile_exits_non_zero_and_json_lists_the_same_problems(tight_target_an
     with pytest.raises(DesignRuleError) as direct:
         compile_graph(load_network(model), load_target_file(toml))
     assert payload["error"] == "DesignRuleError"
-    assert payload["problems"] == json.loads(json.dumps([p.to_dict() for p in direct.value.problems]))
+    # The same problems, and the command names the model they were found in.
+    expected = [dict(p.to_dict(), file=str(model)) for p in direct.value.problems]
+    assert payload["problems"] == json.loads(json.dumps(expected))
     assert rules(payload["problems"]) == ["core_input_axons"] * 4
     assert not out.exists()
 

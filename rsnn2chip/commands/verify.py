@@ -52,11 +52,11 @@ def _divergence_line(pair: dict) -> str:
             f"{pair['a']}={int(d[pair['a']])}, {pair['b']}={int(d[pair['b']])}\n  why: {d['why']}")
 
 
-def check_pair(model_path: str, art, artifact_path: str) -> list[str]:
+def check_pair(model_path: str, source, art, artifact_path: str) -> list[str]:
     """Refuse a model and an artifact that cannot be one network (differences would be the files', not the
     compiler's); a note where the model is not the very file the artifact was compiled from (a copy, or the
-    .nir exported from it, can still be the same network)."""
-    source, compiled_from = load_network(model_path), art.provenance.get("source", "?")
+    .nir exported from it, can still be the same network). ``source``: the model's IR."""
+    compiled_from = art.provenance.get("source", "?")
     for kind, what in (("input", "input channels"), ("lif", "neurons")):
         in_model, in_artifact = ir.total_neurons(source, kind), ir.total_neurons(art.graph, kind)
         if in_model != in_artifact:
@@ -78,7 +78,8 @@ def run(args, out) -> int:
                          fix=f"rsnn2chip verify MODEL {model_path} --input X.npy, or just "
                              f"rsnn2chip verify {model_path} --input X.npy")
     art = artifact.load(artifact_path)
-    pair_notes = check_pair(model_path, art, artifact_path) if model_path is not None else []
+    source = load_network(model_path) if model_path is not None else None
+    pair_notes = check_pair(model_path, source, art, artifact_path) if model_path is not None else []
     is_checkpoint = model_path is not None and checkpoint_frontend.sniff(model_path)
 
     def training(notes: list) -> dict:  # the checkpoint records its training run; else the artifact may
@@ -97,7 +98,6 @@ def run(args, out) -> int:
         with contextlib.nullcontext() if args.json else busy:
             result = verify(model, art, x, args.steps, qcfg=qcfg, lava_options=lava_options, model_path=model_path)
     else:
-        source = load_network(model_path) if model_path is not None else None
         busy = out.err.status("running the float IR, reference and Lava", spinner="dots")
         with contextlib.nullcontext() if args.json else busy:
             result = verify_compiled(art, x, args.steps, source_graph=source, lava_options=lava_options)
